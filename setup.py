@@ -1,0 +1,76 @@
+import os
+
+from setuptools import find_namespace_packages, setup
+
+
+def read(*parts):
+    with open(os.path.join(os.path.dirname(__file__), *parts)) as f:
+        return f.read()
+
+
+setup(
+    name='zorg.live',
+    version='0.1.0.dev0',
+    description='Live pages for Zope component-architecture sites: '
+                'server push over SSE and long-poll without a worker '
+                'thread per open page',
+    long_description=read('README.txt') + '\n\n' + read('CHANGES.txt'),
+    long_description_content_type='text/x-rst',
+    license='ZPL-2.1',
+    classifiers=[
+        'Framework :: Zope :: 3',
+        'Programming Language :: Python :: 3',
+        'Programming Language :: Python :: 3.11',
+        'Programming Language :: Python :: 3.12',
+    ],
+    package_dir={'': 'src'},
+    packages=find_namespace_packages('src', include=['zorg.*']),
+    include_package_data=True,
+    package_data={'': ['*.txt', '*.zcml', '*.js', '*.css', '*.pt',
+                       '*.xml', '*.conf', '*.html', '*.png']},
+    zip_safe=False,
+    python_requires='>=3.11',
+    install_requires=[
+        'setuptools',
+        'zope.interface >= 6.0',
+        'zope.component >= 6.0',
+        'zope.configuration >= 5.0',
+        'zope.event >= 5.0',
+        'zope.publisher >= 7.0',
+        'zope.security >= 6.0',
+        'zope.browserpage >= 5.0',
+        'zope.browserresource >= 5.0',
+        'zope.traversing >= 5.0',
+        'zope.app.wsgi >= 5.0',
+        'zope.app.appsetup >= 5.0',
+        'zope.app.publication >= 5.0',
+        'zope.principalregistry >= 5.0',
+        'zope.securitypolicy >= 5.0',
+        'zope.testing >= 5.0',
+        'ZODB >= 6.0',
+        'ZConfig >= 4.0',
+        'waitress >= 3.0',
+        'uvicorn[standard] >= 0.30',
+        'a2wsgi >= 1.10',
+        'redis >= 5.0',
+        'PasteDeploy >= 3.0',
+    ],
+    extras_require={
+        'test': [
+            'pytest >= 8.0',
+            'zope.testrunner >= 6.0',
+            'playwright >= 1.40',
+        ],
+    },
+    entry_points={
+        'console_scripts': [
+            'zorg-live = zorg.live.server.runner:main',
+        ],
+        'paste.server_runner': [
+            'main = zorg.live.server.paste:serve',
+        ],
+        'paste.app_factory': [
+            'main = zorg.live.server.paste:app_factory',
+        ],
+    },
+)

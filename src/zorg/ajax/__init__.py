@@ -1,0 +1,1 @@
+"""zorg.ajax: the browser side of zorg.live (livepage.js)."""

@@ -1,0 +1,1 @@
+"""zorg.live: live pages for Zope component-architecture sites."""

@@ -1,0 +1,118 @@
+"""The in-memory broker: group logs in this process (the default).
+
+Positions are integers from one counter per broker, started from the clock
+in microseconds, so a restarted process never reuses an id that a page may
+still hold: a page that comes back with an id older than a log's base is
+told that it was not recovered instead of being silently resumed.
+
+Each group log keeps at most `historySize` entries; the position of the
+newest dropped entry (or of the log's creation) is its *base*. A reader at
+position p is complete when p >= base.
+"""
+
+import bisect
+import threading
+import time
+
+from zope.interface import implementer
+
+from zorg.live.interfaces import IBroker
+
+
+class GroupLog:
+    """The entries of one group, oldest first."""
+
+    __slots__ = ('base', 'positions', 'entries')
+
+    def __init__(self, base):
+        self.base = base
+        self.positions = []
+        self.entries = []
+
+    def latest(self):
+        return self.positions[-1] if self.positions else self.base
+
+
+@implementer(IBroker)
+class MemoryBroker:
+    """Group logs in a dict, guarded by one condition variable."""
+
+    def __init__(self, historySize=1000):
+        if historySize < 1:
+            raise ValueError('historySize must be at least 1')
+        self.historySize = historySize
+        self._cond = threading.Condition(threading.Lock())
+        self._logs = {}
+        self._counter = time.time_ns() // 1000
+        self._listeners = ()
+
+    def _log(self, group_id):
+        log = self._logs.get(group_id)
+        if log is None:
+            log = self._logs[group_id] = GroupLog(self._counter)
+        return log
+
+    def publish(self, group_id, encode, audience=None):
+        with self._cond:
+            self._counter += 1
+            position = self._counter
+            text = encode(str(position))
+            log = self._log(group_id)
+            log.positions.append(position)
+            log.entries.append((position, text, audience))
+            excess = len(log.positions) - self.historySize
+            # Trim in batches so that the cost per publish stays constant.
+            if excess >= max(1, self.historySize // 4):
+                log.base = log.positions[excess - 1]
+                del log.positions[:excess]
+                del log.entries[:excess]
+            self._cond.notify_all()
+        for listener in self._listeners:
+            listener((group_id,))
+        return position
+
+    def read(self, group_id, after, limit=1000):
+        with self._cond:
+            log = self._log(group_id)
+            recovered = after >= log.base
+            start = bisect.bisect_right(log.positions, after)
+            entries = log.entries[start:start + limit]
+        # Entries beyond historySize are still readable until the batch
+        # trim; a reader behind `base` has lost some, whatever it reads.
+        return entries, recovered
+
+    def latest(self, group_id):
+        with self._cond:
+            return self._log(group_id).latest()
+
+    def parsePosition(self, text):
+        text = str(text).strip()
+        if not text.isdigit() or len(text) > 30:
+            raise ValueError('event id must be a decimal number, got %r'
+                             % text[:40])
+        return int(text)
+
+    def formatPosition(self, position):
+        return str(position)
+
+    def addListener(self, callback):
+        with self._cond:
+            self._listeners = self._listeners + (callback,)
+
+    def removeListener(self, callback):
+        with self._cond:
+            self._listeners = tuple(
+                cb for cb in self._listeners if cb is not callback)
+
+    def waitFor(self, group_id, after, timeout):
+        with self._cond:
+            log = self._log(group_id)
+            return self._cond.wait_for(lambda: log.latest() > after, timeout)
+
+    def dropGroup(self, group_id):
+        with self._cond:
+            self._logs.pop(group_id, None)
+
+    def groupCount(self):
+        with self._cond:
+            return len(self._logs)

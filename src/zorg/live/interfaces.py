@@ -1,0 +1,270 @@
+"""Every contract of zorg.live, documented: the map of the package.
+
+Vocabulary (used the same way in code, docs and the wire protocol, see
+PROTOCOL.txt): a *page* is one open browser tab showing a LivePage; the
+server-side record of a page is its *client*; pages share events in a
+*group*; events are stored in the group's *log* held by the *broker*; a
+position in a log is an *event id*.
+"""
+
+from zope.interface import Attribute, Interface
+from zope.interface.interfaces import IObjectEvent
+from zope.browser.interfaces import IBrowserView
+
+
+class LiveError(Exception):
+    """Bad input from a page or a caller; carries the HTTP status to answer.
+
+    ``code`` is the machine-readable name (see PROTOCOL.txt, "Errors") and
+    the message says what the caller should do.
+    """
+
+    status = 400
+    code = 'bad-request'
+
+    def __init__(self, message):
+        super().__init__(message)
+        self.message = message
+
+    def asDict(self):
+        return {'error': self.code, 'message': self.message}
+
+
+class BadRequest(LiveError):
+    """Malformed or out-of-window input (400)."""
+
+
+class UnknownPage(LiveError):
+    """The page id is not known here (timed out, closed, server restarted)."""
+
+    status = 404
+    code = 'unknown-page'
+
+
+class Forbidden(LiveError):
+    """The request's principal is not the principal of the page (403)."""
+
+    status = 403
+    code = 'forbidden'
+
+
+class TooLarge(LiveError):
+    """A request body or an argument list over the configured limit (413)."""
+
+    status = 413
+    code = 'too-large'
+
+
+class IEvent(Interface):
+    """One message to pages: a type name plus JSON fields.
+
+    Events are encoded to JSON once per publish, not once per receiver.
+    """
+
+    name = Attribute("The event type, the 'event' field on the wire.")
+
+    def fields():
+        """The JSON-able fields of the event, without 'event' and 'id'."""
+
+
+class IAudience(Interface):
+    """Which pages of a group receive one published event."""
+
+    def accepts(client):
+        """True when `client` (an ILivePageClient) is meant to get it."""
+
+
+class IBroker(Interface):
+    """Where group logs live: appends, reads, history and wake-ups.
+
+    Positions (event ids) are opaque to everybody but the broker; they are
+    rendered as strings on the wire and parsed back with `parsePosition`.
+    A group log keeps a bounded history; a reader whose position fell out of
+    it is told so (`recovered` False) instead of silently skipping events.
+    """
+
+    def publish(group_id, encode, audience):
+        """Append one event to the group's log; return its position.
+
+        ``encode(event_id_text)`` returns the event's JSON text with that id
+        (the broker assigns ids, the caller owns the encoding). `audience`
+        is None (every page of the group) or a JSON-able dict understood by
+        zorg.live.page.audience. One append whatever the number of
+        receivers. Wakes the listeners.
+        """
+
+    def read(group_id, after, limit):
+        """Entries after position `after`: ``(entries, recovered)``.
+
+        `entries` is a list of (position, json_text, audience) in order,
+        at most `limit` long. `recovered` is False when events after
+        `after` were dropped from history (the reader missed some).
+        """
+
+    def latest(group_id):
+        """The position of the newest entry (or the log's base position)."""
+
+    def parsePosition(text):
+        """Parse a wire event id; ValueError when it is malformed."""
+
+    def formatPosition(position):
+        """The wire form (a string) of a position."""
+
+    def addListener(callback):
+        """Call ``callback(group_ids)`` after each publish, from any thread.
+
+        Used by event loops to wake their own waiters once per publish.
+        """
+
+    def removeListener(callback):
+        """Undo addListener."""
+
+    def waitFor(group_id, after, timeout):
+        """Block the calling thread until the log has entries after `after`
+        or `timeout` seconds pass; for threaded servers. No polling."""
+
+    def dropGroup(group_id):
+        """Forget a group's log (no page of the group is left)."""
+
+
+class ILivePageClient(Interface):
+    """The server-side record of one open page (one browser tab)."""
+
+    uuid = Attribute("The page id: 128 random bits, a capability.")
+    principal = Attribute("The id of the principal who rendered the page.")
+    title = Attribute("The principal's title (for presence).")
+    group_id = Attribute("The group of the page.")
+    presence = Attribute("True when the page receives join/leave events.")
+    delivery = Attribute("The page's IDelivery state.")
+    refreshInterval = Attribute(
+        "Seconds one output request is held before it answers idle.")
+    clientTimeout = Attribute(
+        "Seconds after the last request before a silent page is dropped.")
+    lastSeen = Attribute("time.monotonic() of the last request of the page.")
+
+    def touch():
+        """Record that the page asked for something now."""
+
+    def expired(now):
+        """True when the page has been silent for longer than clientTimeout."""
+
+
+class IDelivery(Interface):
+    """The delivery state of one page: outputNum, acknowledged, pending.
+
+    Sans-I/O: the long-poll path, the SSE path and the threaded fallback
+    all use it unchanged. See zorg.live.page.delivery for the rules.
+    """
+
+    acked = Attribute("Position up to which the page has applied events.")
+    nextNum = Attribute("The outputNum of the next fresh output request.")
+
+
+class ILivePageManager(Interface):
+    """The registry of open pages and the way events reach them.
+
+    One utility per process. Thread safe: called from worker threads and
+    from the event loop at the same time.
+    """
+
+    broker = Attribute("The IBroker holding the group logs.")
+
+    def register(client):
+        """Add a client; the first page of a principal in a group joins."""
+
+    def unregister(uuid, reason='closed'):
+        """Remove a client; the last page of a principal in a group leaves."""
+
+    def getClient(uuid):
+        """The client with this page id; raises UnknownPage (404)."""
+
+    def queryClient(uuid, default=None):
+        """The client with this page id, or `default`."""
+
+    def __iter__():
+        """Iterate over the registered clients (a snapshot)."""
+
+    def __len__():
+        """The number of registered clients."""
+
+    def whoIsOnline(group_id):
+        """Sorted ids of the principals with a page in the group."""
+
+    def isOnline(principal_id):
+        """True when the principal has a page in any group."""
+
+    def getClientsFor(principal_id, group_id=None):
+        """The clients of a principal, in one group or in all."""
+
+    def groups():
+        """Sorted ids of the groups that have pages."""
+
+    def publish(event, group_id):
+        """Deliver to every page of the group."""
+
+    def publishToPrincipals(event, group_id, principal_ids):
+        """Deliver to the pages of some principals in the group."""
+
+    def publishToClient(event, uuid):
+        """Deliver to one page."""
+
+    def publishToAll(event):
+        """Deliver to every page of every group (one append per group)."""
+
+    def publishToOthers(event, uuid):
+        """Deliver to the group of page `uuid`, except that page."""
+
+    def output(uuid, outputNum, lastEventId=None, timeout=None):
+        """The threaded long-poll: JSON text of the answer to request N.
+
+        Blocks up to `timeout` (default the client's refreshInterval)
+        waiting for events. Raises LiveError subclasses for bad input.
+        """
+
+    def reapExpired(now=None):
+        """Drop clients silent for longer than their timeout; their count."""
+
+
+class ILivePage(IBrowserView):
+    """A browser view whose pages the server updates while they are open."""
+
+    uuid = Attribute("The page id, set by render().")
+    presence = Attribute("Class attribute: receive join/leave events.")
+    clientFactory = Attribute("Not used: the client comes from an adapter.")
+
+    def getGroupId():
+        """The id of the page's group (by default: its context's path)."""
+
+    def render():
+        """Register the page's client, then return the page's HTML with the
+        client script injected."""
+
+    def input(uuid, handler_name, arguments):
+        """Call a declared handler; return the JSON of the reply events
+        ('' when there are none)."""
+
+    def output(uuid, outputNum):
+        """The next events of the page, or idle after refreshInterval."""
+
+
+class IPageIdGenerator(Interface):
+    """Makes page ids. The default gives 128 random bits from `secrets`;
+    tests register one that gives uuid1, uuid2, ..."""
+
+    def __call__():
+        """A new page id (text)."""
+
+
+class IPresenceEvent(IObjectEvent):
+    """A principal joined or left a group (object: the client)."""
+
+    principal = Attribute("The principal id.")
+    group_id = Attribute("The group id.")
+
+
+class IPrincipalJoinedEvent(IPresenceEvent):
+    """The first page of a principal in a group was registered."""
+
+
+class IPrincipalLeftEvent(IPresenceEvent):
+    """The last page of a principal in a group closed or timed out."""

@@ -1,0 +1,133 @@
+"""The delivery state of one page, without I/O.
+
+Everything that decides what a page is sent lives here; the long-poll path
+(threads or event loop) and the SSE path use it unchanged. Rules:
+
+1. A page reads its group's log from a *cursor*: the position up to which
+   it has acknowledged (applied) events. Registration puts the cursor at the
+   log's newest position, before the HTML leaves the server.
+2. Long-poll request N is *fresh* when N == nextNum and no response is
+   pending, or when N == pending + 1: the latter acknowledges the pending
+   response (the cursor moves to its end) and frees it.
+3. A repeated request N (N == pending) is answered with the pending
+   response again, byte for byte. Nothing else is read.
+4. Any other N is out of the window: BadRequest, nothing changes.
+5. A fresh request's answer is recorded as pending with the position it
+   reached. Only the newest output request of a page may record: starting
+   a request supersedes any request still waiting (its answer is idle and
+   is not recorded).
+6. An explicit last event id (SSE reconnect, or long-poll after SSE) is an
+   acknowledgement up to that id; it never moves the cursor backwards, and
+   it may not point past the log's newest position.
+
+The object is guarded by the manager's lock; it does no locking itself.
+"""
+
+import json
+
+from zorg.live.interfaces import BadRequest
+from zorg.live.page.event import Idle, encode
+
+IDLE_JSON = encode(Idle())
+
+
+class Pending:
+    """The recorded answer to output request `num`."""
+
+    __slots__ = ('num', 'body', 'end')
+
+    def __init__(self, num, body, end):
+        self.num = num
+        self.body = body
+        self.end = end
+
+
+class Delivery:
+    """Delivery state of one page (see the module's rules)."""
+
+    def __init__(self, cursor):
+        self.acked = cursor
+        self.nextNum = 0
+        self.pending = None
+        self.generation = 0
+
+    def begin(self, num, last_event_id=None, newest=None):
+        """Start long-poll request `num`.
+
+        Returns ``(body, generation)``: `body` is the pending answer to
+        resend (rule 3) or None for a fresh request, which then reads from
+        `acked` and must finish with the returned generation.
+        """
+        if not isinstance(num, int) or isinstance(num, bool) or num < 0:
+            raise BadRequest('outputNum must be a whole number >= 0, '
+                             'got %r' % (num,))
+        pending = self.pending
+        if pending is not None and num == pending.num:
+            self.generation += 1
+            return pending.body, self.generation
+        if pending is not None and num == pending.num + 1:
+            fresh_ack = pending.end
+        elif pending is None and num == self.nextNum:
+            fresh_ack = None
+        else:
+            expected = (self.nextNum if pending is None
+                        else '%d or %d' % (pending.num, pending.num + 1))
+            raise BadRequest('outputNum %d is out of the window: the server '
+                             'expects %s; start again from the page'
+                             % (num, expected))
+        if last_event_id is not None:
+            self._checkAck(last_event_id, newest)
+        # Only now change state: a bad request above changed nothing.
+        if fresh_ack is not None:
+            self._ack(fresh_ack)
+            self.pending = None
+        if last_event_id is not None:
+            self._ack(last_event_id)
+        self.nextNum = num
+        self.generation += 1
+        return None, self.generation
+
+    def finish(self, num, generation, texts, end):
+        """Record the answer to fresh request `num`; return its body.
+
+        `texts` are the encoded events (empty for an idle answer), `end` the
+        log position the answer reached. A superseded request (rule 5) gets
+        an idle body and records nothing.
+        """
+        body = answer(num, texts)
+        if generation != self.generation:
+            return answer(num, ())
+        self.pending = Pending(num, body, end)
+        self.nextNum = num + 1
+        return body
+
+    def resume(self, last_event_id, newest):
+        """An SSE stream starts after `last_event_id` (None: after acked).
+
+        Returns the position to stream from. Connecting acknowledges up to
+        it; a pending long-poll answer is dropped because the stream
+        carries the same events.
+        """
+        if last_event_id is not None:
+            self._checkAck(last_event_id, newest)
+            self._ack(last_event_id)
+        if self.pending is not None:
+            self.nextNum = self.pending.num + 1
+            self.pending = None
+        self.generation += 1
+        return self.acked
+
+    def _checkAck(self, position, newest):
+        if newest is not None and position > newest:
+            raise BadRequest('lastEventId is newer than any event of this '
+                             'page; start again from the page')
+
+    def _ack(self, position):
+        if position > self.acked:
+            self.acked = position
+
+
+def answer(num, texts):
+    """The JSON body of the answer to output request `num`."""
+    events = ','.join(texts) if texts else IDLE_JSON
+    return '{"outputNum":%s,"events":[%s]}' % (json.dumps(num), events)

@@ -1,0 +1,307 @@
+"""LivePageManager: the registry of open pages and the way events reach them.
+
+One lock guards the registry and every page's delivery state. The broker has
+its own lock and is only ever entered *after* this one (never the other way
+round), and its listeners run outside its lock, so there is no lock cycle.
+Waiting happens outside this lock: threads wait on the broker's condition,
+event loops on futures that a broker listener resolves.
+"""
+
+import json
+import threading
+import time
+
+import zope.event
+from zope.interface import implementer
+from zope.interface.interfaces import ObjectEvent
+
+from zorg.live.broker.memory import MemoryBroker
+from zorg.live.interfaces import (
+    BadRequest, ILivePageManager, IPrincipalJoinedEvent, IPrincipalLeftEvent,
+    UnknownPage)
+from zorg.live.page import audience as _audience
+from zorg.live.page.client import redact
+from zorg.live.page.delivery import Delivery
+from zorg.live.page.event import Close, Error, Join, Leave, encode
+
+READ_LIMIT = 500  # events in one answer; the rest come with the next
+
+
+@implementer(IPrincipalJoinedEvent)
+class PrincipalJoinedEvent(ObjectEvent):
+    def __init__(self, client):
+        super().__init__(client)
+        self.principal = client.principal
+        self.group_id = client.group_id
+
+
+@implementer(IPrincipalLeftEvent)
+class PrincipalLeftEvent(PrincipalJoinedEvent):
+    pass
+
+
+def _reloadText(broker, position):
+    return json.dumps({'id': broker.formatPosition(position),
+                       'event': 'reload', 'recovered': False},
+                      separators=(',', ':'))
+
+
+def parseOutputNum(value):
+    """outputNum from a request: a whole number, else BadRequest."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    text = str(value).strip()
+    if not text.isdigit() or len(text) > 18:
+        raise BadRequest('outputNum must be a whole number >= 0, got %r'
+                         % text[:40])
+    return int(text)
+
+
+@implementer(ILivePageManager)
+class LivePageManager:
+    """The ILivePageManager utility."""
+
+    maxPagesPerPrincipal = 30
+    reapInterval = 5.0
+
+    def __init__(self, broker=None):
+        self.broker = broker if broker is not None else MemoryBroker()
+        self._lock = threading.RLock()
+        self._clients = {}
+        self._members = {}   # group id -> {principal id -> [clients]}
+        self._lastReap = time.monotonic()
+        self.published = 0
+
+    # -- registry --------------------------------------------------------
+
+    def register(self, client):
+        self._maybeReap()
+        with self._lock:
+            client.delivery = Delivery(self.broker.latest(client.group_id))
+            self._clients[client.uuid] = client
+            pages = self.getClientsFor(client.principal)
+            if len(pages) >= self.maxPagesPerPrincipal:
+                client.refused = True
+            else:
+                members = self._members.setdefault(client.group_id, {})
+                first = client.principal not in members
+                members.setdefault(client.principal, []).append(client)
+        if client.refused:
+            self.publishToClient(Error(
+                'Too many open pages for this user (the limit is %d): close '
+                'another page and reload this one.'
+                % self.maxPagesPerPrincipal), client.uuid)
+            self.publishToClient(Close('too-many-pages'), client.uuid)
+        elif first:
+            self._publish(Join(client.principal, client.title),
+                          client.group_id, _audience.presence())
+            zope.event.notify(PrincipalJoinedEvent(client))
+        return client
+
+    def unregister(self, uuid, reason='closed'):
+        with self._lock:
+            client = self._clients.pop(uuid, None)
+            if client is None or client.refused:
+                return client
+            members = self._members.get(client.group_id, {})
+            pages = members.get(client.principal, [])
+            if client in pages:
+                pages.remove(client)
+            last = not pages
+            if last:
+                members.pop(client.principal, None)
+            if not members:
+                # Nobody reads the log any more: free it. A page coming
+                # back later finds a new log and is told what it missed.
+                self._members.pop(client.group_id, None)
+                self.broker.dropGroup(client.group_id)
+            elif last:
+                self._publish(Leave(client.principal, client.title),
+                              client.group_id, _audience.presence())
+        if last:
+            zope.event.notify(PrincipalLeftEvent(client))
+        return client
+
+    def getClient(self, uuid):
+        client = self._clients.get(uuid)
+        if client is None:
+            raise UnknownPage(
+                'The server does not know page %s (it timed out, was closed '
+                'or the server restarted): register the page again.'
+                % redact(str(uuid)))
+        return client
+
+    def queryClient(self, uuid, default=None):
+        return self._clients.get(uuid, default)
+
+    def __iter__(self):
+        with self._lock:
+            return iter(list(self._clients.values()))
+
+    def __len__(self):
+        return len(self._clients)
+
+    def whoIsOnline(self, group_id):
+        with self._lock:
+            return sorted(self._members.get(group_id, ()))
+
+    def isOnline(self, principal_id):
+        with self._lock:
+            return any(principal_id in members
+                       for members in self._members.values())
+
+    def getClientsFor(self, principal_id, group_id=None):
+        with self._lock:
+            if group_id is not None:
+                groups = [self._members.get(group_id, {})]
+            else:
+                groups = self._members.values()
+            return [c for members in groups
+                    for c in members.get(principal_id, ())]
+
+    def groups(self):
+        with self._lock:
+            return sorted(self._members)
+
+    # -- publishing ------------------------------------------------------
+
+    def _publish(self, event, group_id, audience=None):
+        self.published += 1
+        return self.broker.publish(
+            group_id, lambda event_id: encode(event, event_id), audience)
+
+    def publish(self, event, group_id):
+        return self._publish(event, group_id)
+
+    def publishToPrincipals(self, event, group_id, principal_ids):
+        return self._publish(event, group_id,
+                             _audience.principals(principal_ids))
+
+    def publishToClient(self, event, uuid):
+        client = self.getClient(uuid)
+        return self._publish(event, client.group_id, _audience.client(uuid))
+
+    def publishToAll(self, event):
+        return [self._publish(event, group_id) for group_id in self.groups()]
+
+    def publishToOthers(self, event, uuid):
+        client = self.getClient(uuid)
+        return self._publish(event, client.group_id, _audience.others(uuid))
+
+    # -- output: the steps shared by every server --------------------------
+
+    def beginOutput(self, uuid, outputNum, lastEventId=None):
+        """Start long-poll request N: ``(client, N, body, generation)``.
+
+        `body` is the answer to resend, or None when the caller must
+        collect events from ``client.delivery.acked`` and `finishOutput`.
+        Bad input raises before anything changes.
+        """
+        self._maybeReap()
+        client = self.getClient(uuid)
+        num = parseOutputNum(outputNum)
+        last = self.parseEventId(lastEventId)
+        with self._lock:
+            newest = self.broker.latest(client.group_id)
+            body, generation = client.delivery.begin(num, last, newest)
+            client.transport = 'longpoll'
+            client.touch()
+        return client, num, body, generation
+
+    def beginStream(self, uuid, lastEventId=None):
+        """Start an SSE stream: ``(client, position to stream from)``."""
+        self._maybeReap()
+        client = self.getClient(uuid)
+        last = self.parseEventId(lastEventId)
+        with self._lock:
+            newest = self.broker.latest(client.group_id)
+            cursor = client.delivery.resume(last, newest)
+            client.transport = 'sse'
+            client.touch()
+        return client, cursor
+
+    def collect(self, client, after):
+        """The encoded events for `client` after position `after`.
+
+        Returns ``(texts, end)``: `end` is the position the read reached
+        (events for other pages are skipped but passed). When the log lost
+        events after `after`, the answer is one reload event that says
+        ``recovered: false``.
+        """
+        entries, recovered = self.broker.read(client.group_id, after,
+                                              READ_LIMIT)
+        if not recovered:
+            end = self.broker.latest(client.group_id)
+            return [_reloadText(self.broker, end)], end
+        accepts = _audience.accepts
+        texts = [text for _pos, text, aud in entries if accepts(aud, client)]
+        end = entries[-1][0] if entries else after
+        return texts, end
+
+    def finishOutput(self, client, num, generation, texts, end):
+        with self._lock:
+            body = client.delivery.finish(num, generation, texts, end)
+            client.touch()
+        return body
+
+    def output(self, uuid, outputNum, lastEventId=None, timeout=None):
+        """The threaded long-poll (WSGI-HTTP, doctests): block and answer."""
+        client, num, body, generation = self.beginOutput(uuid, outputNum,
+                                                         lastEventId)
+        if body is not None:
+            return body
+        if timeout is None:
+            timeout = client.refreshInterval
+        deadline = time.monotonic() + timeout
+        cursor = client.delivery.acked
+        client.active += 1
+        try:
+            while True:
+                texts, cursor = self.collect(client, cursor)
+                remaining = deadline - time.monotonic()
+                if (texts or remaining <= 0
+                        or generation != client.delivery.generation):
+                    break
+                self.broker.waitFor(client.group_id, cursor, remaining)
+        finally:
+            client.active -= 1
+        return self.finishOutput(client, num, generation, texts, cursor)
+
+    def rewind(self, client, position):
+        """Let a newly registered page continue after `position`, the last
+        event its predecessor applied (a page registering again after a
+        restart or a move). False when history no longer covers the gap:
+        the page must reload."""
+        _entries, recovered = self.broker.read(client.group_id, position, 1)
+        if not recovered or position > self.broker.latest(client.group_id):
+            return False
+        with self._lock:
+            client.delivery.acked = position
+        return True
+
+    def parseEventId(self, text):
+        """A wire event id as a broker position (None stays None)."""
+        if text is None or text == '':
+            return None
+        try:
+            return self.broker.parsePosition(text)
+        except ValueError as e:
+            raise BadRequest('lastEventId: %s' % e)
+
+    # -- timeouts --------------------------------------------------------
+
+    def _maybeReap(self):
+        now = time.monotonic()
+        if now - self._lastReap >= self.reapInterval:
+            self._lastReap = now
+            self.reapExpired(now)
+
+    def reapExpired(self, now=None):
+        if now is None:
+            now = time.monotonic()
+        with self._lock:
+            expired = [c.uuid for c in self._clients.values()
+                       if c.expired(now)]
+        for uuid in expired:
+            self.unregister(uuid, reason='timeout')
+        return len(expired)

@@ -1,0 +1,221 @@
+"""LivePage: the browser view base class of live pages.
+
+A site developer subclasses LivePage, gives it a template, declares input
+handlers with ``@handler`` and registers it with ``<browser:page>``. The
+client script is injected into the rendered HTML, after the page's client
+was registered, so nothing published between render and first poll is lost.
+"""
+
+import inspect
+import json
+import re
+from html import escape
+
+import zope.component
+from zope.interface import implementer
+from zope.publisher.browser import BrowserPage
+
+from zorg.live.interfaces import (
+    BadRequest, Forbidden, ILivePage, ILivePageClient, ILivePageManager,
+    IPageIdGenerator, TooLarge)
+from zorg.live.page.client import LivePageClient, randomPageId
+from zorg.live.page.event import IEvent, encode
+
+HANDLER_MARK = '_zorg_live_handler'
+SCRIPT_PATH = '++resource++zorgajax/livepage.js'
+
+
+def handler(func=None, *, name=None):
+    """Declare a LivePage method as an input handler.
+
+    Only declared handlers can be called by pages: the handler name that a
+    page sends is looked up in the declared ones, never with getattr::
+
+        class Chat(LivePage):
+            @handler
+            def say(self, text):
+                self.publish(Append('log', text))
+    """
+    def mark(f):
+        setattr(f, HANDLER_MARK, name or f.__name__)
+        return f
+    return mark(func) if func is not None else mark
+
+
+def declaredHandlers(cls):
+    """{handler name: function} for a LivePage class and its bases."""
+    found = {}
+    for klass in reversed(cls.__mro__):
+        for value in vars(klass).values():
+            name = getattr(value, HANDLER_MARK, None)
+            if name is not None:
+                found[name] = value
+    return found
+
+
+def parseArguments(arguments, limit):
+    """Handler arguments from the wire: (args, kwargs).
+
+    A list or dict is taken as it is; text is JSON when it starts with '['
+    or '{', else a comma-separated list (the original zorg.live form).
+    """
+    if arguments is None:
+        return [], {}
+    if isinstance(arguments, str):
+        if len(arguments.encode('utf-8')) > limit:
+            raise TooLarge('handler arguments are larger than %d bytes'
+                           % limit)
+        text = arguments.strip()
+        if text[:1] in ('[', '{'):
+            try:
+                arguments = json.loads(text)
+            except ValueError as e:
+                raise BadRequest('arguments are not valid JSON: %s' % e)
+        else:
+            arguments = text.split(',') if text else []
+    if isinstance(arguments, dict):
+        return [], arguments
+    if isinstance(arguments, (list, tuple)):
+        return list(arguments), {}
+    raise BadRequest('arguments must be a list or an object')
+
+
+def injectScript(html, tag):
+    """Put `tag` at the end of <head> (or at the start of the page)."""
+    match = re.search(r'</head\s*>', html, re.IGNORECASE)
+    if match is None:
+        return tag + '\n' + html
+    return html[:match.start()] + tag + '\n' + html[match.start():]
+
+
+@implementer(ILivePage)
+class LivePage(BrowserPage):
+    """Base class of live pages (a browser view)."""
+
+    presence = False          # receive join/leave events of the group
+    transport = 'auto'        # 'auto' (SSE, then long-poll) or 'longpoll'
+    maxArgumentsSize = 65536  # bytes of handler arguments
+    template = None           # a page template or a callable giving HTML
+
+    uuid = None
+    client = None
+
+    @property
+    def manager(self):
+        return zope.component.getUtility(ILivePageManager)
+
+    def getGroupId(self):
+        """The page's group: by default, the path of its context."""
+        context = self.context
+        try:
+            from zope.traversing.api import getPath
+            return getPath(context)
+        except (TypeError, AttributeError, ImportError):
+            cls = type(self)
+            return '%s.%s' % (cls.__module__, cls.__qualname__)
+
+    def principalInfo(self):
+        """(id, title) of the request's principal."""
+        principal = getattr(self.request, 'principal', None)
+        if principal is None:
+            return 'zope.anybody', 'Unauthenticated User'
+        return principal.id, getattr(principal, 'title', principal.id)
+
+    def newClient(self):
+        """Register a client for this page and remember its id."""
+        generate = zope.component.queryUtility(IPageIdGenerator,
+                                               default=randomPageId)
+        self.uuid = generate()
+        client = zope.component.queryAdapter(self, ILivePageClient)
+        if client is None:
+            client = pageClient(self)
+        self.client = self.manager.register(client)
+        return self.client
+
+    def clientURL(self):
+        return '%s/@@client/%s' % (self.request.getURL(), self.uuid)
+
+    def scriptTag(self):
+        base = self.request.getApplicationURL()
+        manager = self.manager
+        last = manager.broker.formatPosition(self.client.delivery.acked)
+        attrs = [('src', '%s/%s' % (base, SCRIPT_PATH)),
+                 ('data-uuid', self.uuid),
+                 ('data-client-url', self.clientURL()),
+                 ('data-last-event-id', last),
+                 ('data-transport', self.transport)]
+        return '<script %s></script>' % ' '.join(
+            '%s="%s"' % (k, escape(v, quote=True)) for k, v in attrs)
+
+    def renderBody(self):
+        """The page's own HTML (its template)."""
+        if self.template is None:
+            raise NotImplementedError('%s needs a template or a renderBody()'
+                                      % type(self).__name__)
+        return self.template()
+
+    def render(self):
+        self.newClient()
+        return injectScript(self.renderBody(), self.scriptTag())
+
+    def __call__(self):
+        return self.render()
+
+    # -- input -----------------------------------------------------------
+
+    def input(self, uuid, handler_name, arguments=None):
+        manager = self.manager
+        client = manager.getClient(uuid)
+        principal = getattr(self.request, 'principal', None)
+        # A request that went through the publisher always has a principal
+        # (maybe the unauthenticated one); only direct calls have none.
+        if principal is not None and principal.id != client.principal:
+            raise Forbidden('This page belongs to another user; log in as '
+                            'that user or reload the page.')
+        handlers = declaredHandlers(type(self))
+        func = handlers.get(handler_name)
+        if func is None:
+            raise BadRequest('Undeclared handler %r: this page declares %s'
+                             % (handler_name, ', '.join(sorted(handlers))
+                                or 'no handlers'))
+        args, kwargs = parseArguments(arguments, self.maxArgumentsSize)
+        try:
+            inspect.signature(func).bind(self, *args, **kwargs)
+        except TypeError as e:
+            raise BadRequest('handler %r: %s' % (handler_name, e))
+        self.uuid, self.client = uuid, client
+        replies = func(self, *args, **kwargs)
+        return self.encodeReplies(replies)
+
+    def encodeReplies(self, replies):
+        """The input answer: JSON of the events meant for the sender only
+        (delivered with the answer, not through the group log)."""
+        if replies is None:
+            return ''
+        if IEvent.providedBy(replies):
+            replies = [replies]
+        return '{"events":[%s]}' % ','.join(encode(e) for e in replies)
+
+    def output(self, uuid, outputNum, lastEventId=None):
+        return self.manager.output(uuid, outputNum, lastEventId)
+
+    # -- publishing helpers for handlers ---------------------------------
+
+    def publish(self, event):
+        """Send to every page of this page's group."""
+        return self.manager.publish(event, self.getGroupId())
+
+    def publishToOthers(self, event):
+        """Send to the group, except the page that called the handler."""
+        return self.manager.publishToOthers(event, self.uuid)
+
+    def publishToPrincipals(self, event, principal_ids):
+        return self.manager.publishToPrincipals(event, self.getGroupId(),
+                                                principal_ids)
+
+
+def pageClient(page):
+    """The default client factory: adapts an ILivePage to ILivePageClient."""
+    principal, title = page.principalInfo()
+    return LivePageClient(page.uuid, principal, page.getGroupId(),
+                          title=title, presence=page.presence)

@@ -1,0 +1,130 @@
+"""The ``@@client`` view of a LivePage: the wire protocol in Zope's publisher.
+
+``<page>/@@client/<uuid>/output|events|input|close`` and
+``<page>/@@client/register`` (see PROTOCOL.txt). Under LiveServerHTTP the
+output, events and close steps never get here (the event loop answers
+them); under WSGI-HTTP this view serves them in worker threads.
+"""
+
+import json
+
+from zope.interface import implementer
+from zope.publisher.browser import BrowserView
+from zope.publisher.interfaces import NotFound
+from zope.publisher.interfaces.browser import IBrowserPublisher
+from zope.security import canAccess
+from zope.security.proxy import removeSecurityProxy
+
+from zorg.live.interfaces import BadRequest, Forbidden, LiveError, TooLarge
+
+ACTIONS = ('output', 'events', 'input', 'close')
+MAX_BODY = 1024 * 1024
+
+
+@implementer(IBrowserPublisher)
+class ClientView(BrowserView):
+    """Traverses ``<uuid>/<action>`` or ``register`` and answers JSON."""
+
+    uuid = None
+    action = None
+
+    def publishTraverse(self, request, name):
+        if self.uuid is None and self.action is None:
+            if name == 'register':
+                self.action = name
+            else:
+                self.uuid = name
+            return self
+        if self.action is None and name in ACTIONS:
+            self.action = name
+            return self
+        raise NotFound(self, name, request)
+
+    def browserDefault(self, request):
+        return self, ()
+
+    def __call__(self):
+        response = self.request.response
+        response.setHeader('Content-Type', 'application/json')
+        response.setHeader('Cache-Control', 'no-cache, no-store')
+        try:
+            if self.action is None:
+                raise BadRequest('missing step: use %s'
+                                 % ', '.join(ACTIONS))
+            return getattr(self, 'do_' + self.action)()
+        except LiveError as e:
+            response.setStatus(e.status)
+            return json.dumps(e.asDict())
+
+    @property
+    def page(self):
+        # The page's own permission guards everything but the capability
+        # steps (output, events, close), which need only the page id.
+        return removeSecurityProxy(self.context)
+
+    def checkPagePermission(self):
+        if not canAccess(self.context, '__call__'):
+            raise Forbidden('You may not use this page; log in first.')
+
+    def form(self, name, default=None):
+        return self.request.form.get(name, default)
+
+    def do_output(self):
+        return self.page.output(self.uuid, self.form('outputNum', ''),
+                                self.form('lastEventId'))
+
+    def do_events(self):
+        error = BadRequest('This server answers output with long-poll only '
+                           '(WSGI-HTTP); use the output step.')
+        error.status, error.code = 501, 'no-sse'
+        raise error
+
+    def do_close(self):
+        self.page.manager.unregister(self.uuid)
+        return '{}'
+
+    def do_input(self):
+        self.checkPagePermission()
+        name, arguments = self.inputFromRequest()
+        replies = self.page.input(self.uuid, name, arguments)
+        return replies or '{"events":[]}'
+
+    def inputFromRequest(self):
+        request = self.request
+        ctype = request.getHeader('Content-Type', '') or ''
+        if ctype.split(';')[0].strip() == 'application/json':
+            length = int(request.getHeader('Content-Length', '0') or 0)
+            if length > MAX_BODY:
+                raise TooLarge('the input body is larger than %d bytes'
+                               % MAX_BODY)
+            body = request.bodyStream.read(MAX_BODY + 1)
+            if len(body) > MAX_BODY:
+                raise TooLarge('the input body is larger than %d bytes'
+                               % MAX_BODY)
+            try:
+                data = json.loads(body or b'{}')
+            except ValueError as e:
+                raise BadRequest('the input body is not valid JSON: %s' % e)
+            if not isinstance(data, dict) or 'handler' not in data:
+                raise BadRequest('the input body must be an object with '
+                                 '"handler" and "arguments"')
+            return data['handler'], data.get('arguments')
+        name = self.form('handler-name') or self.form('handler')
+        if not name:
+            raise BadRequest('missing handler-name')
+        return name, self.form('arguments')
+
+    def do_register(self):
+        self.checkPagePermission()
+        page = self.page
+        manager = page.manager
+        client = page.newClient()
+        last = manager.parseEventId(self.form('lastEventId'))
+        recovered = last is None or manager.rewind(client, last)
+        return json.dumps({
+            'uuid': client.uuid,
+            'clientURL': '%s/@@client/%s' % (self.request.getURL(2),
+                                            client.uuid),
+            'lastEventId': manager.broker.formatPosition(
+                client.delivery.acked),
+            'recovered': recovered})

@@ -1,0 +1,70 @@
+"""Helpers for doctests and tests: TestLivePage, predictable page ids.
+
+`setUp` / `tearDown` follow zope.component.testing's pattern so the same
+doctest files run under pytest and under zope.testrunner.
+"""
+
+import itertools
+
+import zope.component
+import zope.component.testing
+from zope.interface import implementer
+from zope.publisher.browser import TestRequest
+
+from zorg.live.interfaces import IPageIdGenerator
+from zorg.live.page.client import LivePageClient
+from zorg.live.page.event import Append
+from zorg.live.page.page import LivePage, handler
+
+TEST_PAGE_HTML = """\
+<html>
+    <head>
+    </head>
+    <body>
+    <p>Input some text.</p>
+    <input onchange="sendLivePage('append', 'target', this.value)" type="text" />
+    <p id="target">Text goes here:</p>
+    </body>
+</html>"""
+
+
+@implementer(IPageIdGenerator)
+class SequentialIds:
+    """Page ids uuid1, uuid2, ... for readable tests (never in production:
+    page ids are capabilities and must be unguessable)."""
+
+    def __init__(self):
+        self._counter = itertools.count(1)
+
+    def __call__(self):
+        return 'uuid%d' % next(self._counter)
+
+
+class TestLivePage(LivePage):
+    """The LivePage of the original README: text typed in one page is
+    appended to the element 'target' of every page of the group."""
+
+    def renderBody(self):
+        return TEST_PAGE_HTML
+
+    @handler
+    def append(self, target, text):
+        self.publish(Append(target, text))
+
+
+_CLIENT_DEFAULTS = {name: getattr(LivePageClient, name) for name in
+                    ('refreshInterval', 'clientTimeout', 'heartbeatInterval')}
+
+
+def setUp(test=None):
+    """Component registry for a test, with sequential page ids."""
+    zope.component.testing.setUp(test)
+    zope.component.provideUtility(SequentialIds(), IPageIdGenerator)
+    if test is not None:
+        test.globs.update(zope=zope, TestRequest=TestRequest)
+
+
+def tearDown(test=None):
+    for name, value in _CLIENT_DEFAULTS.items():
+        setattr(LivePageClient, name, value)
+    zope.component.testing.tearDown(test)

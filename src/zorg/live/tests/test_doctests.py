@@ -1,0 +1,37 @@
+"""Runs the doctest specifications (the package's *.txt files).
+
+pytest runs each file as one test; zope.testrunner (buildout's bin/test)
+finds the same suites through test_suite().
+"""
+
+import doctest
+import os
+import unittest
+
+import pytest
+
+from zorg.live import testing
+
+HERE = os.path.dirname(os.path.dirname(__file__))
+FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+
+DOCFILES = sorted(
+    name for name in os.listdir(HERE)
+    if name.endswith('.txt') and name not in ('PROTOCOL.txt',))
+
+
+def suite_for(name):
+    return doctest.DocFileSuite(
+        os.path.join(HERE, name), module_relative=False,
+        setUp=testing.setUp, tearDown=testing.tearDown, optionflags=FLAGS)
+
+
+def test_suite():
+    return unittest.TestSuite(suite_for(name) for name in DOCFILES)
+
+
+@pytest.mark.parametrize('name', DOCFILES)
+def test_doctest_file(name):
+    result = unittest.TextTestRunner(verbosity=0).run(suite_for(name))
+    assert result.wasSuccessful(), '%s failed, see the output above' % name
+test_suite.__test__ = False  # for zope.testrunner, not a pytest test
