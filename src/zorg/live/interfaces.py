@@ -268,3 +268,25 @@ class IPrincipalJoinedEvent(IPresenceEvent):
 
 class IPrincipalLeftEvent(IPresenceEvent):
     """The last page of a principal in a group closed or timed out."""
+
+
+class IServer(Interface):
+    """One listening server of the process, as `zorg-live serve` runs it."""
+
+    name = Attribute("The name of its <server> section.")
+    host = Attribute("The address it is bound to.")
+    port = Attribute("The port it is bound to (known after creation).")
+
+    def serve():
+        """Coroutine: serve in the running event loop until stop()."""
+
+    def stop():
+        """Begin a graceful stop: waiting pages are told to reconnect,
+        in-flight requests complete, then serve() returns."""
+
+
+class IServerType(Interface):
+    """A named utility that makes servers; <server> type names one."""
+
+    def __call__(name, application, host, port, settings):
+        """A bound, not yet serving IServer for the WSGI `application`."""

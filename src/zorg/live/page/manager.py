@@ -27,16 +27,22 @@ from zorg.live.page.event import Close, Error, Join, Leave, encode
 READ_LIMIT = 500  # events in one answer; the rest come with the next
 
 
-@implementer(IPrincipalJoinedEvent)
-class PrincipalJoinedEvent(ObjectEvent):
+class PresenceEvent(ObjectEvent):
     def __init__(self, client):
         super().__init__(client)
         self.principal = client.principal
         self.group_id = client.group_id
 
 
+# Siblings, not parent and child: a left event must not provide
+# IPrincipalJoinedEvent (its subscribers would take a leave for a join).
+@implementer(IPrincipalJoinedEvent)
+class PrincipalJoinedEvent(PresenceEvent):
+    pass
+
+
 @implementer(IPrincipalLeftEvent)
-class PrincipalLeftEvent(PrincipalJoinedEvent):
+class PrincipalLeftEvent(PresenceEvent):
     pass
 
 
@@ -51,7 +57,8 @@ def parseOutputNum(value):
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     text = str(value).strip()
-    if not text.isdigit() or len(text) > 18:
+    # isdigit() alone takes '²' (int() fails on it) and other scripts' digits.
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
         raise BadRequest('outputNum must be a whole number >= 0, got %r'
                          % text[:40])
     return int(text)
@@ -220,23 +227,29 @@ class LivePageManager:
             client.touch()
         return client, cursor
 
-    def collect(self, client, after):
-        """The encoded events for `client` after position `after`.
+    def collectEntries(self, client, after):
+        """The events for `client` after position `after`, as
+        ``([(position, json_text), ...], end)``.
 
-        Returns ``(texts, end)``: `end` is the position the read reached
-        (events for other pages are skipped but passed). When the log lost
-        events after `after`, the answer is one reload event that says
-        ``recovered: false``.
+        `end` is the position the read reached (events for other pages are
+        skipped but passed). When the log lost events after `after`, the
+        answer is one reload event that says ``recovered: false``.
         """
-        entries, recovered = self.broker.read(client.group_id, after,
-                                              READ_LIMIT)
+        broker = self.broker
+        entries, recovered = broker.read(client.group_id, after, READ_LIMIT)
         if not recovered:
-            end = self.broker.latest(client.group_id)
-            return [_reloadText(self.broker, end)], end
+            end = broker.latest(client.group_id)
+            return [(end, _reloadText(broker, end))], end
         accepts = _audience.accepts
-        texts = [text for _pos, text, aud in entries if accepts(aud, client)]
+        found = [(pos, text) for pos, text, aud in entries
+                 if aud is None or accepts(aud, client)]
         end = entries[-1][0] if entries else after
-        return texts, end
+        return found, end
+
+    def collect(self, client, after):
+        """Like collectEntries, without the positions: ``(texts, end)``."""
+        entries, end = self.collectEntries(client, after)
+        return [text for _pos, text in entries], end
 
     def finishOutput(self, client, num, generation, texts, end):
         with self._lock:

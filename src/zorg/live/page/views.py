@@ -7,6 +7,7 @@ them); under WSGI-HTTP this view serves them in worker threads.
 """
 
 import json
+from urllib.parse import parse_qs
 
 from zope.interface import implementer
 from zope.publisher.browser import BrowserView
@@ -67,7 +68,13 @@ class ClientView(BrowserView):
             raise Forbidden('You may not use this page; log in first.')
 
     def form(self, name, default=None):
-        return self.request.form.get(name, default)
+        value = self.request.form.get(name)
+        if value is None:
+            # zope.publisher reads only the body's fields for some POSTs
+            # (JSON, sendBeacon); the protocol's parameters are in the URL.
+            query = parse_qs(self.request.get('QUERY_STRING', ''))
+            value = query.get(name, [default])[0]
+        return value
 
     def do_output(self):
         return self.page.output(self.uuid, self.form('outputNum', ''),
@@ -118,8 +125,8 @@ class ClientView(BrowserView):
         self.checkPagePermission()
         page = self.page
         manager = page.manager
-        client = page.newClient()
         last = manager.parseEventId(self.form('lastEventId'))
+        client = page.newClient()
         recovered = last is None or manager.rewind(client, last)
         return json.dumps({
             'uuid': client.uuid,

@@ -1,0 +1,348 @@
+"""LiveApp: the ASGI application of LiveServerHTTP.
+
+Output requests (long-poll ``.../@@client/<uuid>/output``, SSE
+``.../events``) and ``.../close`` are answered here, in the event loop: no
+worker thread, no database connection. Every other request goes to the
+site's WSGI application (zope.app.wsgi's publisher) in a bounded pool of
+worker threads (a2wsgi).
+
+Waking: the broker calls `_onPublish` once per publish, from whatever thread
+published; that schedules one `_wake` in the loop, which resolves the
+futures of the pages waiting on that group. Nothing polls.
+"""
+
+import asyncio
+import json
+import logging
+import re
+from urllib.parse import parse_qs
+
+import zope.component
+from a2wsgi import WSGIMiddleware
+
+from zorg.live.interfaces import (
+    BadRequest, ILivePageManager, LiveError, TooLarge)
+
+log = logging.getLogger('zorg.live.server')
+
+LIVE_PATH = re.compile(r'/@@client/([A-Za-z0-9_-]{1,64})/(output|events|close)$')
+JSON_HEADERS = [(b'content-type', b'application/json'),
+                (b'cache-control', b'no-cache, no-store')]
+SSE_HEADERS = [(b'content-type', b'text/event-stream; charset=utf-8'),
+               (b'cache-control', b'no-cache'),
+               (b'x-accel-buffering', b'no')]
+RECONNECT_JSON = '{"event":"reconnect"}'
+FRAME_CACHE = 20000
+
+
+def _resolve(future, reason):
+    if not future.done():
+        future.set_result(reason)
+
+
+class Parked:
+    """One output request (or SSE stream) waiting in the loop."""
+
+    __slots__ = ('future', 'reason')
+
+    def __init__(self):
+        self.future = None
+        self.reason = None
+
+    def wake(self, reason):
+        if self.reason is None or reason in ('disconnect', 'drain'):
+            self.reason = reason
+        if self.future is not None:
+            _resolve(self.future, reason)
+
+
+async def respond(send, status, body, extra=()):
+    if isinstance(body, str):
+        body = body.encode('utf-8')
+    headers = JSON_HEADERS + [(b'content-length', b'%d' % len(body))]
+    headers.extend(extra)
+    await send({'type': 'http.response.start', 'status': status,
+                'headers': headers})
+    await send({'type': 'http.response.body', 'body': body})
+
+
+async def respondError(send, error, extra=()):
+    await respond(send, error.status, json.dumps(error.asDict()), extra)
+
+
+class LiveApp:
+    """ASGI app: live requests in the loop, the rest in worker threads."""
+
+    def __init__(self, wsgi_app, settings, manager=None):
+        self.settings = settings
+        self.wsgi = WSGIMiddleware(wsgi_app, workers=settings.threads)
+        self._manager = manager
+        self.loop = None
+        self.waiters = {}     # group id -> set of futures
+        self.parked = {}      # page id -> Parked
+        self.frames = {}      # position -> SSE frame bytes
+        self.draining = False
+        self._reaper = None
+
+    @property
+    def manager(self):
+        if self._manager is None:
+            self._manager = zope.component.getUtility(ILivePageManager)
+        return self._manager
+
+    # -- lifecycle -------------------------------------------------------
+
+    async def startup(self):
+        if self.loop is not None:
+            return
+        self.loop = asyncio.get_running_loop()
+        self.manager.broker.addListener(self._onPublish)
+        self._reaper = self.loop.create_task(self._reap())
+
+    async def shutdown(self):
+        self.manager.broker.removeListener(self._onPublish)
+        if self._reaper is not None:
+            self._reaper.cancel()
+
+    def drain(self):
+        """Shutting down: every waiting page is told to reconnect now."""
+        self.draining = True
+        for parked in list(self.parked.values()):
+            parked.wake('drain')
+
+    async def _reap(self):
+        interval = self.manager.reapInterval
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                self.manager.reapExpired()
+            except Exception:
+                log.exception('dropping silent pages failed')
+
+    def _onPublish(self, group_ids):
+        try:
+            self.loop.call_soon_threadsafe(self._wake, group_ids)
+        except RuntimeError:
+            pass  # the loop is closed: nobody is waiting any more
+
+    def _wake(self, group_ids):
+        for group_id in group_ids:
+            for future in self.waiters.pop(group_id, ()):
+                _resolve(future, 'publish')
+
+    async def _sleep(self, parked, group_id, timeout):
+        """Wait for a publish to the group, `timeout`, or a parked.wake()."""
+        if parked.reason is not None:
+            return parked.reason
+        future = self.loop.create_future()
+        parked.future = future
+        waiting = self.waiters.setdefault(group_id, set())
+        waiting.add(future)
+        timer = self.loop.call_later(timeout, _resolve, future, 'timeout')
+        try:
+            reason = await future
+        finally:
+            timer.cancel()
+            parked.future = None
+            waiting.discard(future)
+        return parked.reason or reason
+
+    async def _watch(self, receive, parked):
+        """Tell a parked request that its client went away."""
+        while True:
+            message = await receive()
+            if message['type'] == 'http.disconnect':
+                parked.wake('disconnect')
+                return
+
+    def _park(self, uuid):
+        old = self.parked.pop(uuid, None)
+        if old is not None:
+            old.wake('superseded')
+        parked = self.parked[uuid] = Parked()
+        if self.draining:
+            parked.wake('drain')
+        return parked
+
+    def _unpark(self, uuid, parked):
+        if self.parked.get(uuid) is parked:
+            del self.parked[uuid]
+
+    # -- ASGI ------------------------------------------------------------
+
+    async def __call__(self, scope, receive, send):
+        kind = scope['type']
+        if kind == 'http':
+            match = LIVE_PATH.search(scope['path'])
+            if match is None:
+                return await self.passOn(scope, receive, send)
+            uuid, step = match.groups()
+            method = scope['method']
+            if step == 'close':
+                return await self.close(send, uuid)
+            if method not in ('GET', 'HEAD'):
+                return await respond(send, 405, json.dumps({
+                    'error': 'bad-request',
+                    'message': 'use GET for %s' % step}),
+                    [(b'allow', b'GET, HEAD')])
+            if step == 'output':
+                return await self.output(scope, receive, send, uuid)
+            return await self.events(scope, receive, send, uuid)
+        if kind == 'lifespan':
+            return await self.lifespan(receive, send)
+        raise RuntimeError('LiveApp does not serve %r' % kind)
+
+    async def lifespan(self, receive, send):
+        while True:
+            message = await receive()
+            if message['type'] == 'lifespan.startup':
+                await self.startup()
+                await send({'type': 'lifespan.startup.complete'})
+            elif message['type'] == 'lifespan.shutdown':
+                await self.shutdown()
+                await send({'type': 'lifespan.shutdown.complete'})
+                return
+
+    async def passOn(self, scope, receive, send):
+        """Any other request: the Zope publisher in a worker thread."""
+        limit = self.settings.max_body_size
+        for name, value in scope['headers']:
+            if name == b'content-length':
+                if not value.isdigit():
+                    return await respondError(send, BadRequest(
+                        'Content-Length is not a number'))
+                if int(value) > limit:
+                    return await respondError(send, TooLarge(
+                        'the request body is larger than the limit of %d '
+                        'bytes (setting max-body-size)' % limit))
+        await self.wsgi(scope, receive, send)
+
+    async def close(self, send, uuid):
+        try:
+            self.manager.getClient(uuid)
+        except LiveError as e:
+            return await respondError(send, e)
+        self.manager.unregister(uuid)
+        parked = self.parked.get(uuid)
+        if parked is not None:
+            parked.wake('superseded')
+        await respond(send, 200, '{}')
+
+    # -- long-poll -------------------------------------------------------
+
+    async def output(self, scope, receive, send, uuid):
+        query = parse_qs(scope['query_string'].decode('latin-1'))
+        num = query.get('outputNum', [''])[0]
+        last = query.get('lastEventId', [None])[0]
+        try:
+            client, num, body, generation = self.manager.beginOutput(
+                uuid, num, last)
+        except LiveError as e:
+            return await respondError(send, e)
+        if body is None:
+            body = await self.hold(client, num, generation, receive)
+            if body is None:
+                return  # the client went away; nothing was recorded
+        await respond(send, 200, body)
+
+    async def hold(self, client, num, generation, receive):
+        manager = self.manager
+        uuid = client.uuid
+        parked = self._park(uuid)
+        watcher = self.loop.create_task(self._watch(receive, parked))
+        deadline = self.loop.time() + client.refreshInterval
+        cursor = client.delivery.acked
+        client.active += 1
+        try:
+            while True:
+                texts, cursor = manager.collect(client, cursor)
+                if texts:
+                    break
+                remaining = deadline - self.loop.time()
+                if remaining <= 0:
+                    break
+                reason = await self._sleep(parked, client.group_id,
+                                           remaining)
+                if reason == 'disconnect':
+                    return None
+                if reason == 'drain':
+                    return '{"outputNum":%d,"events":[%s]}' % (
+                        num, RECONNECT_JSON)
+                if reason == 'superseded':
+                    break
+            return manager.finishOutput(client, num, generation, texts,
+                                        cursor)
+        finally:
+            client.active -= 1
+            client.touch()
+            watcher.cancel()
+            self._unpark(uuid, parked)
+
+    # -- SSE -------------------------------------------------------------
+
+    def frame(self, position, text):
+        frame = self.frames.get(position)
+        if frame is None:
+            if len(self.frames) >= FRAME_CACHE:
+                self.frames.clear()
+            frame = self.frames[position] = b'id: %s\ndata: %s\n\n' % (
+                self.manager.broker.formatPosition(position).encode(),
+                text.encode('utf-8'))
+        return frame
+
+    async def events(self, scope, receive, send, uuid):
+        last = None
+        for name, value in scope['headers']:
+            if name == b'last-event-id':
+                last = value.decode('latin-1')
+        if last is None:
+            query = parse_qs(scope['query_string'].decode('latin-1'))
+            last = query.get('lastEventId', [None])[0]
+        try:
+            client, cursor = self.manager.beginStream(uuid, last)
+        except LiveError as e:
+            return await respondError(send, e)
+        parked = self._park(uuid)
+        watcher = self.loop.create_task(self._watch(receive, parked))
+        client.active += 1
+        try:
+            await send({'type': 'http.response.start', 'status': 200,
+                        'headers': SSE_HEADERS})
+            await self._send(send, b'retry: 2000\n: connected\n\n')
+            await self.stream(client, parked, cursor, send)
+        finally:
+            client.active -= 1
+            client.touch()
+            watcher.cancel()
+            self._unpark(uuid, parked)
+
+    async def stream(self, client, parked, cursor, send):
+        manager = self.manager
+        heartbeat = client.heartbeatInterval
+        while True:
+            entries, cursor = manager.collectEntries(client, cursor)
+            if entries:
+                await self._send(send, b''.join(
+                    self.frame(position, text) for position, text in entries))
+                continue
+            reason = await self._sleep(parked, client.group_id, heartbeat)
+            if reason == 'disconnect':
+                return
+            if reason in ('drain', 'superseded'):
+                await self._send(send, b'data: %s\n\n'
+                                 % RECONNECT_JSON.encode(), more=False)
+                return
+            if reason == 'timeout':
+                client.touch()
+                await self._send(send, b': heartbeat\n\n')
+
+    async def _send(self, send, body, more=True):
+        """Send a chunk; a reader slower than send-timeout is dropped."""
+        task = asyncio.current_task()
+        timer = self.loop.call_later(self.settings.send_timeout, task.cancel)
+        try:
+            await send({'type': 'http.response.body', 'body': body,
+                        'more_body': more})
+        finally:
+            timer.cancel()
+

@@ -1,0 +1,130 @@
+"""The LiveServerHTTP server type: uvicorn (uvloop, httptools) + LiveApp.
+
+uvicorn parses HTTP; this module adds what a server holding thousands of
+open pages needs around it: a connection limit answered with 503 and
+Retry-After, a deadline for request headers (slowloris), and a shutdown that
+first tells every waiting page to reconnect.
+"""
+
+import contextlib
+import json
+import logging
+import socket
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from zope.interface import implementer, provider
+
+from zorg.live.interfaces import IServer, IServerType
+from zorg.live.server.asgi import LiveApp
+
+log = logging.getLogger('zorg.live.server')
+
+
+class LiveHttpProtocol(HttpToolsProtocol):
+    """httptools protocol with a connection limit and a header deadline."""
+
+    _headerTimer = None
+
+    def connection_made(self, transport):
+        super().connection_made(transport)
+        settings = self.config.zorg_settings
+        if len(self.connections) > settings.max_connections:
+            body = json.dumps({
+                'error': 'busy',
+                'message': 'The server holds its maximum of %d connections; '
+                           'try again in %d seconds.'
+                           % (settings.max_connections, settings.retry_after)
+            }).encode()
+            transport.write(
+                b'HTTP/1.1 503 Service Unavailable\r\n'
+                b'content-type: application/json\r\n'
+                b'retry-after: %d\r\ncontent-length: %d\r\n'
+                b'connection: close\r\n\r\n%s'
+                % (settings.retry_after, len(body), body))
+            transport.close()
+            return
+        self._headerTimer = self.loop.call_later(
+            settings.header_timeout, self._headerTimeout)
+
+    def _headerTimeout(self):
+        # No complete request head in time: a slow or stuck client.
+        if self.cycle is None and not self.transport.is_closing():
+            log.info('closing a connection that sent no request headers '
+                     'within header-timeout')
+            self.transport.close()
+
+    def on_headers_complete(self):
+        if self._headerTimer is not None:
+            self._headerTimer.cancel()
+            self._headerTimer = None
+        super().on_headers_complete()
+
+    def connection_lost(self, exc):
+        if self._headerTimer is not None:
+            self._headerTimer.cancel()
+        super().connection_lost(exc)
+
+
+class LiveUvicornServer(uvicorn.Server):
+    """uvicorn.Server whose signals are handled by our runner (several
+    servers share one process) and which drains waiting pages first."""
+
+    def __init__(self, config, app):
+        super().__init__(config)
+        self.liveApp = app
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        yield
+
+    async def shutdown(self, sockets=None):
+        self.liveApp.drain()
+        await super().shutdown(sockets)
+
+
+def bind(host, port):
+    """A listening socket (port 0: any free port)."""
+    family = socket.AF_INET6 if ':' in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(4096)
+    sock.setblocking(False)
+    return sock
+
+
+@implementer(IServer)
+class LiveServer:
+    """One LiveServerHTTP listening socket with its LiveApp."""
+
+    typeName = 'LiveServerHTTP'
+
+    def __init__(self, name, application, host, port, settings):
+        self.name = name
+        self.settings = settings
+        self.app = LiveApp(application, settings)
+        self.socket = bind(host or '0.0.0.0', port)
+        self.host, self.port = self.socket.getsockname()[:2]
+        config = uvicorn.Config(
+            self.app, http=LiveHttpProtocol, lifespan='on',
+            log_level='warning', access_log=False, server_header=False,
+            timeout_keep_alive=max(5, int(settings.header_timeout)),
+            timeout_graceful_shutdown=int(settings.graceful_timeout),
+            backlog=4096)
+        config.zorg_settings = settings
+        self.server = LiveUvicornServer(config, self.app)
+
+    async def serve(self):
+        log.warning('%s %s listening on http://%s:%d', self.typeName,
+                    self.name, self.host, self.port)
+        await self.server.serve(sockets=[self.socket])
+
+    def stop(self):
+        self.server.should_exit = True
+
+
+@provider(IServerType)
+def liveServerType(name, application, host, port, settings):
+    """LiveServerHTTP: waits in the event loop, pages in worker threads."""
+    return LiveServer(name, application, host, port, settings)

@@ -1,0 +1,133 @@
+"""Every tunable of zorg.live, declared once (after waitress.adjustments).
+
+zope.conf's ``<zorg-live>`` section, the PasteDeploy ini and the
+``ZORG_LIVE_<NAME>`` environment variables are all read through this table;
+the ZConfig schema keys are generated from it.
+"""
+
+import os
+import resource
+
+
+def _size(value):
+    """Bytes from '1048576', '512KB', '10MB' or '1GB'."""
+    text = str(value).strip().upper().replace(' ', '')
+    for suffix, factor in (('GB', 1 << 30), ('MB', 1 << 20), ('KB', 1 << 10),
+                           ('B', 1)):
+        if text.endswith(suffix):
+            return int(float(text[:-len(suffix)]) * factor)
+    return int(text)
+
+
+def _default_connections():
+    # Each connection is a file descriptor; leave room for files, the
+    # database, redis and the worker threads' sockets.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    limit = hard if hard != resource.RLIM_INFINITY else 65536
+    return max(100, limit - 500)
+
+
+# name, type, default, what it means
+TABLE = [
+    ('threads', int, 4,
+     'Worker threads of the Zope publisher (pages, input handlers, '
+     'resources). Waiting pages never use one under LiveServerHTTP.'),
+    ('refresh-interval', float, 25.0,
+     'Seconds one long-poll output request is held before it answers '
+     'idle. Keep it below your reverse proxy\'s read timeout.'),
+    ('client-timeout', float, 60.0,
+     'Seconds after its last request before a silent page is dropped '
+     '(and its principal leaves the group when it was the last page).'),
+    ('heartbeat-interval', float, 15.0,
+     'Seconds between SSE comment lines that keep proxies from closing '
+     'an idle stream.'),
+    ('max-pages-per-principal', int, 30,
+     'Open pages one principal may have; a page over the cap gets an '
+     'error event and is closed.'),
+    ('history-size', int, 1000,
+     'Events kept per group, so that a page that reconnects gets what it '
+     'missed; a page that falls further behind is told to reload.'),
+    ('max-connections', int, _default_connections,
+     'Open connections the live server accepts; further ones get 503 '
+     'with Retry-After. Default: the open-file limit minus 500.'),
+    ('retry-after', int, 5,
+     'Seconds the 503 answer asks a client to wait.'),
+    ('max-body-size', _size, 100 << 20,
+     'Largest request body (413 above it). Sizes accept KB, MB, GB.'),
+    ('header-timeout', float, 10.0,
+     'Seconds a new connection may take to send its request headers.'),
+    ('send-timeout', float, 30.0,
+     'Seconds a slow reader may block one write before it is dropped.'),
+    ('graceful-timeout', float, 30.0,
+     'Seconds in-flight requests may take to finish on SIGTERM.'),
+    ('broker', str, 'memory://',
+     'Where group logs live: memory:// (one process) or '
+     'redis://host:port/db (several processes).'),
+]
+
+_BY_NAME = {row[0]: row for row in TABLE}
+
+
+def attribute(name):
+    """The Python attribute for a setting name ('refresh-interval' ->
+    'refresh_interval')."""
+    return name.replace('-', '_')
+
+
+class Settings:
+    """Typed settings with defaults; construct with any subset of names
+    (dashes or underscores) as strings or values."""
+
+    def __init__(self, **values):
+        for name, kind, default, _doc in TABLE:
+            setattr(self, attribute(name),
+                    default() if callable(default) else default)
+        self.update(values)
+
+    def update(self, values):
+        for key, value in values.items():
+            name = key.replace('_', '-').lower()
+            if name not in _BY_NAME:
+                raise ValueError(
+                    'unknown zorg.live setting %r; known settings: %s'
+                    % (key, ', '.join(sorted(_BY_NAME))))
+            if value is None:
+                continue
+            kind = _BY_NAME[name][1]
+            try:
+                converted = kind(value)
+            except (TypeError, ValueError):
+                raise ValueError('setting %s: %r is not a valid %s'
+                                 % (name, value, getattr(kind, '__name__',
+                                                         kind)))
+            setattr(self, attribute(name), converted)
+        return self
+
+    @classmethod
+    def fromEnviron(cls, environ=None, **values):
+        """Settings from ZORG_LIVE_* environment variables, then `values`."""
+        environ = os.environ if environ is None else environ
+        found = {}
+        for name, *_rest in TABLE:
+            env = 'ZORG_LIVE_' + attribute(name).upper()
+            if env in environ:
+                found[name] = environ[env]
+        settings = cls(**found)
+        return settings.update(values)
+
+    def applyToPages(self):
+        """Make the page settings the defaults of every client and of the
+        manager utility (they are class attributes, as in the original
+        zorg.live)."""
+        from zorg.live.page.client import LivePageClient
+        from zorg.live.page.manager import LivePageManager
+        LivePageClient.refreshInterval = self.refresh_interval
+        LivePageClient.clientTimeout = self.client_timeout
+        LivePageClient.heartbeatInterval = self.heartbeat_interval
+        LivePageManager.maxPagesPerPrincipal = self.max_pages_per_principal
+
+    def schemaKeys(self):
+        """ZConfig <key> elements for the <zorg-live> section."""
+        return '\n'.join(
+            '<key name="%s" required="no"><description>%s</description>'
+            '</key>' % (name, doc) for name, _k, _d, doc in TABLE)

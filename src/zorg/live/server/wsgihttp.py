@@ -1,0 +1,59 @@
+"""The WSGI-HTTP server type: waitress, the plain threaded server.
+
+LivePages work through it, but each waiting page holds one of its threads
+for up to refreshInterval (and SSE is not offered, so pages long-poll):
+with ``threads 4`` four pages can wait at a time. It is here for sites that
+cannot run LiveServerHTTP, and to show the difference.
+"""
+
+import asyncio
+import logging
+
+from waitress.server import create_server
+from zope.interface import implementer, provider
+
+from zorg.live.interfaces import IServer, IServerType
+
+log = logging.getLogger('zorg.live.server')
+
+
+@implementer(IServer)
+class WSGIServer:
+    typeName = 'WSGI-HTTP'
+
+    def __init__(self, name, application, host, port, settings):
+        self.name = name
+        self.server = create_server(
+            application, host=host or '0.0.0.0', port=port,
+            threads=settings.threads,
+            max_request_body_size=settings.max_body_size,
+            channel_timeout=max(120, int(settings.refresh_interval) * 2),
+            connection_limit=settings.max_connections,
+            clear_untrusted_proxy_headers=True)
+        self.host, self.port = self.server.socket.getsockname()[:2]
+        self._stopped = None
+
+    async def serve(self):
+        log.warning('%s %s listening on http://%s:%d', self.typeName,
+                    self.name, self.host, self.port)
+        loop = asyncio.get_running_loop()
+        # waitress runs its own select loop; give it a thread of its own.
+        await loop.run_in_executor(None, self._run)
+
+    def _run(self):
+        try:
+            self.server.run()
+        except (OSError, ValueError):
+            pass  # its sockets were closed by stop()
+
+    def stop(self):
+        server = self.server
+        for channel in list(server._map.values()):
+            channel.close()
+        server.task_dispatcher.shutdown(timeout=5)
+
+
+@provider(IServerType)
+def wsgiServerType(name, application, host, port, settings):
+    """WSGI-HTTP: waitress; every waiting page holds a worker thread."""
+    return WSGIServer(name, application, host, port, settings)
