@@ -58,6 +58,7 @@ setup(
     extras_require={
         'test': [
             'pytest >= 8.0',
+            'aiohttp >= 3.9',
             'zope.testrunner >= 6.0',
             'playwright >= 1.40',
         ],

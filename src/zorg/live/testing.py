@@ -68,3 +68,48 @@ def tearDown(test=None):
     for name, value in _CLIENT_DEFAULTS.items():
         setattr(LivePageClient, name, value)
     zope.component.testing.tearDown(test)
+
+
+# -- for tests that run the real server (see tests/site.zcml) -------------
+
+DB_OPENS = [0]
+
+
+def countDatabaseOpens(event):
+    """Subscriber (IDatabaseOpened): count every connection opened on the
+    site's database, to prove that live requests open none."""
+    db = event.database
+    original = db.open
+
+    def open(*args, **kw):
+        DB_OPENS[0] += 1
+        return original(*args, **kw)
+    db.open = open
+
+
+class StatsView:
+    """``@@test-stats``: the manager's counters and the database opens, as
+    JSON. (This request itself opens the database once.)"""
+
+    def __init__(self, context, request):
+        self.context, self.request = context, request
+
+    def __call__(self):
+        import json
+        from zorg.live.interfaces import ILivePageManager
+        manager = zope.component.getUtility(ILivePageManager)
+        self.request.response.setHeader('Content-Type', 'application/json')
+        return json.dumps({'pages': len(manager), 'waiting': manager.waiting,
+                           'peakWaiting': manager.peakWaiting,
+                           'published': manager.published,
+                           'dbOpens': DB_OPENS[0]})
+
+
+class SlowLivePage(TestLivePage):
+    """A page whose handler takes a while (input in flight at shutdown)."""
+
+    @handler
+    def slow(self, seconds, text):
+        import time
+        time.sleep(float(seconds))
+        self.publish(Append('target', text))

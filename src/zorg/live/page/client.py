@@ -28,8 +28,12 @@ class LivePageClient:
     clientTimeout = 60.0     # a silent page is dropped after this
     heartbeatInterval = 15.0  # SSE comment lines keep proxies from closing
 
-    def __init__(self, uuid, principal, group_id, title='', presence=False):
+    def __init__(self, uuid, principal, group_id, title='', presence=False,
+                 anonymous=False):
         self.uuid = uuid
+        # Anonymous visitors share one principal id: they are neither
+        # online (presence) nor capped per principal.
+        self.anonymous = anonymous
         self.principal = principal
         self.title = title
         self.group_id = group_id

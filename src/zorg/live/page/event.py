@@ -59,7 +59,10 @@ def encode(event, event_id=None):
     """The JSON text of `event`, with its id first when it has one."""
     data = {'id': event_id} if event_id is not None else {}
     data.update(event.asDict())
-    return json.dumps(data, separators=(',', ':'), ensure_ascii=False)
+    # NaN and Infinity are not JSON: a browser's JSON.parse would reject the
+    # whole answer, and with it every other event for the page.
+    return json.dumps(data, separators=(',', ':'), ensure_ascii=False,
+                      allow_nan=False)
 
 
 class _HTMLEvent(Event):
@@ -195,7 +198,8 @@ class Custom(Event):
     name = 'custom'
 
     def __init__(self, name, data=None):
-        json.dumps(data)  # fail at the publisher, not at every receiver
+        # Fail at the publisher, not at every receiver.
+        json.dumps(data, allow_nan=False)
         super().__init__(name=str(name), data=data)
 
 

@@ -75,19 +75,27 @@ class LivePageManager:
         self.broker = broker if broker is not None else MemoryBroker()
         self._lock = threading.RLock()
         self._clients = {}
+        self._pages = {}     # group id -> ids of its pages
         self._members = {}   # group id -> {principal id -> [clients]}
+        #                      (presence: authenticated pages only)
         self._lastReap = time.monotonic()
         self.published = 0
+        self.waiting = 0        # output requests and streams held now
+        self.peakWaiting = 0    # the most held at once since start
 
     # -- registry --------------------------------------------------------
 
     def register(self, client):
         self._maybeReap()
+        first = False
         with self._lock:
             client.delivery = Delivery(self.broker.latest(client.group_id))
             self._clients[client.uuid] = client
-            pages = self.getClientsFor(client.principal)
-            if len(pages) >= self.maxPagesPerPrincipal:
+            self._pages.setdefault(client.group_id, set()).add(client.uuid)
+            if client.anonymous:
+                pass
+            elif (len(self.getClientsFor(client.principal))
+                  >= self.maxPagesPerPrincipal):
                 client.refused = True
             else:
                 members = self._members.setdefault(client.group_id, {})
@@ -106,25 +114,31 @@ class LivePageManager:
         return client
 
     def unregister(self, uuid, reason='closed'):
+        last = False
         with self._lock:
             client = self._clients.pop(uuid, None)
-            if client is None or client.refused:
-                return client
-            members = self._members.get(client.group_id, {})
-            pages = members.get(client.principal, [])
-            if client in pages:
-                pages.remove(client)
-            last = not pages
-            if last:
-                members.pop(client.principal, None)
-            if not members:
+            if client is None:
+                return None
+            group_id = client.group_id
+            pages = self._pages.get(group_id, set())
+            pages.discard(uuid)
+            if not pages:
                 # Nobody reads the log any more: free it. A page coming
                 # back later finds a new log and is told what it missed.
-                self._members.pop(client.group_id, None)
-                self.broker.dropGroup(client.group_id)
-            elif last:
-                self._publish(Leave(client.principal, client.title),
-                              client.group_id, _audience.presence())
+                self._pages.pop(group_id, None)
+                self.broker.dropGroup(group_id)
+            members = self._members.get(group_id, {})
+            same = members.get(client.principal, [])
+            if client in same:
+                same.remove(client)
+                last = not same
+            if last:
+                del members[client.principal]
+                if not members:
+                    self._members.pop(group_id, None)
+                if pages:
+                    self._publish(Leave(client.principal, client.title),
+                                  group_id, _audience.presence())
         if last:
             zope.event.notify(PrincipalLeftEvent(client))
         return client
@@ -168,7 +182,7 @@ class LivePageManager:
 
     def groups(self):
         with self._lock:
-            return sorted(self._members)
+            return sorted(self._pages)
 
     # -- publishing ------------------------------------------------------
 
@@ -251,6 +265,20 @@ class LivePageManager:
         entries, end = self.collectEntries(client, after)
         return [text for _pos, text in entries], end
 
+    def holdStarted(self, client):
+        """An output request or stream of `client` starts waiting."""
+        with self._lock:
+            client.active += 1
+            self.waiting += 1
+            if self.waiting > self.peakWaiting:
+                self.peakWaiting = self.waiting
+
+    def holdEnded(self, client):
+        with self._lock:
+            client.active -= 1
+            self.waiting -= 1
+            client.touch()
+
     def finishOutput(self, client, num, generation, texts, end):
         with self._lock:
             body = client.delivery.finish(num, generation, texts, end)
@@ -267,7 +295,7 @@ class LivePageManager:
             timeout = client.refreshInterval
         deadline = time.monotonic() + timeout
         cursor = client.delivery.acked
-        client.active += 1
+        self.holdStarted(client)
         try:
             while True:
                 texts, cursor = self.collect(client, cursor)
@@ -277,7 +305,7 @@ class LivePageManager:
                     break
                 self.broker.waitFor(client.group_id, cursor, remaining)
         finally:
-            client.active -= 1
+            self.holdEnded(client)
         return self.finishOutput(client, num, generation, texts, cursor)
 
     def rewind(self, client, position):

@@ -12,6 +12,7 @@ import re
 from html import escape
 
 import zope.component
+from zope.authentication.interfaces import IUnauthenticatedPrincipal
 from zope.interface import implementer
 from zope.publisher.browser import BrowserPage
 
@@ -61,10 +62,13 @@ def parseArguments(arguments, limit):
     """
     if arguments is None:
         return [], {}
+    # Arguments parsed from a JSON body are measured as JSON text, so the
+    # limit is the same whichever way they came.
+    wire = arguments if isinstance(arguments, str) else json.dumps(
+        arguments, ensure_ascii=False, default=str)
+    if len(wire.encode('utf-8')) > limit:
+        raise TooLarge('handler arguments are larger than %d bytes' % limit)
     if isinstance(arguments, str):
-        if len(arguments.encode('utf-8')) > limit:
-            raise TooLarge('handler arguments are larger than %d bytes'
-                           % limit)
         text = arguments.strip()
         if text[:1] in ('[', '{'):
             try:
@@ -115,11 +119,12 @@ class LivePage(BrowserPage):
             return '%s.%s' % (cls.__module__, cls.__qualname__)
 
     def principalInfo(self):
-        """(id, title) of the request's principal."""
+        """(id, title, anonymous) of the request's principal."""
         principal = getattr(self.request, 'principal', None)
         if principal is None:
-            return 'zope.anybody', 'Unauthenticated User'
-        return principal.id, getattr(principal, 'title', principal.id)
+            return 'zope.anybody', 'Unauthenticated User', True
+        return (principal.id, getattr(principal, 'title', principal.id),
+                IUnauthenticatedPrincipal.providedBy(principal))
 
     def newClient(self):
         """Register a client for this page and remember its id."""
@@ -173,7 +178,9 @@ class LivePage(BrowserPage):
             raise Forbidden('This page belongs to another user; log in as '
                             'that user or reload the page.')
         handlers = declaredHandlers(type(self))
-        func = handlers.get(handler_name)
+        # The name comes from the wire: from a JSON body it may be a list.
+        func = (handlers.get(handler_name) if isinstance(handler_name, str)
+                else None)
         if func is None:
             raise BadRequest('Undeclared handler %r: this page declares %s'
                              % (handler_name, ', '.join(sorted(handlers))
@@ -216,6 +223,7 @@ class LivePage(BrowserPage):
 
 def pageClient(page):
     """The default client factory: adapts an ILivePage to ILivePageClient."""
-    principal, title = page.principalInfo()
+    principal, title, anonymous = page.principalInfo()
     return LivePageClient(page.uuid, principal, page.getGroupId(),
-                          title=title, presence=page.presence)
+                          title=title, presence=page.presence,
+                          anonymous=anonymous)

@@ -252,7 +252,7 @@ class LiveApp:
         watcher = self.loop.create_task(self._watch(receive, parked))
         deadline = self.loop.time() + client.refreshInterval
         cursor = client.delivery.acked
-        client.active += 1
+        self.manager.holdStarted(client)
         try:
             while True:
                 texts, cursor = manager.collect(client, cursor)
@@ -273,8 +273,7 @@ class LiveApp:
             return manager.finishOutput(client, num, generation, texts,
                                         cursor)
         finally:
-            client.active -= 1
-            client.touch()
+            self.manager.holdEnded(client)
             watcher.cancel()
             self._unpark(uuid, parked)
 
@@ -304,15 +303,14 @@ class LiveApp:
             return await respondError(send, e)
         parked = self._park(uuid)
         watcher = self.loop.create_task(self._watch(receive, parked))
-        client.active += 1
+        self.manager.holdStarted(client)
         try:
             await send({'type': 'http.response.start', 'status': 200,
                         'headers': SSE_HEADERS})
             await self._send(send, b'retry: 2000\n: connected\n\n')
             await self.stream(client, parked, cursor, send)
         finally:
-            client.active -= 1
-            client.touch()
+            self.manager.holdEnded(client)
             watcher.cancel()
             self._unpark(uuid, parked)
 

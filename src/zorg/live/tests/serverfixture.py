@@ -1,0 +1,131 @@
+"""Run the real `zorg-live serve` in a subprocess, on a free loopback port.
+
+Each RunningServer gets its own directory with a zope.conf, a FileStorage
+and a log; tests talk HTTP to it and may stop, kill or restart it.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(__file__)
+SITE_ZCML = os.path.join(HERE, 'site.zcml')
+
+CONF = """\
+site-definition %(zcml)s
+threads %(threads)d
+%(servers)s
+<zorg-live>
+%(settings)s
+</zorg-live>
+<zodb>
+  <filestorage>
+    path %(dir)s/Data.fs
+  </filestorage>
+</zodb>
+<eventlog>
+  <logfile>
+    path %(dir)s/server.log
+  </logfile>
+</eventlog>
+"""
+
+SERVER = """
+<server %(name)s>
+  type %(type)s
+  address 127.0.0.1:%(port)d
+</server>
+"""
+
+
+def freePort():
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+class RunningServer:
+    """A zorg-live process; `types` lists its servers' types."""
+
+    def __init__(self, directory, types=('LiveServerHTTP',), threads=2,
+                 zcml=SITE_ZCML, **settings):
+        self.dir = str(directory)
+        os.makedirs(self.dir, exist_ok=True)
+        self.ports = [freePort() for _ in types]
+        self.port = self.ports[0]
+        servers = ''.join(
+            SERVER % {'name': 's%d' % i, 'type': kind, 'port': port}
+            for i, (kind, port) in enumerate(zip(types, self.ports)))
+        lines = '\n'.join('  %s %s' % (k.replace('_', '-'), v)
+                          for k, v in settings.items())
+        self.config = os.path.join(self.dir, 'zope.conf')
+        with open(self.config, 'w') as f:
+            f.write(CONF % {'zcml': zcml, 'threads': threads,
+                            'servers': servers, 'settings': lines,
+                            'dir': self.dir})
+        self.process = None
+
+    def url(self, path='', port=None):
+        return 'http://127.0.0.1:%d/%s' % (port or self.port,
+                                           path.lstrip('/'))
+
+    def start(self, timeout=60):
+        env = dict(os.environ)
+        env.pop('ZORG_LIVE_BROKER', None)
+        self.output = open(os.path.join(self.dir, 'stdout.log'), 'ab')
+        self.process = subprocess.Popen(
+            [sys.executable, '-m', 'zorg.live', 'serve', self.config],
+            cwd=self.dir, stdout=self.output, stderr=subprocess.STDOUT,
+            env=env)
+        deadline = time.monotonic() + timeout
+        for port in self.ports:
+            while True:
+                if self.process.poll() is not None:
+                    raise RuntimeError('the server exited with %s:\n%s'
+                                       % (self.process.returncode,
+                                          self.log()))
+                try:
+                    socket.create_connection(('127.0.0.1', port), 0.5).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        self.kill()
+                        raise RuntimeError('the server did not listen on '
+                                           '%d:\n%s' % (port, self.log()))
+                    time.sleep(0.05)
+        return self
+
+    def log(self):
+        text = []
+        for name in ('stdout.log', 'server.log'):
+            path = os.path.join(self.dir, name)
+            if os.path.exists(path):
+                with open(path, errors='replace') as f:
+                    text.append(f.read()[-5000:])
+        return '\n'.join(text)
+
+    def stop(self, timeout=30):
+        """SIGTERM and wait; returns the exit code."""
+        if self.process is None or self.process.poll() is not None:
+            return self.process and self.process.returncode
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
+
+    def kill(self):
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.kill()
+        self.output.close()
