@@ -87,7 +87,7 @@ class MemoryBroker:
 
     def parsePosition(self, text):
         text = str(text).strip()
-        if not text.isdigit() or len(text) > 30:
+        if not (text.isascii() and text.isdigit()) or len(text) > 30:
             raise ValueError('event id must be a decimal number, got %r'
                              % text[:40])
         return int(text)
