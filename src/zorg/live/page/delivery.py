@@ -16,7 +16,9 @@ Everything that decides what a page is sent lives here; the long-poll path
    reached. Only the newest output request of a page may record: starting
    a request supersedes any request still waiting (its answer is idle and
    is not recorded).
-6. An explicit last event id (SSE reconnect, or long-poll after SSE) is an
+6. Starting an SSE stream drops the pending answer and restarts the
+   long-poll window at 0.
+7. An explicit last event id (SSE reconnect, or long-poll after SSE) is an
    acknowledgement up to that id; it never moves the cursor backwards, and
    it may not point past the log's newest position.
 
@@ -111,9 +113,10 @@ class Delivery:
         if last_event_id is not None:
             self._checkAck(last_event_id, newest)
             self._ack(last_event_id)
-        if self.pending is not None:
-            self.nextNum = self.pending.num + 1
-            self.pending = None
+        # The stream carries the pending answer's events again, and a page
+        # that falls back from SSE starts long-polling at 0 (PROTOCOL.txt).
+        self.pending = None
+        self.nextNum = 0
         self.generation += 1
         return self.acked
 

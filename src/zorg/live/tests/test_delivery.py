@@ -231,9 +231,9 @@ def test_resume_with_older_id_keeps_cursor(delivery):
     assert delivery.resume(50, 200) == CURSOR
 
 
-def test_resume_drops_pending_and_continues_numbering(pending_delivery):
+def test_resume_drops_pending_and_restarts_numbering_at_0(pending_delivery):
     pending_delivery.resume(None, 200)
-    assert (pending_delivery.pending, pending_delivery.nextNum) == (None, 1)
+    assert (pending_delivery.pending, pending_delivery.nextNum) == (None, 0)
 
 
 def test_resume_with_id_newer_than_newest_changes_nothing(pending_delivery):

@@ -1,0 +1,788 @@
+/*
+ * zorg.live browser client: keeps one LivePage up to date.
+ *
+ * LivePage.render() puts this file into the page's <head> as a classic
+ * script tag carrying the page's settings:
+ *
+ *   <script src=".../++resource++zorgajax/livepage.js"
+ *           data-uuid="..." data-client-url="..." data-last-event-id="..."
+ *           data-transport="auto"></script>
+ *
+ * optionally with data-presence-target="<id of a list of who is online>"
+ * and data-autostart="false". The script creates window.LivePage (the one
+ * client of this page) and starts it when the document has been parsed.
+ * It speaks the wire protocol of zorg/live/PROTOCOL.txt and nothing else;
+ * README.txt next to this file is the site developer's guide.
+ *
+ * Theory of operation
+ * -------------------
+ * One loop (run) owns the connection. Each turn makes exactly one output
+ * request - an SSE stream or one long-poll - and waits for its outcome, so
+ * there is never more than one outstanding output request per page. The
+ * outcome decides the next turn: go on at once, wait (backoff with full
+ * jitter, or the server's Retry-After), register the page again, or switch
+ * from SSE to long-poll. Stopping bumps a generation counter and aborts the
+ * request; a turn that wakes up under an old generation does nothing.
+ *
+ * Every event goes through deliver(): an event with an id not above the last
+ * applied id is dropped, so an event is applied once and in order whatever
+ * the transports repeat. Long-poll counts its requests in outputNum and moves
+ * to the next number only after the response has been applied.
+ *
+ * The SSE stream is read with fetch() rather than EventSource: EventSource
+ * hides comments (so a proxy that buffers the stream cannot be noticed) and
+ * HTTP statuses (so "unknown page" and "busy" cannot be told from a broken
+ * connection).
+ */
+(() => {
+  'use strict';
+
+  const DEFAULTS = {
+    transport: 'auto',      // "auto" (SSE, else long-poll) | "sse" | "longpoll"
+    backoffBase: 500,       // ms; a reconnect waits random(0, min(cap, base * 2^attempt))
+    backoffCap: 30000,      // ms
+    headersTimeout: 10000,  // ms an SSE request may take to answer with headers
+    firstByteTimeout: 5000, // ms after the SSE headers within which a first byte must come
+    streamIdleTimeout: 60000, // ms of SSE silence (no heartbeat either) after which the stream is dead
+    pollTimeout: 120000,    // ms after which a held long-poll request is taken for lost
+  };
+
+  // Attribute values that are URLs; a "javascript:" value would run script.
+  const URL_ATTRIBUTES = new Set(['href', 'src', 'action', 'formaction', 'xlink:href', 'poster', 'data']);
+  // Attributes whose value is markup or script, whatever the name looks like.
+  const CODE_ATTRIBUTES = new Set(['srcdoc']);
+
+  /*
+   * Event ids only grow: decimal integers ("42") from the memory broker,
+   * Redis stream ids ("1700000000000-3") from the Redis broker. Compare them
+   * as sequences of integers split on "-", of any length.
+   */
+  function compareEventIds(a, b) {
+    const left = String(a).split('-');
+    const right = String(b).split('-');
+    for (let i = 0; i < Math.max(left.length, right.length); i += 1) {
+      if (i >= left.length) return -1;
+      if (i >= right.length) return 1;
+      const order = compareIntegers(left[i], right[i]);
+      if (order !== 0) return order;
+    }
+    return 0;
+  }
+
+  function compareIntegers(x, y) {
+    if (/^\d+$/.test(x) && /^\d+$/.test(y)) {
+      x = x.replace(/^0+(?=\d)/, '');
+      y = y.replace(/^0+(?=\d)/, '');
+      if (x.length !== y.length) return x.length < y.length ? -1 : 1;
+    }
+    return x < y ? -1 : x > y ? 1 : 0;
+  }
+
+  /*
+   * Splits a text/event-stream into messages, following the HTML standard's
+   * "parsing an event stream". Only messages are handed on; comments and
+   * retry: lines matter only as proof of life and reconnect advice.
+   */
+  class EventStreamParser {
+    constructor(onMessage, onRetry) {
+      this.onMessage = onMessage;
+      this.onRetry = onRetry;
+      this.buffer = '';
+      this.data = [];
+      this.type = '';
+      this.lastId = null;
+    }
+
+    feed(text) {
+      this.buffer += text;
+      const lineEnd = /\r\n|\r|\n/g;
+      let start = 0;
+      let match;
+      while ((match = lineEnd.exec(this.buffer)) !== null) {
+        // A trailing "\r" may be the first half of a "\r\n" split between chunks.
+        if (match[0] === '\r' && lineEnd.lastIndex === this.buffer.length) break;
+        this.line(this.buffer.slice(start, match.index));
+        start = lineEnd.lastIndex;
+      }
+      this.buffer = this.buffer.slice(start);
+    }
+
+    line(line) {
+      if (line === '') {
+        this.dispatch();
+        return;
+      }
+      if (line[0] === ':') return;
+      const colon = line.indexOf(':');
+      const field = colon < 0 ? line : line.slice(0, colon);
+      let value = colon < 0 ? '' : line.slice(colon + 1);
+      if (value[0] === ' ') value = value.slice(1);
+      if (field === 'data') this.data.push(value);
+      else if (field === 'event') this.type = value;
+      else if (field === 'id' && !value.includes('\0')) this.lastId = value;
+      else if (field === 'retry' && /^\d+$/.test(value)) this.onRetry(Number(value));
+    }
+
+    dispatch() {
+      const data = this.data;
+      const type = this.type || 'message';
+      this.data = [];
+      this.type = '';
+      if (data.length) this.onMessage({ type, data: data.join('\n'), id: this.lastId });
+    }
+  }
+
+  // Outcomes of one turn of the loop.
+  const APPLIED = 'applied';           // go on at once
+  const FAILED = 'failed';             // wait (backoff), then try again
+  const BUSY = 'busy';                 // wait (Retry-After), then try again
+  const UNKNOWN_PAGE = 'unknown-page'; // register again, then go on
+  const FALLBACK = 'fallback';         // SSE does not get through: long-poll from now on
+  const STOPPED = 'stopped';           // the client was stopped meanwhile
+
+  function httpError(status, body, fallbackMessage) {
+    const error = new Error((body && body.message) || fallbackMessage || `HTTP ${status}`);
+    error.status = status;
+    error.code = (body && body.error) || null;
+    return error;
+  }
+
+  async function readErrorBody(response) {
+    try {
+      return await response.json();
+    } catch (_) {
+      return null;
+    }
+  }
+
+  function retryAfterMs(response) {
+    const value = response.headers.get('Retry-After');
+    if (!value) return null;
+    if (/^\s*\d+\s*$/.test(value)) return Number(value) * 1000;
+    const date = Date.parse(value);
+    return Number.isNaN(date) ? null : Math.max(0, date - Date.now());
+  }
+
+  function csrfToken() {
+    const meta = document.querySelector('meta[name="csrf-token"]');
+    return meta ? meta.getAttribute('content') : null;
+  }
+
+  function streamingSupported() {
+    return typeof fetch === 'function' && typeof ReadableStream === 'function' &&
+      typeof TextDecoder === 'function' && typeof AbortController === 'function';
+  }
+
+  class LivePageClient {
+    /*
+     * options: uuid, clientURL, lastEventId, transport, presenceTarget, and
+     * the timings of DEFAULTS (milliseconds).
+     */
+    constructor(options = {}) {
+      this.options = Object.assign({}, DEFAULTS, options);
+      this.uuid = options.uuid || null;
+      this.clientURL = options.clientURL || null;
+      this.lastEventId = options.lastEventId ? String(options.lastEventId) : null;
+      this.presenceTarget = options.presenceTarget || null;
+      this.mode = ['auto', 'sse', 'longpoll'].includes(this.options.transport) ? this.options.transport : 'auto';
+      this.transport = this.mode !== 'longpoll' && streamingSupported() ? 'sse' : 'longpoll';
+      this.status = 'closed';
+      this.outputNum = 0;
+      this.appliedCount = 0;
+
+      this.onopen = null;
+      this.onclose = null;
+      this.onerror = null;
+      this.onmessage = null;
+      this.onconnected = null;
+
+      this._listeners = new Map();
+      this._running = false;
+      this._generation = 0;
+      this._abort = null;         // AbortController of the outstanding request
+      this._timer = null;         // pending wait between turns
+      this._wake = null;          // ends that wait early
+      this._attempt = 0;          // failures since the last success (backoff exponent)
+      this._everOpened = false;
+      this._sseWorked = false;    // an SSE stream of this page delivered data once
+      this._sseFailures = 0;      // SSE failures in a row
+      this._sseRetry = 0;         // the server's "retry:" advice, ms
+      this._closedByPagehide = false;
+
+      if (typeof window !== 'undefined') {
+        window.addEventListener('pagehide', () => this._pageHidden());
+        window.addEventListener('pageshow', (event) => this._pageShown(event));
+        window.addEventListener('online', () => this._wake && this._wake());
+      }
+    }
+
+    // ---------------------------------------------------------------- API
+
+    start() {
+      if (this._running) return this;
+      if (!this.clientURL) throw new Error('LivePage: no client URL (data-client-url)');
+      this._running = true;
+      this._closedByPagehide = false;
+      this._attempt = 0;
+      this._setStatus('connecting');
+      this._run(++this._generation);
+      return this;
+    }
+
+    close() {
+      if (!this._running) return;
+      this._tellServerClosed(false);
+      this._stop('client', '');
+    }
+
+    /*
+     * Calls a handler the page declares. Resolves with the events the
+     * handler replied with (already applied); rejects with an Error carrying
+     * status, code and the server's message.
+     */
+    async send(handler, args = []) {
+      const headers = { 'Content-Type': 'application/json', Accept: 'application/json' };
+      const token = csrfToken();
+      if (token) headers['X-CSRF-Token'] = token;
+      const response = await fetch(`${this.clientURL}/input`, {
+        method: 'POST',
+        headers,
+        credentials: 'same-origin',
+        body: JSON.stringify({ handler, arguments: args }),
+      });
+      if (!response.ok) throw httpError(response.status, await readErrorBody(response));
+      const body = await response.json();
+      const events = Array.isArray(body.events) ? body.events : [];
+      // Replies to this page alone: not part of the group log, so their ids
+      // (if any) do not move lastEventId.
+      for (const event of events) this._apply(event);
+      return events;
+    }
+
+    on(name, fn) {
+      if (!this._listeners.has(name)) this._listeners.set(name, new Set());
+      this._listeners.get(name).add(fn);
+      return this;
+    }
+
+    off(name, fn) {
+      const listeners = this._listeners.get(name);
+      if (listeners) listeners.delete(fn);
+      return this;
+    }
+
+    // --------------------------------------------------------------- loop
+
+    async _run(generation) {
+      while (this._generation === generation) {
+        let outcome;
+        if (this.transport === 'sse') outcome = await this._streamOnce(generation);
+        else outcome = await this._pollOnce(generation);
+        if (this._generation !== generation || outcome.type === STOPPED) return;
+
+        if (outcome.type === UNKNOWN_PAGE) outcome = await this._register(generation);
+        if (this._generation !== generation || outcome.type === STOPPED) return;
+
+        switch (outcome.type) {
+          case APPLIED:
+            this._attempt = 0;
+            break;
+          case FALLBACK:
+            this.transport = 'longpoll';
+            this._setStatus('connecting');
+            break;
+          case BUSY:
+            this._setStatus('connecting');
+            await this._sleep((outcome.delay ?? this._backoff()) + this._jitter(0), generation);
+            break;
+          case FAILED:
+            this._setStatus('connecting');
+            if (outcome.error) this._report(outcome.error);
+            await this._sleep((outcome.delay || 0) + this._backoff(), generation);
+            break;
+        }
+      }
+    }
+
+    _jitter(attempt) {
+      const { backoffBase, backoffCap } = this.options;
+      return Math.random() * Math.min(backoffCap, backoffBase * 2 ** attempt);
+    }
+
+    _backoff() {
+      const delay = this._jitter(this._attempt);
+      this._attempt += 1;
+      return delay;
+    }
+
+    _sleep(ms, generation) {
+      if (this._generation !== generation) return Promise.resolve();
+      return new Promise((resolve) => {
+        const done = () => {
+          clearTimeout(this._timer);
+          this._timer = null;
+          this._wake = null;
+          resolve();
+        };
+        this._timer = setTimeout(done, ms);
+        this._wake = done;
+      });
+    }
+
+    _newRequest() {
+      this._abort = new AbortController();
+      return this._abort;
+    }
+
+    // ---------------------------------------------------------- long-poll
+
+    async _pollOnce(generation) {
+      const requestNum = this.outputNum;
+      let url = `${this.clientURL}/output?outputNum=${requestNum}`;
+      if (this.lastEventId !== null) url += `&lastEventId=${encodeURIComponent(this.lastEventId)}`;
+      const controller = this._newRequest();
+      const timeout = setTimeout(() => controller.abort(new Error('output request timed out')), this.options.pollTimeout);
+      let response;
+      let body;
+      try {
+        response = await fetch(url, {
+          credentials: 'same-origin',
+          cache: 'no-store',
+          headers: { Accept: 'application/json' },
+          signal: controller.signal,
+        });
+        body = response.ok ? await response.json() : await readErrorBody(response);
+      } catch (error) {
+        if (this._generation !== generation) return { type: STOPPED };
+        return { type: FAILED, error };
+      } finally {
+        clearTimeout(timeout);
+      }
+      if (this._generation !== generation) return { type: STOPPED };
+
+      if (!response.ok) return this._classify(response, body);
+      this._opened();
+      for (const event of (body && Array.isArray(body.events)) ? body.events : []) {
+        // The server is shutting down: this answer was not recorded, so ask
+        // again (with backoff) with the same outputNum.
+        if (event && event.event === 'reconnect') return { type: FAILED, error: new Error('the server asked to reconnect') };
+        this._deliver(event, null);
+        if (this._generation !== generation) return { type: STOPPED };
+      }
+      // Applied: the next request acknowledges this response.
+      this.outputNum = requestNum + 1;
+      return { type: APPLIED };
+    }
+
+    _classify(response, body) {
+      const code = body && body.error;
+      if (response.status === 404 && code === 'unknown-page') return { type: UNKNOWN_PAGE };
+      // Out of the outputNum window: the server cannot say which response
+      // this page has seen, so start over as a new page from lastEventId.
+      if (response.status === 400 && code === 'bad-request') return { type: UNKNOWN_PAGE };
+      if (response.status === 503) return { type: BUSY, delay: retryAfterMs(response) };
+      return { type: FAILED, error: httpError(response.status, body) };
+    }
+
+    // ---------------------------------------------------------------- SSE
+
+    async _streamOnce(generation) {
+      let url = `${this.clientURL}/events`;
+      if (this.lastEventId !== null) url += `?lastEventId=${encodeURIComponent(this.lastEventId)}`;
+      const controller = this._newRequest();
+      let timedOut = false;
+      let timer = setTimeout(() => { timedOut = true; controller.abort(); }, this.options.headersTimeout);
+      let gotByte = false;
+      try {
+        const response = await fetch(url, {
+          credentials: 'same-origin',
+          cache: 'no-store',
+          headers: { Accept: 'text/event-stream' },
+          signal: controller.signal,
+        });
+        clearTimeout(timer);
+        if (!response.ok) {
+          const outcome = this._classify(response, await readErrorBody(response));
+          return outcome.type === FAILED ? this._sseFailed(outcome.error, false) : outcome;
+        }
+        const contentType = response.headers.get('Content-Type') || '';
+        if (!contentType.startsWith('text/event-stream') || !response.body) {
+          return this._sseFailed(new Error(`not an event stream: ${contentType}`), false);
+        }
+
+        // Headers came; a proxy that buffers the body would keep the rest back.
+        timer = setTimeout(() => { timedOut = true; controller.abort(); }, this.options.firstByteTimeout);
+        const reader = response.body.getReader();
+        const decoder = new TextDecoder();
+        const parser = new EventStreamParser(
+          (message) => this._streamMessage(message, generation),
+          (ms) => { this._sseRetry = ms; });
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (this._generation !== generation) return { type: STOPPED };
+          if (done) break;
+          if (!value.length) continue;
+          clearTimeout(timer);
+          // A half-open connection (e.g. after the computer slept) never ends by itself.
+          timer = setTimeout(() => controller.abort(new Error('event stream went silent')), this.options.streamIdleTimeout);
+          if (!gotByte) {
+            gotByte = true;
+            this._sseWorked = true;
+            this._sseFailures = 0;
+            this._attempt = 0;
+            this._opened();
+          }
+          parser.feed(decoder.decode(value, { stream: true }));
+          if (this._generation !== generation) return { type: STOPPED };
+        }
+        if (!gotByte) return this._sseFailed(new Error('event stream ended before any data'), false);
+        return this._sseFailed(new Error('event stream ended'), true);
+      } catch (error) {
+        if (this._generation !== generation) return { type: STOPPED };
+        const reason = timedOut && !gotByte ? new Error('event stream sent nothing in time') : error;
+        return this._sseFailed(reason, gotByte, timedOut);
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+
+    _streamMessage(message, generation) {
+      if (message.type !== 'message' || this._generation !== generation) return;
+      let event;
+      try {
+        event = JSON.parse(message.data);
+      } catch (error) {
+        this._report(error);
+        return;
+      }
+      // Shutting down: the stream ends next and is reopened with backoff.
+      if (event && event.event === 'reconnect') return;
+      this._deliver(event, message.id);
+    }
+
+    /*
+     * An SSE stream that delivered data and then broke is simply reopened.
+     * In "auto" mode the client falls back to long-poll when SSE has never
+     * delivered data on this page, when two attempts in a row failed, or when
+     * a stream opened but stayed silent (a buffering proxy).
+     */
+    _sseFailed(error, gotByte, silent = false) {
+      if (gotByte) {
+        this._sseFailures = 1;
+        return { type: FAILED, error, delay: this._sseRetry };
+      }
+      this._sseFailures += 1;
+      if (this.mode === 'auto' && (silent || !this._sseWorked || this._sseFailures >= 2)) {
+        return { type: FALLBACK };
+      }
+      return { type: FAILED, error, delay: this._sseRetry };
+    }
+
+    // ------------------------------------------------------- registration
+
+    pageURL() {
+      const at = this.clientURL.lastIndexOf('/@@client/');
+      return at < 0 ? this.clientURL : this.clientURL.slice(0, at);
+    }
+
+    async _register(generation) {
+      let url = `${this.pageURL()}/@@client/register`;
+      if (this.lastEventId !== null) url += `?lastEventId=${encodeURIComponent(this.lastEventId)}`;
+      const headers = { Accept: 'application/json' };
+      const token = csrfToken();
+      if (token) headers['X-CSRF-Token'] = token;
+      const controller = this._newRequest();
+      let response;
+      let body;
+      try {
+        response = await fetch(url, { method: 'POST', headers, credentials: 'same-origin', signal: controller.signal });
+        body = response.ok ? await response.json() : await readErrorBody(response);
+      } catch (error) {
+        if (this._generation !== generation) return { type: STOPPED };
+        return { type: FAILED, error };
+      }
+      if (this._generation !== generation) return { type: STOPPED };
+      if (response.status === 503) return { type: BUSY, delay: retryAfterMs(response) };
+      if (!response.ok && response.status < 500) {
+        // The page cannot be continued (gone, or no longer ours): show it anew.
+        this._reloadPage('register-refused', body && body.message);
+        return { type: STOPPED };
+      }
+      if (!response.ok) return { type: FAILED, error: httpError(response.status, body) };
+
+      this.uuid = body.uuid;
+      this.clientURL = body.clientURL || `${this.pageURL()}/@@client/${body.uuid}`;
+      this.outputNum = 0;
+      if (body.recovered !== true) {
+        // The group's history no longer covers what this page missed.
+        this._reloadPage('not-recovered', '');
+        return { type: STOPPED };
+      }
+      // A new page on the server: SSE may get through again if it did before.
+      if (this.mode !== 'longpoll' && this._sseWorked) {
+        this.transport = 'sse';
+        this._sseFailures = 0;
+      }
+      return { type: APPLIED };
+    }
+
+    // ----------------------------------------------------------- delivery
+
+    /*
+     * Applies an event from output unless its id is not above the last
+     * applied one. Returns whether it was applied.
+     */
+    _deliver(event, streamId) {
+      if (!event || typeof event !== 'object') return false;
+      let id = event.id ?? streamId;
+      if (id !== null && id !== undefined && id !== '') {
+        id = String(id);
+        if (this.lastEventId !== null && compareEventIds(id, this.lastEventId) <= 0) return false;
+        this.lastEventId = id;
+      }
+      this._apply(event);
+      return true;
+    }
+
+    _apply(event) {
+      if (event.event !== 'idle') {
+        this.appliedCount += 1;
+        this._call('onmessage', event);
+      }
+      this._applyOne(event);
+    }
+
+    _applyOne(event) {
+      const type = event.event;
+      const action = ACTIONS[type];
+      if (action) {
+        try {
+          action.call(this, event);
+        } catch (error) {
+          this._report(error);
+        }
+      }
+      this._dispatch(type === 'custom' ? event.name : type, event);
+    }
+
+    _dispatch(name, event) {
+      if (typeof name !== 'string' || !name) return;
+      for (const fn of Array.from(this._listeners.get(name) || [])) {
+        try {
+          fn.call(this, event);
+        } catch (error) {
+          this._report(error);
+        }
+      }
+      document.dispatchEvent(new CustomEvent(`livepage:${name}`, { detail: event }));
+    }
+
+    // ------------------------------------------------------ state changes
+
+    _setStatus(status) {
+      if (this.status === status) return;
+      this.status = status;
+      document.dispatchEvent(new CustomEvent('livepage:status', {
+        detail: { status, transport: this.transport },
+      }));
+    }
+
+    _opened() {
+      if (this.status === 'open') return;
+      this._setStatus('open');
+      this._call('onopen');
+      if (!this._everOpened) {
+        this._everOpened = true;
+        this._call('onconnected');
+      }
+    }
+
+    _stop(code, reason) {
+      this._running = false;
+      this._generation += 1;
+      if (this._abort) this._abort.abort();
+      this._abort = null;
+      if (this._wake) this._wake();
+      this._setStatus('closed');
+      this._call('onclose', code, reason);
+    }
+
+    _tellServerClosed(beacon) {
+      const url = `${this.clientURL}/close`;
+      if (beacon && navigator.sendBeacon && navigator.sendBeacon(url)) return;
+      fetch(url, { method: 'POST', credentials: 'same-origin', keepalive: true }).catch(() => {});
+    }
+
+    _reloadPage(code, reason) {
+      this._tellServerClosed(true);
+      this._stop(code, reason);
+      location.reload();
+    }
+
+    _pageHidden() {
+      if (!this._running) return;
+      this._tellServerClosed(true);
+      this._stop('pagehide', '');
+      this._closedByPagehide = true;
+    }
+
+    _pageShown(event) {
+      // Back from the back/forward cache: the server forgot this page, and the
+      // first request will register it again from lastEventId.
+      if (event.persisted && this._closedByPagehide) this.start();
+    }
+
+    _call(name, ...args) {
+      const fn = this[name];
+      if (typeof fn !== 'function') return;
+      try {
+        fn.apply(this, args);
+      } catch (error) {
+        console.error(error);
+      }
+    }
+
+    _report(error) {
+      if (typeof this.onerror === 'function') this._call('onerror', error);
+      else console.warn('LivePage:', error);
+    }
+  }
+
+  // ------------------------------------------------------- built-in events
+  //
+  // Only the html field of append/prepend/update/replace is parsed as HTML
+  // (server-rendered; the server escapes user text in it). Every other field
+  // is set as text. Nothing is ever evaluated as script.
+
+  function target(event) {
+    return typeof event.target === 'string' ? document.getElementById(event.target) : null;
+  }
+
+  function html(event) {
+    return event.html == null ? '' : String(event.html);
+  }
+
+  function refusedAttribute(name, value) {
+    const lower = name.toLowerCase();
+    if (lower.startsWith('on') || CODE_ATTRIBUTES.has(lower)) return true;
+    if (!URL_ATTRIBUTES.has(lower)) return false;
+    // Browsers ignore control characters and spaces inside a URL scheme.
+    const scheme = String(value).replace(/[\u0000-\u0020\u007f]/g, '').toLowerCase();
+    return scheme.startsWith('javascript:') || scheme.startsWith('vbscript:');
+  }
+
+  function presenceList(client) {
+    return client.presenceTarget ? document.getElementById(client.presenceTarget) : null;
+  }
+
+  function presenceItem(list, principal) {
+    return Array.from(list.children).find((item) => item.dataset.principal === principal) || null;
+  }
+
+  function setProgress(element, event) {
+    const value = Math.min(1, Math.max(0, Number(event.value) || 0));
+    if (element instanceof HTMLProgressElement) element.value = value * element.max;
+    else element.style.width = `${value * 100}%`;
+    if (event.text != null) element.textContent = String(event.text);
+  }
+
+  const ACTIONS = {
+    append(event) { const el = target(event); if (el) el.insertAdjacentHTML('beforeend', html(event)); },
+    prepend(event) { const el = target(event); if (el) el.insertAdjacentHTML('afterbegin', html(event)); },
+    update(event) { const el = target(event); if (el) el.innerHTML = html(event); },
+    replace(event) { const el = target(event); if (el) el.outerHTML = html(event); },
+    remove(event) { const el = target(event); if (el) el.remove(); },
+
+    attribute(event) {
+      const el = target(event);
+      const name = String(event.name || '');
+      if (!el || !name) return;
+      if (event.value === null) {
+        el.removeAttribute(name);
+      } else if (refusedAttribute(name, event.value)) {
+        throw new Error(`LivePage refused attribute ${name}`);
+      } else {
+        el.setAttribute(name, String(event.value));
+      }
+    },
+
+    addclass(event) {
+      const el = target(event);
+      if (el) el.classList.add(...String(event.name || '').split(/\s+/).filter(Boolean));
+    },
+
+    removeclass(event) {
+      const el = target(event);
+      if (el) el.classList.remove(...String(event.name || '').split(/\s+/).filter(Boolean));
+    },
+
+    progress(event) { const el = target(event); if (el) setProgress(el, event); },
+
+    reload() { this._reloadPage('reload', ''); },
+
+    close(event) { this._stop('server', event.reason == null ? '' : String(event.reason)); },
+
+    error(event) {
+      const error = new Error(event.message == null ? 'error' : String(event.message));
+      error.event = event;
+      this._report(error);
+    },
+
+    multi(event) {
+      for (const inner of Array.isArray(event.events) ? event.events : []) {
+        if (inner && typeof inner === 'object') this._applyOne(inner);
+      }
+    },
+
+    join(event) {
+      const list = presenceList(this);
+      const principal = String(event.principal ?? '');
+      if (!list || !principal) return;
+      let item = presenceItem(list, principal);
+      if (!item) {
+        item = document.createElement('li');
+        item.dataset.principal = principal;
+        // Keep the list in the order of principal ids, like whoIsOnline().
+        const next = Array.from(list.children).find((other) => (other.dataset.principal || '') > principal);
+        list.insertBefore(item, next || null);
+      }
+      item.textContent = String(event.title ?? principal);
+    },
+
+    leave(event) {
+      const list = presenceList(this);
+      const item = list && presenceItem(list, String(event.principal ?? ''));
+      if (item) item.remove();
+    },
+  };
+
+  // ------------------------------------------------------------ bootstrap
+
+  LivePageClient.compareEventIds = compareEventIds;
+  LivePageClient.EventStreamParser = EventStreamParser;
+  window.LivePageClient = LivePageClient;
+
+  const script = document.currentScript || document.querySelector('script[data-client-url]');
+  if (!script || !script.dataset.clientUrl || window.LivePage) return;
+
+  const client = new LivePageClient({
+    uuid: script.dataset.uuid,
+    clientURL: script.dataset.clientUrl,
+    lastEventId: script.dataset.lastEventId,
+    transport: script.dataset.transport,
+    presenceTarget: script.dataset.presenceTarget,
+  });
+  window.LivePage = client;
+
+  // The original zorg.live page glue.
+  window.sendLivePage = (handler, ...args) => client.send(handler, args);
+  window.startClient = () => client.start();
+
+  if (script.dataset.autostart !== 'false') {
+    if (document.readyState === 'loading') {
+      document.addEventListener('DOMContentLoaded', () => client.start(), { once: true });
+    } else {
+      client.start();
+    }
+  }
+})();
