@@ -55,6 +55,17 @@ class TooLarge(LiveError):
     code = 'too-large'
 
 
+class BrokerUnavailable(LiveError):
+    """The broker (redis-server) cannot be reached; try again later (503).
+
+    Raised by a broker when it cannot append or read; nothing was
+    published. (Added with the Redis broker.)
+    """
+
+    status = 503
+    code = 'broker-unavailable'
+
+
 class IEvent(Interface):
     """One message to pages: a type name plus JSON fields.
 

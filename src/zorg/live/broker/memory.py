@@ -102,7 +102,7 @@ class MemoryBroker:
     def removeListener(self, callback):
         with self._cond:
             self._listeners = tuple(
-                cb for cb in self._listeners if cb is not callback)
+                cb for cb in self._listeners if cb != callback)
 
     def waitFor(self, group_id, after, timeout):
         with self._cond:

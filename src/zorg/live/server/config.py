@@ -74,9 +74,14 @@ def makeBroker(url, settings):
     if url.startswith('memory:'):
         from zorg.live.broker.memory import MemoryBroker
         return MemoryBroker(historySize=settings.history_size)
-    if url.startswith('redis:'):
+    if url.startswith('redis:') or url.startswith('rediss:'):
         from zorg.live.broker.redis import RedisBroker
-        return RedisBroker(url, historySize=settings.history_size)
+        from zorg.live.interfaces import BrokerUnavailable
+        try:
+            return RedisBroker(url, historySize=settings.history_size)
+        except (BrokerUnavailable, ValueError) as e:
+            # The message names the URL (without its password).
+            raise ConfigError('broker: %s' % e)
     raise ConfigError('unknown broker %r: use memory:// or '
                       'redis://host:port/db' % url)
 

@@ -1,0 +1,546 @@
+"""The Redis broker: group logs in a redis-server shared by processes.
+
+Choose it with ``broker redis://host:port/db`` in zope.conf's
+``<zorg-live>`` section, the PasteDeploy ini, or ZORG_LIVE_BROKER. It needs
+redis-server 7.0 or newer (XSETID ... MAXDELETEDID).
+
+Design (see also the doctest redis.txt):
+
+* **Logs.** One Redis stream per group, ``<prefix>log:<group id>``. Event
+  ids are the stream ids (``<ms>-<seq>``): they are the SSE ids and the
+  long-poll positions. In Python a position is the tuple ``(ms, seq)``, so
+  positions compare with < and > as the delivery rules need.
+
+* **One publish, one write.** A publish is one EVALSHA of a Lua script that
+  XADDs the entry, trims history and refreshes the stream's expiry. The
+  stream assigns the id, but the encoded event must contain its own id: the
+  broker calls ``encode(PLACEHOLDER)`` once, cuts the text at the quoted
+  placeholder and stores the two halves (field ``d`` is the rest after the
+  id; field ``h`` the part before it, left out when it is the usual
+  ``{"id":``). Readers build ``h + '"' + id + '"' + d``: one concatenation.
+  The audience, when there is one, is stored as JSON in field ``a``.
+
+* **History and "recovered".** The script trims in batches (like the
+  memory broker: when the log is a quarter over `historySize`) and records
+  the newest dropped id as the stream's max-deleted-entry-id (XSETID
+  MAXDELETEDID). A stream is always created with one entry that is deleted
+  at once, so its max-deleted-entry-id (the *base*) is its creation time.
+  A reader at position p is complete when p >= base. So a page whose
+  position predates the stream (Redis restarted empty, the log expired) is
+  told ``recovered: false`` instead of silently missing events.
+
+* **Wake-ups.** Each broker (one per process) runs ONE background thread
+  that does XREAD BLOCK over the streams of the groups this process reads
+  (a group is *watched* from its first latest/read/waitFor until
+  dropGroup), plus a private control stream that other threads XADD to
+  when a group starts being watched (that interrupts the block without a
+  race). The thread appends what it reads to a local cache per group and
+  then calls the listeners with the tuple of group ids and notifies
+  waitFor. A publish therefore wakes the listeners of every process,
+  including its own, through this thread (not from publish()).
+
+* **Reads.** `read` is served from the local cache when the position is
+  inside the part the cache knows completely; older positions (a page that
+  moved from another process, a slow reader) are read from Redis with
+  XRANGE in one script call that also returns the base. `latest` always
+  asks Redis (one script call), so a position learned from another
+  process is never "newer than the log". The cache sees a publish a moment
+  after Redis does (the reader thread's latency); waiters are woken then,
+  so this delays nothing a page waits for. publish() does not append to
+  the cache itself: an entry of another process with a smaller id might
+  not have been read yet, and the cache must never have gaps.
+
+* **Faults.** Redis unreachable at start: BrokerUnavailable naming the URL
+  (makeBroker turns it into a ConfigError). Lost while running: publish,
+  latest and reads that need Redis raise BrokerUnavailable (503,
+  'broker-unavailable'); the reader thread reconnects with exponential
+  backoff, then restarts each watched cache at the log's current end and
+  wakes every waiter, so pages re-read from Redis: from their own position
+  when history still covers it, else they get ``recovered: false``.
+
+* **Moving between processes.** Private events live in the group stream
+  with their audience, so nothing per page has to be shared: a page whose
+  next request lands on a process that does not know its id gets 404,
+  registers again with ``lastEventId`` and continues from there
+  (``recovered: true``) as long as the group's history covers the gap.
+
+* **Groups.** dropGroup only stops watching (other processes may still
+  have pages in the group); streams expire `streamTTL` seconds after their
+  last publish and the reader refreshes the expiry of watched ones.
+"""
+
+import bisect
+import json
+import logging
+import random
+import secrets
+import threading
+import time
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from zope.interface import implementer
+
+from zorg.live.interfaces import BrokerUnavailable, IBroker
+
+log = logging.getLogger('zorg.live.broker.redis')
+
+DEFAULT_HEAD = '{"id":'
+MAX_ID_PART = (1 << 64) - 1
+
+# Errors that mean "Redis is not there (now)", as opposed to a bug.
+UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError,
+               redis.exceptions.ReadOnlyError)
+
+_LUA_COMMON = """
+local function ensure(key, ttl)
+  if redis.call('EXISTS', key) == 0 then
+    -- The base of a new log is its creation: one entry, deleted at once,
+    -- sets max-deleted-entry-id.
+    local id = redis.call('XADD', key, '*', 'base', '')
+    redis.call('XDEL', key, id)
+    redis.call('PEXPIRE', key, ttl)
+  end
+end
+local function info(key)
+  local i = redis.call('XINFO', 'STREAM', key)
+  local last, base
+  for k = 1, #i, 2 do
+    if i[k] == 'last-generated-id' then last = i[k + 1]
+    elseif i[k] == 'max-deleted-entry-id' then base = i[k + 1] end
+  end
+  return last, base
+end
+"""
+
+# KEYS[1] log; ARGV: historySize, trim slack, ttl ms, field, value, ...
+PUBLISH = _LUA_COMMON + """
+ensure(KEYS[1], ARGV[3])
+local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 4))
+local size = tonumber(ARGV[1])
+local len = redis.call('XLEN', KEYS[1])
+if len >= size + tonumber(ARGV[2]) then
+  local dropped = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', len - size)
+  redis.call('XTRIM', KEYS[1], 'MAXLEN', size)
+  redis.call('XSETID', KEYS[1], id, 'MAXDELETEDID', dropped[#dropped][1])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return id
+"""
+
+# KEYS[1] log; ARGV: ttl ms -> {last id, base}
+LATEST = _LUA_COMMON + """
+ensure(KEYS[1], ARGV[1])
+local last, base = info(KEYS[1])
+return {last, base}
+"""
+
+# KEYS[1] log; ARGV: ttl ms, '(' .. after, count -> {last, base, entries}
+READ = _LUA_COMMON + """
+ensure(KEYS[1], ARGV[1])
+local last, base = info(KEYS[1])
+local entries = redis.call('XRANGE', KEYS[1], ARGV[2], '+', 'COUNT', ARGV[3])
+return {last, base, entries}
+"""
+
+
+def redactURL(url):
+    """The URL without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ''
+    if parts.port:
+        host = '%s:%d' % (host, parts.port)
+    netloc = '%s:***@%s' % (parts.username or '', host)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def parseId(text):
+    ms, _sep, seq = text.partition('-')
+    return (int(ms), int(seq or 0))
+
+
+def formatId(position):
+    return '%d-%d' % position
+
+
+def before(position):
+    """The largest position smaller than `position`."""
+    ms, seq = position
+    return (ms, seq - 1) if seq else (ms - 1, MAX_ID_PART)
+
+
+class GroupCache:
+    """What the reader thread saw of one watched group's log.
+
+    It holds every entry with ``start < position <= head``, oldest first.
+    """
+
+    __slots__ = ('start', 'head', 'positions', 'entries')
+
+    def __init__(self, start):
+        self.reset(start)
+
+    def reset(self, start):
+        self.start = self.head = start
+        self.positions = []
+        self.entries = []
+
+
+@implementer(IBroker)
+class RedisBroker:
+    """Group logs as Redis streams; see the module's docstring."""
+
+    prefix = 'zorg:live:'
+    streamTTL = 24 * 3600       # seconds a log lives after its last publish
+    block = 5.0                 # seconds of one XREAD BLOCK
+    maxBackoff = 5.0            # seconds between reconnection attempts
+
+    def __init__(self, url, historySize=1000, prefix=None, streamTTL=None):
+        if historySize < 1:
+            raise ValueError('historySize must be at least 1')
+        self.url = url
+        self.historySize = historySize
+        if prefix is not None:
+            self.prefix = prefix
+        if streamTTL is not None:
+            self.streamTTL = streamTTL
+        self._ttl = str(int(self.streamTTL * 1000))
+        self._slack = str(max(1, historySize // 4))
+        # One XREAD never returns more than historySize entries of a log:
+        # an answer shorter than that proves that nothing it skipped over
+        # was trimmed (see _append).
+        self.readCount = min(historySize, 1000)
+        self._placeholder = 'zl%s' % secrets.token_hex(12)
+        self._marker = '"%s"' % self._placeholder
+        self.processId = secrets.token_hex(8)
+        self._ctlKey = '%sctl:%s' % (self.prefix, self.processId)
+        self._ctlCursor = '0-0'
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._caches = {}     # group id -> GroupCache (the watched groups)
+        self._listeners = ()
+        self._stopping = threading.Event()
+        self.available = False
+        self.reconnects = 0
+        options = dict(decode_responses=True, socket_connect_timeout=2,
+                       health_check_interval=0)
+        try:
+            self._redis = redis.Redis.from_url(
+                url, socket_timeout=5, retry=Retry(NoBackoff(), 1),
+                **options)
+            self._reader = redis.Redis.from_url(
+                url, socket_timeout=self.block + 10,
+                single_connection_client=True, retry=Retry(NoBackoff(), 0),
+                **options)
+            version = self._redis.info('server').get('redis_version', '0')
+        except UNAVAILABLE as e:
+            raise BrokerUnavailable(
+                'cannot reach the Redis broker at %s (%s): start '
+                'redis-server there or change the broker setting '
+                '(<zorg-live> broker, ZORG_LIVE_BROKER)'
+                % (redactURL(url), e))
+        except (ValueError, redis.RedisError) as e:
+            raise ValueError('bad Redis broker URL %s: %s'
+                             % (redactURL(url), e))
+        if int(version.split('.')[0]) < 7:
+            raise ValueError('the Redis broker at %s runs redis-server %s; '
+                             'zorg.live needs 7.0 or newer'
+                             % (redactURL(url), version))
+        self.available = True
+        self._publish = self._redis.register_script(PUBLISH)
+        self._latest = self._redis.register_script(LATEST)
+        self._read = self._redis.register_script(READ)
+        self._thread = threading.Thread(
+            target=self._run, name='zorg.live redis reader', daemon=True)
+        self._thread.start()
+
+    def __repr__(self):
+        return '<RedisBroker %s>' % redactURL(self.url)
+
+    def _key(self, group_id):
+        return self.prefix + 'log:' + group_id
+
+    def _unavailable(self, error):
+        return BrokerUnavailable(
+            'the Redis broker at %s is unavailable (%s); try again shortly'
+            % (redactURL(self.url), error))
+
+    # -- the IBroker API -------------------------------------------------
+
+    def publish(self, group_id, encode, audience=None):
+        text = encode(self._placeholder)
+        cut = text.find(self._marker)
+        if cut < 0:
+            raise ValueError('encode() must put the id it is given into the '
+                             'JSON text as a string')
+        head = text[:cut]
+        fields = ['d', text[cut + len(self._marker):]]
+        if head != DEFAULT_HEAD:
+            fields += ['h', head]
+        if audience is not None:
+            fields += ['a', json.dumps(audience, separators=(',', ':'))]
+        try:
+            event_id = self._publish(
+                keys=[self._key(group_id)],
+                args=[self.historySize, self._slack, self._ttl] + fields)
+        except UNAVAILABLE as e:
+            raise self._unavailable(e)
+        return parseId(event_id)
+
+    def read(self, group_id, after, limit=1000):
+        cache = self._watch(group_id)
+        with self._lock:
+            if self._caches.get(group_id) is cache and after >= cache.start:
+                start = bisect.bisect_right(cache.positions, after)
+                return cache.entries[start:start + limit], True
+        return self.readStored(group_id, after, limit)
+
+    def readStored(self, group_id, after, limit=1000):
+        """Like read(), always from Redis (not from the local cache)."""
+        try:
+            _last, base, items = self._read(
+                keys=[self._key(group_id)],
+                args=[self._ttl, '(' + formatId(after), limit])
+        except UNAVAILABLE as e:
+            raise self._unavailable(e)
+        entries = [self._entry(event_id, fields)
+                   for event_id, fields in items]
+        return entries, after >= parseId(base)
+
+    def latest(self, group_id):
+        last, _base = self._stored(group_id)
+        self._watch(group_id, last)
+        return last
+
+    def base(self, group_id):
+        """The newest position dropped from the log (or its creation)."""
+        return self._stored(group_id)[1]
+
+    def parsePosition(self, text):
+        text = str(text).strip()
+        ms, sep, seq = text.partition('-')
+        for part in (ms, seq):
+            if not (part.isascii() and part.isdigit()) or len(part) > 20:
+                raise ValueError('event id must look like <ms>-<seq> (a '
+                                 'Redis stream id), got %r' % text[:40])
+        position = (int(ms), int(seq))
+        if max(position) > MAX_ID_PART:
+            raise ValueError('event id out of range: %r' % text[:40])
+        return position
+
+    def formatPosition(self, position):
+        return formatId(position)
+
+    def addListener(self, callback):
+        with self._lock:
+            self._listeners = self._listeners + (callback,)
+
+    def removeListener(self, callback):
+        with self._lock:
+            # == and not `is`: a bound method (LiveApp._onPublish) is a
+            # new object each time it is looked up.
+            self._listeners = tuple(
+                cb for cb in self._listeners if cb != callback)
+
+    def waitFor(self, group_id, after, timeout):
+        cache = self._watch(group_id)
+
+        def ready():
+            return (self._caches.get(group_id) is not cache
+                    or cache.head > after)
+        with self._cond:
+            return self._cond.wait_for(ready, timeout)
+
+    def dropGroup(self, group_id):
+        # Other processes may still have pages in the group: only stop
+        # watching it here. The stream expires after streamTTL.
+        with self._cond:
+            if self._caches.pop(group_id, None) is not None:
+                self._cond.notify_all()
+
+    def groupCount(self):
+        with self._lock:
+            return len(self._caches)
+
+    def close(self):
+        """Stop the reader thread and close the connections."""
+        self._stopping.set()
+        self._kick()
+        self._thread.join(2)
+        if self._thread.is_alive():
+            try:
+                self._reader.connection.disconnect()
+            except Exception:
+                pass
+            self._thread.join(5)
+        self._reader.close()
+        self._redis.close()
+
+    # -- internals -------------------------------------------------------
+
+    def _stored(self, group_id):
+        """(last id, base) of the log in Redis, creating it if needed."""
+        try:
+            last, base = self._latest(keys=[self._key(group_id)],
+                                      args=[self._ttl])
+        except UNAVAILABLE as e:
+            raise self._unavailable(e)
+        return parseId(last), parseId(base)
+
+    def _watch(self, group_id, last=None):
+        """The cache of a group, watching the group from now on."""
+        cache = self._caches.get(group_id)
+        if cache is not None:
+            return cache
+        if last is None:
+            last = self._stored(group_id)[0]
+        with self._lock:
+            cache = self._caches.get(group_id)
+            if cache is not None:
+                return cache
+            cache = self._caches[group_id] = GroupCache(last)
+        self._kick()
+        return cache
+
+    def _kick(self):
+        """Make the reader thread's XREAD return (its set of groups
+        changed, or it must stop)."""
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.xadd(self._ctlKey, {'k': '1'}, maxlen=10)
+            pipe.pexpire(self._ctlKey, int(self.streamTTL * 1000))
+            pipe.execute()
+        except redis.RedisError:
+            pass  # the reader is reconnecting and will see every group
+
+    def _entry(self, event_id, fields):
+        if not isinstance(fields, dict):
+            fields = dict(zip(fields[::2], fields[1::2]))
+        audience = fields.get('a')
+        return (parseId(event_id),
+                '%s"%s"%s' % (fields.get('h', DEFAULT_HEAD), event_id,
+                              fields.get('d', '}')),
+                json.loads(audience) if audience is not None else None)
+
+    # -- the reader thread -----------------------------------------------
+
+    def _run(self):
+        backoff = 0.1
+        while not self._stopping.is_set():
+            try:
+                self._restart()
+                if not self.available:
+                    log.warning('the Redis broker at %s is back',
+                                redactURL(self.url))
+                self.available = True
+                backoff = 0.1
+                lastRefresh = time.monotonic()
+                while not self._stopping.is_set():
+                    self._readOnce()
+                    if time.monotonic() - lastRefresh > self.block:
+                        lastRefresh = time.monotonic()
+                        self._refreshExpiry()
+            except Exception as e:
+                if self._stopping.is_set():
+                    break
+                if self.available:
+                    log.warning('lost the Redis broker at %s (%s); '
+                                'reconnecting', redactURL(self.url), e)
+                self.available = False
+                self.reconnects += 1
+                try:
+                    self._reader.connection.disconnect()
+                except Exception:
+                    pass
+                self._stopping.wait(random.uniform(backoff / 2, backoff))
+                backoff = min(backoff * 2, self.maxBackoff)
+
+    def _restart(self):
+        """(Re)connected: every watched cache starts again at its log's
+        end, and everybody re-reads (from Redis where the cache does not
+        reach back)."""
+        self._reader.ping()
+        with self._lock:
+            groups = list(self._caches)
+        latest = {}
+        for group_id in groups:
+            last, _base = self._latest(keys=[self._key(group_id)],
+                                       args=[self._ttl], client=self._reader)
+            latest[group_id] = parseId(last)
+        with self._cond:
+            for group_id, last in latest.items():
+                cache = self._caches.get(group_id)
+                if cache is not None:
+                    cache.reset(last)
+            self._cond.notify_all()
+        self._notify(tuple(groups))
+
+    def _refreshExpiry(self):
+        with self._lock:
+            keys = [self._key(g) for g in self._caches]
+        pipe = self._reader.pipeline(transaction=False)
+        for key in keys:
+            pipe.pexpire(key, int(self.streamTTL * 1000))
+        pipe.execute()
+
+    def _readOnce(self):
+        with self._lock:
+            streams = {self._ctlKey: self._ctlCursor}
+            for group_id, cache in self._caches.items():
+                streams[self._key(group_id)] = formatId(cache.head)
+        reply = self._reader.xread(streams, count=self.readCount,
+                                   block=int(self.block * 1000))
+        if not reply:
+            return
+        woken = []
+        start = len(self.prefix) + 4   # after '<prefix>log:'
+        with self._cond:
+            for key, items in reply:
+                if key == self._ctlKey:
+                    self._ctlCursor = items[-1][0]
+                    continue
+                group_id = key[start:]
+                cache = self._caches.get(group_id)
+                if cache is None or not items:
+                    continue  # dropped meanwhile
+                self._append(cache, items)
+                woken.append(group_id)
+            if woken:
+                self._cond.notify_all()
+        if woken:
+            self._notify(tuple(woken))
+
+    def _append(self, cache, items):
+        if len(items) >= self.readCount:
+            # A full answer: the reader is behind and history may have
+            # been trimmed between what it had and what it got. The cache
+            # restarts just before this answer; older positions are read
+            # from Redis, which knows exactly what was dropped.
+            first = parseId(items[0][0])
+            if first > cache.head:
+                cache.reset(before(first))
+        for event_id, fields in items:
+            entry = self._entry(event_id, fields)
+            if entry[0] <= cache.head:
+                continue
+            cache.positions.append(entry[0])
+            cache.entries.append(entry)
+            cache.head = entry[0]
+        excess = len(cache.positions) - self.historySize
+        if excess >= max(1, self.historySize // 4):
+            cache.start = cache.positions[excess - 1]
+            del cache.positions[:excess]
+            del cache.entries[:excess]
+
+    def _notify(self, group_ids):
+        if not group_ids:
+            return
+        for listener in self._listeners:
+            try:
+                listener(group_ids)
+            except Exception:
+                log.exception('a broker listener failed')
