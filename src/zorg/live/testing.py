@@ -113,3 +113,78 @@ class SlowLivePage(TestLivePage):
         import time
         time.sleep(float(seconds))
         self.publish(Append('target', text))
+
+
+# -- pages of the browser tests (tests/test_browser.py) --------------------
+
+BROWSER_PAGE_HTML = """\
+<!DOCTYPE html>
+<html>
+  <head>
+    <meta charset="utf-8">
+    <title>%(title)s</title>
+  </head>
+  <body>
+    <h1>%(title)s</h1>
+    <div>Who is online: <ul id="online">%(online)s</ul></div>
+    <input id="say" type="text"
+           onchange="LivePage.send('say', [this.value]); this.value = ''" />
+    <div id="log"></div>
+  </body>
+</html>"""
+
+
+class BrowserLivePage(LivePage):
+    """A live page for the browser tests. Its group is its view name (each
+    test uses its own), `say` appends one <p class="msg"> to #log of every
+    page of the group and `burst` appends `count` numbered ones at once."""
+
+    def getGroupId(self):
+        return 'browser:%s' % self.__name__
+
+    def onlineHTML(self):
+        from html import escape
+        manager = self.manager
+        group = self.getGroupId()
+        items = []
+        for principal in manager.whoIsOnline(group):
+            clients = manager.getClientsFor(principal, group)
+            title = clients[0].title if clients else principal
+            items.append('<li data-principal="%s">%s</li>'
+                         % (escape(principal), escape(title)))
+        return ''.join(items)
+
+    def renderBody(self):
+        from html import escape
+        return BROWSER_PAGE_HTML % {
+            'title': escape('%s (%s)' % (self.__name__, self.transport)),
+            'online': self.onlineHTML() if self.presenceTarget else ''}
+
+    @handler
+    def say(self, text):
+        from zorg.live.page.event import safe
+        from html import escape
+        self.publish(Append('log', safe('<p class="msg">%s</p>'
+                                        % escape(str(text)))))
+
+    @handler
+    def burst(self, count, prefix):
+        from zorg.live.page.event import safe
+        from html import escape
+        for n in range(int(count)):
+            self.publish(Append('log', safe(
+                '<p class="msg" data-n="%d">%s %d</p>'
+                % (n, escape(str(prefix)), n))))
+
+
+class BrowserLongPollPage(BrowserLivePage):
+    """The same, on long-poll only (data-transport="longpoll")."""
+
+    transport = 'longpoll'
+
+
+class BrowserChatPage(BrowserLivePage):
+    """The same, showing who is online in #online (join/leave events)."""
+
+    presence = True
+    presenceTarget = 'online'

@@ -98,6 +98,7 @@ class LivePage(BrowserPage):
 
     presence = False          # receive join/leave events of the group
     transport = 'auto'        # 'auto' (SSE, then long-poll) or 'longpoll'
+    presenceTarget = None     # id of the page's list of who is online
     maxArgumentsSize = 65536  # bytes of handler arguments
     template = None           # a page template or a callable giving HTML
 
@@ -149,6 +150,8 @@ class LivePage(BrowserPage):
                  ('data-client-url', self.clientURL()),
                  ('data-last-event-id', last),
                  ('data-transport', self.transport)]
+        if self.presenceTarget:
+            attrs.append(('data-presence-target', self.presenceTarget))
         return '<script %s></script>' % ' '.join(
             '%s="%s"' % (k, escape(v, quote=True)) for k, v in attrs)
 

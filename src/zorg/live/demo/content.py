@@ -1,0 +1,79 @@
+"""Persistent content of the demo, created in the root folder at startup."""
+
+import time
+
+import transaction
+from BTrees.Length import Length
+from BTrees.LOBTree import LOBTree
+from persistent import Persistent
+from zope.app.appsetup.bootstrap import getInformationFromEvent
+from zope.container.contained import Contained
+from zope.interface import implementer
+
+from zorg.live.demo.interfaces import ICounter, IRoom
+
+ROOMS = [('lobby', 'Lobby'), ('zope', 'Zope'), ('random', 'Random')]
+COUNTER = 'counter'
+KEEP = 1000   # messages kept per room (the oldest are dropped)
+
+
+@implementer(IRoom)
+class Room(Persistent, Contained):
+    """A chat room; its messages are kept in a BTree keyed by time
+    (microseconds), so two posts rarely touch the same bucket."""
+
+    def __init__(self, title=''):
+        self.title = title
+        self.messages = LOBTree()
+        self.count = Length()
+
+    def add(self, nickname, text, principal=None, system=False):
+        now = time.time()
+        key = int(now * 1e6)
+        while key in self.messages:
+            key += 1
+        message = {'nickname': str(nickname), 'text': str(text),
+                   'time': now, 'principal': principal,
+                   'system': bool(system)}
+        self.messages[key] = message
+        self.count.change(1)
+        while self.count() > KEEP:
+            del self.messages[self.messages.minKey()]
+            self.count.change(-1)
+        return message
+
+    def last(self, count=50):
+        keys = list(self.messages.keys())[-count:] if count else []
+        return [self.messages[k] for k in keys]
+
+    def __len__(self):
+        return self.count()
+
+
+@implementer(ICounter)
+class Counter(Persistent, Contained):
+    """A shared number."""
+
+    value = 0
+
+    def increment(self):
+        self.value += 1
+        return self.value
+
+
+def bootstrap(event):
+    """IDatabaseOpenedWithRoot subscriber: create the rooms and the counter
+    in the root folder when they are missing (the first start)."""
+    db, connection, root, root_folder = getInformationFromEvent(event)
+    try:
+        if root_folder is None:   # zope.app.appsetup's bootstrap made it
+            return
+        for name, title in ROOMS:
+            if name not in root_folder:
+                root_folder[name] = Room(title)
+        if COUNTER not in root_folder:
+            root_folder[COUNTER] = Counter()
+        transaction.commit()
+    finally:
+        transaction.abort()
+        connection.close()

@@ -1,0 +1,174 @@
+"""Model-driven updates: an object event updates the pages showing the object.
+
+A site developer declares, once, that an event of some objects re-renders a
+fragment of the pages that show them::
+
+    <configure xmlns:live="http://namespaces.zorg.org/live">
+      <include package="zorg.live" file="meta.zcml" />
+      <live:update
+          for=".interfaces.ICounter"
+          event="zope.lifecycleevent.interfaces.IObjectModifiedEvent"
+          view="counter-value"
+          target="counter" />
+    </configure>
+
+or in Python with `registerUpdate`. When such an event is notified (in the
+worker thread that changed the object), zorg.live renders the named view of
+the object once -- with the request of the current interaction when there is
+one, else with a fresh TestRequest -- and publishes one
+``Update(target, safe(html))`` to the group of the pages showing the object:
+its path, the default LivePage group id.
+
+The update is published when the transaction commits (nothing is published
+for a change that is rolled back or retried after a conflict); an object
+that is not stored in a database is published at once; an object that has
+no path (not located) shows on no page and publishes nothing. See
+model.txt.
+"""
+
+import logging
+
+import transaction
+import zope.component
+import zope.interface
+import zope.schema
+from zope.configuration.fields import GlobalInterface, GlobalObject
+from zope.interface import Interface
+from zope.lifecycleevent.interfaces import IObjectModifiedEvent
+from zope.publisher.interfaces import IRequest
+from zope.security.management import queryInteraction
+from zope.security.proxy import removeSecurityProxy
+
+from zorg.live.interfaces import ILivePageManager
+from zorg.live.page.event import Update, safe
+
+log = logging.getLogger('zorg.live.model')
+
+
+def currentRequest():
+    """The request of the current interaction, or None (no request is
+    being published in this thread)."""
+    interaction = queryInteraction()
+    if interaction is None:
+        return None
+    for participation in getattr(interaction, 'participations', ()):
+        if IRequest.providedBy(participation):
+            return participation
+    return None
+
+
+def groupOf(obj):
+    """The group of the pages showing `obj`: its path (LivePage's default
+    getGroupId)."""
+    from zope.traversing.api import getPath
+    return getPath(obj)
+
+
+def publishOnCommit(event, group_id, manager=None):
+    """Publish `event` to `group_id` when the current transaction commits
+    successfully; nothing is published when it aborts or fails (a conflict
+    that the publisher retries runs the handler, and publishes, again)."""
+    if manager is None:
+        manager = zope.component.getUtility(ILivePageManager)
+
+    def hook(committed):
+        if committed:
+            manager.publish(event, group_id)
+    transaction.get().addAfterCommitHook(hook)
+
+
+class ModelUpdate:
+    """The subscriber for (object, event) that one `live:update` declares."""
+
+    def __init__(self, view, target, group=None):
+        self.view = view
+        self.target = target
+        self.group = group or groupOf
+
+    def __repr__(self):
+        return '<ModelUpdate view=%r target=%r>' % (self.view, self.target)
+
+    def render(self, obj, request=None):
+        """The HTML of the view for `obj` (None when there is no such view)."""
+        if request is None:
+            request = currentRequest()
+        if request is None:
+            from zope.publisher.browser import TestRequest
+            request = TestRequest()
+        view = zope.component.queryMultiAdapter((obj, request), name=self.view)
+        if view is None:
+            log.warning('live:update: no view %r for %r; no update published',
+                        self.view, obj)
+            return None
+        # A fragment view must not change the answer of the request that
+        # fired the event (e.g. its Content-Type); keep it as it was.
+        response = getattr(request, 'response', None)
+        ctype = response.getHeader('Content-Type') if response else None
+        try:
+            html = view()
+        finally:
+            if response is not None and ctype is not None:
+                response.setHeader('Content-Type', ctype)
+        return html
+
+    def __call__(self, obj, event):
+        # Declared by the site developer: trusted code, like a subscriber.
+        obj = removeSecurityProxy(obj)
+        try:
+            group_id = self.group(obj)
+        except (TypeError, LookupError):
+            # Not located (not yet added, or removed): no page shows it.
+            log.debug('live:update: %r has no path; nothing published', obj)
+            return
+        html = self.render(obj)
+        if html is None:
+            return
+        update = Update(self.target, safe(html))
+        if getattr(obj, '_p_jar', None) is not None:
+            publishOnCommit(update, group_id)
+        else:
+            zope.component.getUtility(ILivePageManager).publish(
+                update, group_id)
+
+
+def registerUpdate(for_, view, target, event=IObjectModifiedEvent,
+                   registry=None):
+    """Python spelling of ``<live:update>``; returns the subscriber."""
+    subscriber = ModelUpdate(view, target)
+    if registry is None:
+        registry = zope.component.getGlobalSiteManager()
+    registry.registerHandler(subscriber, (for_, event))
+    return subscriber
+
+
+# -- the ZCML directive -----------------------------------------------------
+
+class IUpdateDirective(Interface):
+    """``<live:update for="..." event="..." view="..." target="..."/>``"""
+
+    for_ = GlobalObject(
+        title='The interface (or class) of the objects',
+        required=True)
+
+    event = GlobalInterface(
+        title='The object event that changes them',
+        description='Default: zope.lifecycleevent\'s IObjectModifiedEvent.',
+        required=False)
+
+    view = zope.schema.TextLine(
+        title='The name of the view that renders the fragment',
+        required=True)
+
+    target = zope.schema.TextLine(
+        title='The id of the element whose inner HTML the fragment replaces',
+        required=True)
+
+
+def updateDirective(_context, for_, view, target, event=None):
+    from zope.component.zcml import subscriber
+    if event is None:
+        event = IObjectModifiedEvent
+    if not zope.interface.interfaces.IInterface.providedBy(for_):
+        for_ = zope.interface.implementedBy(for_)
+    subscriber(_context, for_=(for_, event),
+               handler=ModelUpdate(view, target))
