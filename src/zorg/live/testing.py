@@ -188,3 +188,21 @@ class BrowserChatPage(BrowserLivePage):
 
     presence = True
     presenceTarget = 'online'
+
+
+class UploadView:
+    """``@@test-upload``: reads the request body in the worker thread and
+    answers its size (the upload-progress tests)."""
+
+    def __init__(self, context, request):
+        self.context, self.request = context, request
+
+    def __call__(self):
+        size = 0
+        while True:
+            chunk = self.request.bodyStream.read(65536)
+            if not chunk:
+                break
+            size += len(chunk)
+        self.request.response.setHeader('Content-Type', 'application/json')
+        return '{"size": %d}' % size

@@ -22,6 +22,7 @@ from a2wsgi import WSGIMiddleware
 
 from zorg.live.interfaces import (
     BadRequest, ILivePageManager, LiveError, TooLarge)
+from zorg.live.server.progress import progressReceive
 
 log = logging.getLogger('zorg.live.server')
 
@@ -68,6 +69,15 @@ async def respond(send, status, body, extra=()):
 
 async def respondError(send, error, extra=()):
     await respond(send, error.status, json.dumps(error.asDict()), extra)
+
+
+def _replay(body, receive):
+    """A receive that gives the already read `body` first."""
+    first = [{'type': 'http.request', 'body': body, 'more_body': False}]
+
+    async def replay():
+        return first.pop() if first else await receive()
+    return replay
 
 
 class LiveApp:
@@ -206,15 +216,33 @@ class LiveApp:
     async def passOn(self, scope, receive, send):
         """Any other request: the Zope publisher in a worker thread."""
         limit = self.settings.max_body_size
+        tooLarge = TooLarge('the request body is larger than the limit of '
+                            '%d bytes (setting max-body-size)' % limit)
+        chunked = False
         for name, value in scope['headers']:
             if name == b'content-length':
                 if not value.isdigit():
                     return await respondError(send, BadRequest(
                         'Content-Length is not a number'))
                 if int(value) > limit:
-                    return await respondError(send, TooLarge(
-                        'the request body is larger than the limit of %d '
-                        'bytes (setting max-body-size)' % limit))
+                    return await respondError(send, tooLarge)
+            elif name == b'transfer-encoding':
+                chunked = True
+        if chunked:
+            # No length up front: read the body here, up to the limit,
+            # before a worker thread sees any of it.
+            body = bytearray()
+            while True:
+                message = await receive()
+                if message['type'] != 'http.request':
+                    return  # the client went away
+                body += message.get('body', b'')
+                if len(body) > limit:
+                    return await respondError(send, tooLarge)
+                if not message.get('more_body', False):
+                    break
+            receive = _replay(bytes(body), receive)
+        receive = progressReceive(receive, self.manager, scope['headers'])
         await self.wsgi(scope, receive, send)
 
     async def close(self, send, uuid):
@@ -307,37 +335,41 @@ class LiveApp:
         try:
             await send({'type': 'http.response.start', 'status': 200,
                         'headers': SSE_HEADERS})
-            await self._send(send, b'retry: 2000\n: connected\n\n')
-            await self.stream(client, parked, cursor, send)
+            abort = scope.get('zorg.live.abort')
+            await self._send(send, b'retry: 2000\n: connected\n\n', abort)
+            await self.stream(client, parked, cursor, send, abort)
         finally:
             self.manager.holdEnded(client)
             watcher.cancel()
             self._unpark(uuid, parked)
 
-    async def stream(self, client, parked, cursor, send):
+    async def stream(self, client, parked, cursor, send, abort=None):
         manager = self.manager
         heartbeat = client.heartbeatInterval
         while True:
             entries, cursor = manager.collectEntries(client, cursor)
             if entries:
                 await self._send(send, b''.join(
-                    self.frame(position, text) for position, text in entries))
+                    self.frame(position, text) for position, text in entries),
+                    abort)
                 continue
             reason = await self._sleep(parked, client.group_id, heartbeat)
             if reason == 'disconnect':
                 return
             if reason in ('drain', 'superseded'):
                 await self._send(send, b'data: %s\n\n'
-                                 % RECONNECT_JSON.encode(), more=False)
+                                 % RECONNECT_JSON.encode(), abort, more=False)
                 return
             if reason == 'timeout':
                 client.touch()
-                await self._send(send, b': heartbeat\n\n')
+                await self._send(send, b': heartbeat\n\n', abort)
 
-    async def _send(self, send, body, more=True):
-        """Send a chunk; a reader slower than send-timeout is dropped."""
-        task = asyncio.current_task()
-        timer = self.loop.call_later(self.settings.send_timeout, task.cancel)
+    async def _send(self, send, body, abort=None, more=True):
+        """Send a chunk; a reader slower than send-timeout is dropped: its
+        connection is aborted (the send then returns and the stream ends as
+        for any client gone), else, without `abort`, the task cancelled."""
+        timer = self.loop.call_later(self.settings.send_timeout,
+                                     abort or asyncio.current_task().cancel)
         try:
             await send({'type': 'http.response.body', 'body': body,
                         'more_body': more})

@@ -44,12 +44,27 @@ class LiveHttpProtocol(HttpToolsProtocol):
                 % (settings.retry_after, len(body), body))
             transport.close()
             return
-        self._headerTimer = self.loop.call_later(
-            settings.header_timeout, self._headerTimeout)
+        self._armHeaderTimer()
+
+    def _armHeaderTimer(self):
+        if self._headerTimer is None:
+            self._headerTimer = self.loop.call_later(
+                self.config.zorg_settings.header_timeout,
+                self._headerTimeout)
+
+    def on_message_begin(self):
+        # The next request on a kept-alive connection gets the same
+        # deadline (uvicorn's keep-alive timer stops at its first byte).
+        super().on_message_begin()
+        self._armHeaderTimer()
+        # LiveApp drops a slow reader with abort(): close() would keep the
+        # connection until the reader took everything buffered for it.
+        self.scope['zorg.live.abort'] = self.transport.abort
 
     def _headerTimeout(self):
         # No complete request head in time: a slow or stuck client.
-        if self.cycle is None and not self.transport.is_closing():
+        self._headerTimer = None
+        if not self.transport.is_closing():
             log.info('closing a connection that sent no request headers '
                      'within header-timeout')
             self.transport.close()
