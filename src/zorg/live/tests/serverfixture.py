@@ -5,6 +5,7 @@ and a log; tests talk HTTP to it and may stop, kill or restart it.
 """
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -33,6 +34,8 @@ threads %(threads)d
 </eventlog>
 """
 
+LISTENING = re.compile(r' (s\d+) listening on http://127\.0\.0\.1:(\d+)')
+
 SERVER = """
 <server %(name)s>
   type %(type)s
@@ -54,19 +57,36 @@ class RunningServer:
                  zcml=SITE_ZCML, **settings):
         self.dir = str(directory)
         os.makedirs(self.dir, exist_ok=True)
-        self.ports = [freePort() for _ in types]
-        self.port = self.ports[0]
+        # Port 0: each server binds a free port itself and logs it (no race
+        # between choosing a port and binding it); a restart reuses them.
+        self.types = types
+        self.ports = [0 for _ in types]
+        self.port = None
+        self.settings = '\n'.join('  %s %s' % (k.replace('_', '-'), v)
+                                  for k, v in settings.items())
+        self.zcml, self.threads = zcml, threads
+        self.config = os.path.join(self.dir, 'zope.conf')
+        self.writeConfig()
+        self.process = None
+
+    def writeConfig(self):
         servers = ''.join(
             SERVER % {'name': 's%d' % i, 'type': kind, 'port': port}
-            for i, (kind, port) in enumerate(zip(types, self.ports)))
-        lines = '\n'.join('  %s %s' % (k.replace('_', '-'), v)
-                          for k, v in settings.items())
-        self.config = os.path.join(self.dir, 'zope.conf')
+            for i, (kind, port) in enumerate(zip(self.types, self.ports)))
         with open(self.config, 'w') as f:
-            f.write(CONF % {'zcml': zcml, 'threads': threads,
-                            'servers': servers, 'settings': lines,
+            f.write(CONF % {'zcml': self.zcml, 'threads': self.threads,
+                            'servers': servers, 'settings': self.settings,
                             'dir': self.dir})
-        self.process = None
+
+    def listening(self):
+        """{server name: port} from the server log's 'listening' lines."""
+        found = {}
+        path = os.path.join(self.dir, 'server.log')
+        if os.path.exists(path):
+            with open(path, errors='replace') as f:
+                for match in LISTENING.finditer(f.read()):
+                    found[match.group(1)] = int(match.group(2))
+        return found
 
     def url(self, path='', port=None):
         return 'http://127.0.0.1:%d/%s' % (port or self.port,
@@ -81,21 +101,29 @@ class RunningServer:
             cwd=self.dir, stdout=self.output, stderr=subprocess.STDOUT,
             env=env)
         deadline = time.monotonic() + timeout
-        for port in self.ports:
+        for i, port in enumerate(self.ports):
             while True:
                 if self.process.poll() is not None:
                     raise RuntimeError('the server exited with %s:\n%s'
                                        % (self.process.returncode,
                                           self.log()))
+                if not port:
+                    port = self.listening().get('s%d' % i, 0)
                 try:
-                    socket.create_connection(('127.0.0.1', port), 0.5).close()
-                    break
+                    if port:
+                        socket.create_connection(('127.0.0.1', port),
+                                                 0.5).close()
+                        break
                 except OSError:
-                    if time.monotonic() > deadline:
-                        self.kill()
-                        raise RuntimeError('the server did not listen on '
-                                           '%d:\n%s' % (port, self.log()))
-                    time.sleep(0.05)
+                    pass
+                if time.monotonic() > deadline:
+                    self.kill()
+                    raise RuntimeError('the server did not listen in time:'
+                                       '\n%s' % self.log())
+                time.sleep(0.05)
+            self.ports[i] = port
+        self.port = self.ports[0]
+        self.writeConfig()
         return self
 
     def log(self):
