@@ -9,7 +9,7 @@ PORT ?= 8080
 APT_PACKAGES = chromium redis-server
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all demo test install system-deps bench bench-quick clean
+.PHONY: all demo test install system-deps bench bench-deps bench-quick clean
 
 all: test
 
@@ -42,10 +42,16 @@ test: install system-deps
 demo: install
 	$(BIN)/python -m zorg.live.demo --port $(PORT)
 
-bench: install
+BENCH_APT = nginx libnginx-mod-nchan
+
+bench-deps: install
+	$(BIN)/pip install -q -r benchmarks/requirements.txt
+	@$(MAKE) --no-print-directory system-deps APT_PACKAGES="$(BENCH_APT)"
+
+bench: bench-deps
 	$(BIN)/python benchmarks/run.py
 
-bench-quick: install
+bench-quick: bench-deps
 	$(BIN)/python benchmarks/run.py --quick
 
 clean:

@@ -13,7 +13,7 @@ from zope.publisher.browser import TestRequest
 
 from zorg.live.interfaces import IPageIdGenerator
 from zorg.live.page.client import LivePageClient
-from zorg.live.page.event import Append
+from zorg.live.page.event import Append, Custom
 from zorg.live.page.page import LivePage, handler
 
 TEST_PAGE_HTML = """\
@@ -206,3 +206,15 @@ class UploadView:
             size += len(chunk)
         self.request.response.setHeader('Content-Type', 'application/json')
         return '{"size": %d}' % size
+
+
+class BenchLivePage(TestLivePage):
+    """The benchmarks' page: every render is a page of the one group
+    'bench'; input handler ``publish(data)`` sends a custom event to it."""
+
+    def getGroupId(self):
+        return 'bench'
+
+    @handler(name='publish')
+    def publishBench(self, data):
+        self.publish(Custom('bench', data))

@@ -157,6 +157,16 @@ class LiveApp:
             waiting.discard(future)
         return parked.reason or reason
 
+    def _watchDisconnect(self, scope, receive, parked):
+        """Have `parked` woken when its client goes away: by our protocol
+        (no task), or else by a task waiting in receive(). Returns the
+        task to cancel, if any."""
+        callbacks = scope.get('zorg.live.disconnected')
+        if callbacks is not None:
+            callbacks.append(parked.wake)
+            return None
+        return self.loop.create_task(self._watch(receive, parked))
+
     async def _watch(self, receive, parked):
         """Tell a parked request that its client went away."""
         while True:
@@ -268,16 +278,17 @@ class LiveApp:
         except LiveError as e:
             return await respondError(send, e)
         if body is None:
-            body = await self.hold(client, num, generation, receive)
+            body = await self.hold(scope, client, num, generation,
+                                   receive)
             if body is None:
                 return  # the client went away; nothing was recorded
         await respond(send, 200, body)
 
-    async def hold(self, client, num, generation, receive):
+    async def hold(self, scope, client, num, generation, receive):
         manager = self.manager
         uuid = client.uuid
         parked = self._park(uuid)
-        watcher = self.loop.create_task(self._watch(receive, parked))
+        watcher = self._watchDisconnect(scope, receive, parked)
         deadline = self.loop.time() + client.refreshInterval
         cursor = client.delivery.acked
         self.manager.holdStarted(client)
@@ -302,7 +313,8 @@ class LiveApp:
                                         cursor)
         finally:
             self.manager.holdEnded(client)
-            watcher.cancel()
+            if watcher is not None:
+                watcher.cancel()
             self._unpark(uuid, parked)
 
     # -- SSE -------------------------------------------------------------
@@ -330,7 +342,7 @@ class LiveApp:
         except LiveError as e:
             return await respondError(send, e)
         parked = self._park(uuid)
-        watcher = self.loop.create_task(self._watch(receive, parked))
+        watcher = self._watchDisconnect(scope, receive, parked)
         self.manager.holdStarted(client)
         try:
             await send({'type': 'http.response.start', 'status': 200,
@@ -340,7 +352,8 @@ class LiveApp:
             await self.stream(client, parked, cursor, send, abort)
         finally:
             self.manager.holdEnded(client)
-            watcher.cancel()
+            if watcher is not None:
+                watcher.cancel()
             self._unpark(uuid, parked)
 
     async def stream(self, client, parked, cursor, send, abort=None):

@@ -60,6 +60,9 @@ class LiveHttpProtocol(HttpToolsProtocol):
         # LiveApp drops a slow reader with abort(): close() would keep the
         # connection until the reader took everything buffered for it.
         self.scope['zorg.live.abort'] = self.transport.abort
+        # A parked request learns of its client's disconnect from here,
+        # without a task per connection waiting in receive().
+        self.scope['zorg.live.disconnected'] = []
 
     def _headerTimeout(self):
         # No complete request head in time: a slow or stuck client.
@@ -78,7 +81,11 @@ class LiveHttpProtocol(HttpToolsProtocol):
     def connection_lost(self, exc):
         if self._headerTimer is not None:
             self._headerTimer.cancel()
+        scope = self.scope
         super().connection_lost(exc)
+        if scope is not None:
+            for callback in scope.get('zorg.live.disconnected', ()):
+                callback('disconnect')
 
 
 class LiveUvicornServer(uvicorn.Server):

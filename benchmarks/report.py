@@ -1,0 +1,129 @@
+"""Write results/latest.md (+ latest.json) and results/latest.png."""
+import json
+import os
+import platform
+import time
+
+SCENARIO_TITLES = {
+    'capacity': 'Capacity: N pages held open',
+    'fanout': 'Fan-out: one event to N pages (time until the last page '
+              'has it)',
+    'sustained': 'Sustained fan-out: steady publish rate',
+    'chat': 'Chat: M senders to N receivers, end-to-end latency',
+    'reconnect': 'Reconnect storm: server restart with N pages open',
+}
+
+
+def machine():
+    mem = '?'
+    try:
+        with open('/proc/meminfo') as f:
+            for line in f:
+                if line.startswith('MemTotal:'):
+                    mem = '%.1f GiB' % (int(line.split()[1]) / 1048576.)
+    except OSError:
+        pass
+    try:
+        with open('/proc/loadavg') as f:
+            load = ' '.join(f.read().split()[:3])
+    except OSError:
+        load = '?'
+    return {'nproc': os.cpu_count(), 'memory': mem, 'loadavg': load,
+            'kernel': platform.release(), 'python': platform.python_version(),
+            'date': time.strftime('%Y-%m-%d %H:%M:%S %Z')}
+
+
+def fmt(v):
+    if v is None:
+        return '–'
+    if isinstance(v, float):
+        return '%.1f' % v if abs(v) < 1000 else '%.0f' % v
+    return str(v)
+
+
+def transport(name):
+    return 'lp' if name.endswith('-lp') else 'sse'
+
+
+def table(rows, data, systems, kinds):
+    zorgs = [s for s in systems if kinds[s] == 'zorg']
+    peers = [s for s in systems if kinds[s] != 'zorg']
+    ratios = [(z, p) for z in zorgs for p in peers
+              if transport(z) == transport(p)]
+    head = ['metric'] + systems + ['%s / %s' % rp for rp in ratios]
+    lines = ['| ' + ' | '.join(head) + ' |',
+             '|' + '---|' * len(head)]
+    for row in rows:
+        cells = [row] + [fmt(data.get(s, {}).get(row)) for s in systems]
+        for z, p in ratios:
+            a, b = data.get(z, {}).get(row), data.get(p, {}).get(row)
+            ok = all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                     for x in (a, b))
+            cells.append('%.2f' % (a / b) if ok and b else '–')
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
+def write(results, outdir, argv):
+    os.makedirs(outdir, exist_ok=True)
+    meta = results['meta']
+    kinds = results['kinds']
+    md = ['# zorg.live benchmarks', '',
+          '- date: %s' % meta['date'],
+          '- machine: %s CPUs (nproc), %s RAM (MemTotal), Linux %s, '
+          'Python %s' % (meta['nproc'], meta['memory'], meta['kernel'],
+                         meta['python']),
+          '- load average (1/5/15 min) at start: %s, at end: %s (other '
+          'processes on the machine skew the numbers)' % (
+              meta['loadavg'], machine()['loadavg']),
+          '- command: `%s`' % ' '.join(argv),
+          '- mode: %s; generator: %d worker processes' % (
+              meta['mode'], meta['workers']),
+          '']
+    for note in results['notes']:
+        md.append('> %s' % note)
+    if results['notes']:
+        md.append('')
+    for scen, per_sys in results['scenarios'].items():
+        systems = [s for s in results['systems'] if s in per_sys]
+        if not systems:
+            continue
+        rows = []
+        for s in systems:
+            for k in per_sys[s]:
+                if k not in rows:
+                    rows.append(k)
+        md += ['## ' + SCENARIO_TITLES.get(scen, scen), '',
+               table(rows, per_sys, systems, kinds), '']
+    md += ['![fan-out and memory](latest.png)', '']
+    with open(os.path.join(outdir, 'latest.md'), 'w') as f:
+        f.write('\n'.join(md))
+    with open(os.path.join(outdir, 'latest.json'), 'w') as f:
+        json.dump(results, f, indent=1, default=str)
+    plot(results['plot'], os.path.join(outdir, 'latest.png'))
+
+
+def plot(data, path):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for name, series in sorted(data.items()):
+        fan = sorted(series.get('fanout', []))
+        if fan and any(y is not None for _, y in fan):
+            ax1.plot([x for x, y in fan if y is not None],
+                     [y for x, y in fan if y is not None], 'o-', label=name)
+        mem = sorted(series.get('memory', []))
+        if mem:
+            ax2.plot([x for x, _ in mem], [y for _, y in mem], 'o-',
+                     label=name)
+    ax1.set(title='Fan-out: time until the last page has the event (p50)',
+            xlabel='pages N', ylabel='ms')
+    ax2.set(title='Server RSS per page', xlabel='pages N', ylabel='KB/page')
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""Run the live-page benchmarks and write results/latest.md and .png.
+
+    python benchmarks/run.py [--quick] [--systems a,b] [--scenarios x,y]
+"""
+import argparse
+import asyncio
+import math
+import os
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import loadgen      # noqa: E402
+import report       # noqa: E402
+import scenarios    # noqa: E402
+import systems      # noqa: E402
+
+T0 = time.time()
+
+
+def log(msg):
+    print('[%6.1fs] %s' % (time.time() - T0, msg), flush=True)
+
+
+def parse():
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--quick', action='store_true',
+                   help='small N, few rounds (under 5 minutes)')
+    p.add_argument('--systems', default=','.join(systems.SYSTEMS),
+                   help='comma-separated, from: %s' % ', '.join(
+                       systems.SYSTEMS))
+    p.add_argument('--scenarios', default=','.join(scenarios.SCENARIOS),
+                   help='comma-separated, from: %s' % ', '.join(
+                       scenarios.SCENARIOS))
+    p.add_argument('--sizes', help='override capacity/fan-out sizes, '
+                   'e.g. 10000 or 1000,5000')
+    p.add_argument('--workers', type=int, default=0,
+                   help='generator processes (default: 1 per 4,000 pages,'
+                   ' at least 2)')
+    p.add_argument('--out', default=os.path.join(HERE, 'results'))
+    args = p.parse_args()
+    args.systems = [s.strip() for s in args.systems.split(',') if s.strip()]
+    args.scenarios = [s.strip() for s in args.scenarios.split(',')
+                      if s.strip()]
+    for s in args.systems:
+        if s not in systems.SYSTEMS:
+            p.error('unknown system %r' % s)
+    for s in args.scenarios:
+        if s not in scenarios.SCENARIOS:
+            p.error('unknown scenario %r' % s)
+    return args
+
+
+async def main(args):
+    loadgen.raise_nofile()
+    settings = dict(scenarios.QUICK if args.quick else scenarios.FULL)
+    if args.sizes:
+        sizes = [int(x) for x in args.sizes.split(',')]
+        settings['capacity_sizes'] = settings['fanout_sizes'] = sizes
+    biggest = max(settings['capacity_sizes'] + settings['fanout_sizes'] +
+                  settings['reconnect_sizes'] +
+                  [settings['sustained_size'], settings['chat_receivers']])
+    nworkers = args.workers or max(2, math.ceil(biggest / 4000.0))
+    results = {'meta': dict(report.machine(),
+                            mode='quick' if args.quick else 'full',
+                            workers=nworkers),
+               'systems': [], 'kinds': {}, 'scenarios': {}, 'plot': {},
+               'notes': []}
+    log('generator: %d worker processes; systems %s; scenarios %s' % (
+        nworkers, ', '.join(args.systems), ', '.join(args.scenarios)))
+    pool = loadgen.Pool(nworkers)
+    try:
+        for name in args.systems:
+            system = systems.SYSTEMS[name]
+            label = system.label
+            log('== %s (%s)' % (label, name))
+            ctx = scenarios.Ctx(system, pool, settings, log)
+            try:
+                for scen in args.scenarios:
+                    t = time.time()
+                    data = await scenarios.SCENARIOS[scen](ctx)
+                    results['scenarios'].setdefault(scen, {})[label] = data
+                    if label not in results['systems']:
+                        results['systems'].append(label)
+                        results['kinds'][label] = system.kind
+                    log(' %s done in %.1fs' % (scen, time.time() - t))
+            except systems.NotAvailable as e:
+                note = '%s skipped: %s' % (label, e)
+                log('  NOTE: ' + note)
+                results['notes'].append(note)
+            results['plot'][label] = ctx.plot
+            results['kinds'][label] = system.kind
+            report.write(results, args.out, ['python'] + sys.argv)  # partial
+    finally:
+        await pool.shutdown()
+    report.write(results, args.out, ['python'] + sys.argv)
+    log('wrote %s' % os.path.join(args.out, 'latest.md'))
+
+
+if __name__ == '__main__':
+    args = parse()
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(main(args))
