@@ -50,79 +50,29 @@ def start_zorglive(server_type, port):
     return ZorgLiveServer(kind, port)
 
 
-ZORG_CONF = """\
-site-definition %(zcml)s
-threads 4
-<server>
-  type %(kind)s
-  address 127.0.0.1:%(port)d
-</server>
-<zorg-live>
-  refresh-interval 25
-  heartbeat-interval 15
-</zorg-live>
-<zodb>
-  <filestorage>
-    path %(dir)s/Data.fs
-  </filestorage>
-</zodb>
-<eventlog>
-  <logfile>
-    path %(dir)s/server.log
-  </logfile>
-</eventlog>
-"""
-
-
 class ZorgLiveServer:
-    """`zorg-live serve` in a subprocess with the benchmark site."""
+    """`zorg-live serve` in a subprocess with the benchmark site (the test
+    suite's RunningServer, on a given port)."""
 
     page_url = '/@@bench.html'
 
     def __init__(self, kind, port):
-        import subprocess
-        import sys
         import tempfile
-        self.dir = tempfile.mkdtemp(prefix='zorg-bench-')
-        conf = os.path.join(self.dir, 'zope.conf')
+        from zorg.live.tests.serverfixture import RunningServer
         zcml = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                             'zorglive_site.zcml')
-        with open(conf, 'w') as f:
-            f.write(ZORG_CONF % {'zcml': zcml, 'kind': kind, 'port': port,
-                                 'dir': self.dir})
-        self.proc = subprocess.Popen(
-            [sys.executable, '-m', 'zorg.live', 'serve', conf],
-            cwd=self.dir, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL)
-        self.pids = [self.proc.pid]
-        deadline = time.time() + 60
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError('zorg.live exited; see %s/server.log'
-                                   % self.dir)
-            try:
-                socket.create_connection((HOST, port), 0.5).close()
-                break
-            except OSError:
-                if time.time() > deadline:
-                    self.kill()
-                    raise RuntimeError('zorg.live did not listen on %d'
-                                       % port)
-                time.sleep(0.1)
+        self.server = RunningServer(
+            tempfile.mkdtemp(prefix='zorg-bench-'), types=(kind,),
+            threads=4, zcml=zcml, ports=[port], refresh_interval=25,
+            heartbeat_interval=15).start()
+        self.pids = [self.server.process.pid]
 
     def stop(self):
-        import signal
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except Exception:
-                self.kill()
+        self.server.stop(timeout=60)
 
     def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+        self.server.kill()
+
 
 
 # --- servers ------------------------------------------------------------------

@@ -54,13 +54,13 @@ class RunningServer:
     """A zorg-live process; `types` lists its servers' types."""
 
     def __init__(self, directory, types=('LiveServerHTTP',), threads=2,
-                 zcml=SITE_ZCML, **settings):
+                 zcml=SITE_ZCML, ports=None, **settings):
         self.dir = str(directory)
         os.makedirs(self.dir, exist_ok=True)
         # Port 0: each server binds a free port itself and logs it (no race
         # between choosing a port and binding it); a restart reuses them.
         self.types = types
-        self.ports = [0 for _ in types]
+        self.ports = list(ports) if ports else [0 for _ in types]
         self.port = None
         self.settings = '\n'.join('  %s %s' % (k.replace('_', '-'), v)
                                   for k, v in settings.items())
