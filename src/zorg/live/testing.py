@@ -52,6 +52,23 @@ class TestLivePage(LivePage):
         self.publish(Append(target, text))
 
 
+class FanoutLivePage(TestLivePage):
+    """TestLivePage in the group 'fanout', with handlers that address some
+    of its pages: `tell` one page, `others` every page but the sender's
+    (the SSE fan-out tests)."""
+
+    def getGroupId(self):
+        return 'fanout'
+
+    @handler
+    def tell(self, uuid, text):
+        self.manager.publishToClient(Append('target', text), uuid)
+
+    @handler
+    def others(self, text):
+        self.publishToOthers(Append('target', text))
+
+
 _CLIENT_DEFAULTS = {name: getattr(LivePageClient, name) for name in
                     ('refreshInterval', 'clientTimeout', 'heartbeatInterval')}
 

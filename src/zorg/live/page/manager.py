@@ -254,11 +254,15 @@ class LivePageManager:
         if not recovered:
             end = broker.latest(client.group_id)
             return [(end, _reloadText(broker, end))], end
-        accepts = _audience.accepts
-        found = [(pos, text) for pos, text, aud in entries
-                 if aud is None or accepts(aud, client)]
         end = entries[-1][0] if entries else after
-        return found, end
+        return self.select(client, entries), end
+
+    def select(self, client, entries):
+        """The ``(position, json_text)`` of the log `entries` (as read from
+        the broker) that are meant for `client`."""
+        accepts = _audience.accepts
+        return [(pos, text) for pos, text, aud in entries
+                if aud is None or accepts(aud, client)]
 
     def collect(self, client, after):
         """Like collectEntries, without the positions: ``(texts, end)``."""

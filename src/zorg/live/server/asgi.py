@@ -7,14 +7,17 @@ site's WSGI application (zope.app.wsgi's publisher) in a bounded pool of
 worker threads (a2wsgi).
 
 Waking: the broker calls `_onPublish` once per publish, from whatever thread
-published; that schedules one `_wake` in the loop, which resolves the
-futures of the pages waiting on that group. Nothing polls.
+published; that schedules one `_wake` in the loop (publishes that arrive
+before it runs share it), which resolves the futures of the long-polls
+waiting on those groups and has `Fanout` write the news to their idle SSE
+streams. Nothing polls.
 """
 
 import asyncio
 import json
 import logging
 import re
+import threading
 from urllib.parse import parse_qs
 
 import zope.component
@@ -22,6 +25,7 @@ from a2wsgi import WSGIMiddleware
 
 from zorg.live.interfaces import (
     BadRequest, ILivePageManager, LiveError, TooLarge)
+from zorg.live.server.fanout import Fanout, Parked, resolve
 from zorg.live.server.progress import progressReceive
 
 log = logging.getLogger('zorg.live.server')
@@ -34,27 +38,6 @@ SSE_HEADERS = [(b'content-type', b'text/event-stream; charset=utf-8'),
                (b'x-accel-buffering', b'no')]
 RECONNECT_JSON = '{"event":"reconnect"}'
 FRAME_CACHE = 20000
-
-
-def _resolve(future, reason):
-    if not future.done():
-        future.set_result(reason)
-
-
-class Parked:
-    """One output request (or SSE stream) waiting in the loop."""
-
-    __slots__ = ('future', 'reason')
-
-    def __init__(self):
-        self.future = None
-        self.reason = None
-
-    def wake(self, reason):
-        if self.reason is None or reason in ('disconnect', 'drain'):
-            self.reason = reason
-        if self.future is not None:
-            _resolve(self.future, reason)
 
 
 async def respond(send, status, body, extra=()):
@@ -91,8 +74,11 @@ class LiveApp:
         self.waiters = {}     # group id -> set of futures
         self.parked = {}      # page id -> Parked
         self.frames = {}      # position -> SSE frame bytes
+        self.fanout = None    # the idle SSE streams (set at startup)
         self.draining = False
         self._reaper = None
+        self._woken = set()   # groups published to since the last _wake
+        self._wokenLock = threading.Lock()
 
     @property
     def manager(self):
@@ -106,6 +92,7 @@ class LiveApp:
         if self.loop is not None:
             return
         self.loop = asyncio.get_running_loop()
+        self.fanout = Fanout(self.manager, self.frame)
         self.manager.broker.addListener(self._onPublish)
         self._reaper = self.loop.create_task(self._reap())
 
@@ -130,31 +117,42 @@ class LiveApp:
                 log.exception('dropping silent pages failed')
 
     def _onPublish(self, group_ids):
+        with self._wokenLock:
+            scheduled = bool(self._woken)
+            self._woken.update(group_ids)
+        if scheduled:
+            return  # the _wake already on its way reads this publish too
         try:
-            self.loop.call_soon_threadsafe(self._wake, group_ids)
+            self.loop.call_soon_threadsafe(self._wake)
         except RuntimeError:
             pass  # the loop is closed: nobody is waiting any more
 
-    def _wake(self, group_ids):
+    def _wake(self):
+        with self._wokenLock:
+            group_ids, self._woken = self._woken, set()
         for group_id in group_ids:
             for future in self.waiters.pop(group_id, ()):
-                _resolve(future, 'publish')
+                resolve(future, 'publish')
+            self.fanout.push(group_id)
 
     async def _sleep(self, parked, group_id, timeout):
-        """Wait for a publish to the group, `timeout`, or a parked.wake()."""
+        """Wait for a publish to the group (None: only for a poke, as
+        Fanout pushes instead), `timeout`, or a parked.wake()."""
         if parked.reason is not None:
             return parked.reason
         future = self.loop.create_future()
         parked.future = future
-        waiting = self.waiters.setdefault(group_id, set())
-        waiting.add(future)
-        timer = self.loop.call_later(timeout, _resolve, future, 'timeout')
+        if group_id is not None:
+            waiting = self.waiters.setdefault(group_id, set())
+            waiting.add(future)
+        timer = self.loop.call_later(timeout, resolve, future, 'timeout')
         try:
             reason = await future
         finally:
             timer.cancel()
             parked.future = None
-            waiting.discard(future)
+            if group_id is not None:
+                waiting.discard(future)
         return parked.reason or reason
 
     def _watchDisconnect(self, scope, receive, parked):
@@ -175,11 +173,11 @@ class LiveApp:
                 parked.wake('disconnect')
                 return
 
-    def _park(self, uuid):
+    def _park(self, uuid, client=None, transport=None):
         old = self.parked.pop(uuid, None)
         if old is not None:
             old.wake('superseded')
-        parked = self.parked[uuid] = Parked()
+        parked = self.parked[uuid] = Parked(client, transport)
         if self.draining:
             parked.wake('drain')
         return parked
@@ -341,13 +339,20 @@ class LiveApp:
             client, cursor = self.manager.beginStream(uuid, last)
         except LiveError as e:
             return await respondError(send, e)
-        parked = self._park(uuid)
+        # LiveServerHTTP hands over the connection's transport: Fanout
+        # writes to it directly (not for HEAD, which has no body), and a
+        # slow reader is dropped with abort() (close() would keep the
+        # connection until the reader took everything buffered for it).
+        transport = scope.get('zorg.live.transport')
+        abort = transport.abort if transport is not None else None
+        if scope['method'] != 'GET':
+            transport = None
+        parked = self._park(uuid, client, transport)
         watcher = self._watchDisconnect(scope, receive, parked)
         self.manager.holdStarted(client)
         try:
             await send({'type': 'http.response.start', 'status': 200,
                         'headers': SSE_HEADERS})
-            abort = scope.get('zorg.live.abort')
             await self._send(send, b'retry: 2000\n: connected\n\n', abort)
             await self.stream(client, parked, cursor, send, abort)
         finally:
@@ -366,7 +371,17 @@ class LiveApp:
                     self.frame(position, text) for position, text in entries),
                     abort)
                 continue
-            reason = await self._sleep(parked, client.group_id, heartbeat)
+            if parked.transport is not None:
+                # Idle: Fanout writes what comes next; this task wakes for
+                # the heartbeat, the end, or what Fanout leaves to it.
+                self.fanout.park(parked, cursor)
+                try:
+                    reason = await self._sleep(parked, None, heartbeat)
+                finally:
+                    cursor = self.fanout.unpark(parked)
+            else:
+                reason = await self._sleep(parked, client.group_id,
+                                           heartbeat)
             if reason == 'disconnect':
                 return
             if reason in ('drain', 'superseded'):

@@ -57,9 +57,9 @@ class LiveHttpProtocol(HttpToolsProtocol):
         # deadline (uvicorn's keep-alive timer stops at its first byte).
         super().on_message_begin()
         self._armHeaderTimer()
-        # LiveApp drops a slow reader with abort(): close() would keep the
-        # connection until the reader took everything buffered for it.
-        self.scope['zorg.live.abort'] = self.transport.abort
+        # LiveApp writes SSE fan-out straight to the transport and drops
+        # slow readers with its abort().
+        self.scope['zorg.live.transport'] = self.transport
         # A parked request learns of its client's disconnect from here,
         # without a task per connection waiting in receive().
         self.scope['zorg.live.disconnected'] = []

@@ -1,0 +1,134 @@
+"""Fan-out: one publish written to every idle SSE stream of a group at once.
+
+An SSE stream that has sent everything it had parks here (its task waits
+only for its heartbeat, a disconnect or a drain). When the group's log
+grows, `push` reads the new entries once per distinct stream position
+(usually one: every idle stream of a group stands at the log's end),
+frames them once, and writes the same bytes to each stream's transport:
+one write per page, no task switch, no timer, no future.
+
+The bytes are the SSE frames wrapped as one HTTP/1.1 chunk, which is the
+framing uvicorn gives this response (no content-length: chunked), so the
+stream's later writes through uvicorn's ``send`` continue it seamlessly.
+
+A stream this path must not serve is woken instead and takes the ordinary
+path in its own task, with the send timeout that drops slow readers: its
+reader has more than `BACKLOG` bytes unread (or the transport is closing),
+the log no longer covers its position (it must be told to reload), or
+there is more than one read's worth of news.
+"""
+
+from zorg.live.page.manager import READ_LIMIT
+
+# Unread bytes above which a reader counts as slow; uvicorn pauses its own
+# writes at the transport's high-water mark, which is 64 KiB.
+BACKLOG = 64 * 1024
+
+
+def resolve(future, reason):
+    if not future.done():
+        future.set_result(reason)
+
+
+class Parked:
+    """One output request (or SSE stream) waiting in the loop.
+
+    `reason` records why it must stop waiting for good (disconnect, drain,
+    superseded); a publish only resolves the current future (`poke`).
+    An SSE stream served by `Fanout` also carries its client, position
+    and transport.
+    """
+
+    __slots__ = ('future', 'reason', 'client', 'cursor', 'transport')
+
+    def __init__(self, client=None, transport=None):
+        self.future = None
+        self.reason = None
+        self.client = client
+        self.cursor = None
+        self.transport = transport
+
+    def wake(self, reason):
+        if self.reason is None or reason in ('disconnect', 'drain'):
+            self.reason = reason
+        if self.future is not None:
+            resolve(self.future, reason)
+
+    def poke(self):
+        if self.future is not None:
+            resolve(self.future, 'publish')
+
+
+class Fanout:
+    """The idle SSE streams of one event loop, by group."""
+
+    def __init__(self, manager, frame):
+        self.manager = manager
+        self.frame = frame          # (position, text) -> SSE frame bytes
+        self.idle = {}              # group id -> set of Parked
+        self.written = 0            # chunks written by push (statistics)
+
+    def park(self, parked, cursor):
+        """`parked`'s stream sent everything up to `cursor`: push to it."""
+        parked.cursor = cursor
+        self.idle.setdefault(parked.client.group_id, set()).add(parked)
+
+    def unpark(self, parked):
+        """The stream's task runs again: push no more; its position now."""
+        group = self.idle.get(parked.client.group_id)
+        if group is not None:
+            group.discard(parked)
+            if not group:
+                del self.idle[parked.client.group_id]
+        return parked.cursor
+
+    def push(self, group_id):
+        streams = self.idle.get(group_id)
+        if not streams:
+            return
+        broker = self.manager.broker
+        select = self.manager.select
+        batches = {}
+        for parked in list(streams):
+            cursor = parked.cursor
+            batch = batches.get(cursor)
+            if batch is None:
+                batch = batches[cursor] = self._batch(broker, group_id,
+                                                      cursor)
+            entries, end, shared = batch
+            transport = parked.transport
+            if (entries is None or transport.is_closing()
+                    or transport.get_write_buffer_size() > BACKLOG):
+                streams.discard(parked)
+                parked.poke()
+                continue
+            if shared is None:
+                mine = select(parked.client, entries)
+                data = self._chunk(mine) if mine else None
+            else:
+                data = shared
+            if data is not None:
+                transport.write(data)
+                self.written += 1
+            parked.cursor = end
+        if not streams:
+            self.idle.pop(group_id, None)
+
+    def _batch(self, broker, group_id, cursor):
+        """``(entries, end, shared chunk)`` after `cursor`; entries None
+        when the stream's task must handle it; shared None when the
+        entries have audiences (each stream gets its own selection)."""
+        entries, recovered = broker.read(group_id, cursor, READ_LIMIT)
+        if not recovered or len(entries) >= READ_LIMIT:
+            return None, cursor, None
+        if not entries:
+            return entries, cursor, None
+        end = entries[-1][0]
+        if any(audience is not None for _pos, _text, audience in entries):
+            return entries, end, None
+        return entries, end, self._chunk(
+            [(pos, text) for pos, text, _audience in entries])
+
+    def _chunk(self, entries):
+        frames = b''.join(self.frame(pos, text) for pos, text in entries)
+        return b'%x\r\n%s\r\n' % (len(frames), frames)
