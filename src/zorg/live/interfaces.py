@@ -137,6 +137,56 @@ class IBroker(Interface):
     def dropGroup(group_id):
         """Forget a group's log (no page of the group is left)."""
 
+    def health():
+        """A dict saying whether delivery works now: ``kind`` ('memory',
+        'redis', ...), ``connected`` (False while the broker cannot be
+        reached: publishing and waking fail) and ``error`` (what went
+        wrong, or None). Cheap: answered from state, no round trip, since
+        load balancers ask often (see zorg.live.server.health)."""
+
+
+class IPresence(Interface):
+    """Who is online: the pages of principals in groups, counted where
+    every process can see them. Optional for a broker: the manager keeps
+    presence in its own process for a broker that does not provide it.
+
+    A *page* is a page id; join and leave are idempotent per page (a
+    second join or leave of the same page changes nothing and returns
+    False). Anonymous pages are never joined.
+    """
+
+    shared = Attribute(
+        "True when other processes share this presence: a leave must be "
+        "published even when this process has no page left in the group.")
+
+    def join(group_id, principal_id, title, page):
+        """Count `page` of the principal in the group; True when it is the
+        principal's first page in the group (in any process): a join.
+        Raises BrokerUnavailable (and counts nothing) when it cannot tell."""
+
+    def leave(group_id, principal_id, page):
+        """Stop counting `page`; True when it was the principal's last page
+        in the group (in any process): a leave. Never raises for an
+        unreachable broker: the leave is recorded when it is back, and
+        reported to the presence listeners then."""
+
+    def members(group_id):
+        """Sorted ids of the principals with a page in the group."""
+
+    def isOnline(principal_id):
+        """True when the principal has a page in any group."""
+
+    def addPresenceListener(callback):
+        """Call ``callback(changes)`` for joins and leaves that no join()
+        or leave() of this process returned: the pages of a process that
+        stopped (its heartbeat expired) leaving, or presence rebuilt after
+        the broker lost it. `changes` is a list of ``(kind, group_id,
+        principal_id, title)`` with kind 'join' or 'leave'; each change is
+        reported to exactly one process. Called from a broker thread."""
+
+    def removePresenceListener(callback):
+        """Undo addPresenceListener."""
+
 
 class ILivePageClient(Interface):
     """The server-side record of one open page (one browser tab)."""
@@ -179,6 +229,9 @@ class ILivePageManager(Interface):
     """
 
     broker = Attribute("The IBroker holding the group logs.")
+    presence = Attribute(
+        "The IPresence that whoIsOnline and isOnline ask: the broker when "
+        "it provides IPresence, else one of the manager's own.")
 
     def register(client):
         """Add a client; the first page of a principal in a group joins."""
@@ -199,13 +252,15 @@ class ILivePageManager(Interface):
         """The number of registered clients."""
 
     def whoIsOnline(group_id):
-        """Sorted ids of the principals with a page in the group."""
+        """Sorted ids of the principals with a page in the group, in any
+        process that shares the broker's presence (IPresence)."""
 
     def isOnline(principal_id):
-        """True when the principal has a page in any group."""
+        """True when the principal has a page in any group (any process)."""
 
     def getClientsFor(principal_id, group_id=None):
-        """The clients of a principal, in one group or in all."""
+        """The clients of a principal in this process, in one group or in
+        all (pages in other processes have no client here)."""
 
     def groups():
         """Sorted ids of the groups that have pages."""
@@ -267,7 +322,14 @@ class IPageIdGenerator(Interface):
 
 
 class IPresenceEvent(IObjectEvent):
-    """A principal joined or left a group (object: the client)."""
+    """A principal joined or left a group (object: the client).
+
+    Notified once, in one process: where the page that made the join or
+    leave was registered or closed. When the broker finds the change
+    itself (the pages of a process that died leave after the presence
+    timeout; presence rebuilt after Redis lost it) the process that found
+    it notifies, and the object is a stand-in client whose uuid is None.
+    """
 
     principal = Attribute("The principal id.")
     group_id = Attribute("The group id.")

@@ -8,6 +8,8 @@ told that it was not recovered instead of being silently resumed.
 Each group log keeps at most `historySize` entries; the position of the
 newest dropped entry (or of the log's creation) is its *base*. A reader at
 position p is complete when p >= base.
+
+Presence (IPresence) is kept in this process too (LocalPresence).
 """
 
 import bisect
@@ -16,7 +18,8 @@ import time
 
 from zope.interface import implementer
 
-from zorg.live.interfaces import IBroker
+from zorg.live.broker.presence import LocalPresence
+from zorg.live.interfaces import IBroker, IPresence
 
 
 class GroupLog:
@@ -33,13 +36,14 @@ class GroupLog:
         return self.positions[-1] if self.positions else self.base
 
 
-@implementer(IBroker)
-class MemoryBroker:
+@implementer(IBroker, IPresence)
+class MemoryBroker(LocalPresence):
     """Group logs in a dict, guarded by one condition variable."""
 
     def __init__(self, historySize=1000):
         if historySize < 1:
             raise ValueError('historySize must be at least 1')
+        LocalPresence.__init__(self)
         self.historySize = historySize
         self._cond = threading.Condition(threading.Lock())
         self._logs = {}
@@ -116,3 +120,8 @@ class MemoryBroker:
     def groupCount(self):
         with self._cond:
             return len(self._logs)
+
+    def health(self):
+        # Nothing to lose contact with: delivery works while the process
+        # runs.
+        return {'kind': 'memory', 'connected': True, 'error': None}

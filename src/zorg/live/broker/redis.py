@@ -67,6 +67,14 @@ Design (see also the doctest redis.txt):
 * **Groups.** dropGroup only stops watching (other processes may still
   have pages in the group); streams expire `streamTTL` seconds after their
   last publish and the reader refreshes the expiry of watched ones.
+
+* **Presence** is shared (IPresence, see redispresence.py): a join or a
+  leave is one script call that decides "first page" / "last page" for all
+  processes; a heartbeat thread keeps this process's pages alive and
+  sweeps those of processes that stopped beating for `presenceTimeout`.
+
+* **Health.** `health()` says whether the reader thread is connected; it
+  answers from that state without a round trip.
 """
 
 import bisect
@@ -83,7 +91,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from zope.interface import implementer
 
-from zorg.live.interfaces import BrokerUnavailable, IBroker
+from zorg.live.broker.redispresence import RedisPresence
+from zorg.live.interfaces import BrokerUnavailable, IBroker, IPresence
 
 log = logging.getLogger('zorg.live.broker.redis')
 
@@ -190,7 +199,7 @@ class GroupCache:
         self.entries = []
 
 
-@implementer(IBroker)
+@implementer(IBroker, IPresence)
 class RedisBroker:
     """Group logs as Redis streams; see the module's docstring."""
 
@@ -198,10 +207,18 @@ class RedisBroker:
     streamTTL = 24 * 3600       # seconds a log lives after its last publish
     block = 5.0                 # seconds of one XREAD BLOCK
     maxBackoff = 5.0            # seconds between reconnection attempts
+    presenceTimeout = 30.0      # seconds before a silent process's pages go
+    shared = True               # presence is shared (IPresence)
 
-    def __init__(self, url, historySize=1000, prefix=None, streamTTL=None):
+    def __init__(self, url, historySize=1000, prefix=None, streamTTL=None,
+                 presenceTimeout=None):
         if historySize < 1:
             raise ValueError('historySize must be at least 1')
+        if presenceTimeout is not None:
+            self.presenceTimeout = presenceTimeout
+        if self.presenceTimeout <= 0:
+            raise ValueError('the presence timeout (setting '
+                             'presence-timeout) must be positive')
         self.url = url
         self.historySize = historySize
         if prefix is not None:
@@ -225,6 +242,7 @@ class RedisBroker:
         self._listeners = ()
         self._stopping = threading.Event()
         self.available = False
+        self.lastError = None   # why the reader lost Redis (None: it has it)
         self.reconnects = 0
         options = dict(decode_responses=True, socket_connect_timeout=2,
                        health_check_interval=0)
@@ -254,6 +272,9 @@ class RedisBroker:
         self._publish = self._redis.register_script(PUBLISH)
         self._latest = self._redis.register_script(LATEST)
         self._read = self._redis.register_script(READ)
+        self.presence = RedisPresence(
+            self._redis, self.prefix, self.processId, self.presenceTimeout,
+            self._unavailable, UNAVAILABLE)
         self._thread = threading.Thread(
             target=self._run, name='zorg.live redis reader', daemon=True)
         self._thread.start()
@@ -366,8 +387,33 @@ class RedisBroker:
         with self._lock:
             return len(self._caches)
 
+    def health(self):
+        return {'kind': 'redis', 'url': redactURL(self.url),
+                'connected': self.available, 'error': self.lastError}
+
+    # -- IPresence (see redispresence.py) ----------------------------------
+
+    def join(self, group_id, principal_id, title, page):
+        return self.presence.join(group_id, principal_id, title, page)
+
+    def leave(self, group_id, principal_id, page):
+        return self.presence.leave(group_id, principal_id, page)
+
+    def members(self, group_id):
+        return self.presence.members(group_id)
+
+    def isOnline(self, principal_id):
+        return self.presence.isOnline(principal_id)
+
+    def addPresenceListener(self, callback):
+        self.presence.addPresenceListener(callback)
+
+    def removePresenceListener(self, callback):
+        self.presence.removePresenceListener(callback)
+
     def close(self):
-        """Stop the reader thread and close the connections."""
+        """Stop the threads and close the connections."""
+        self.presence.close()
         self._stopping.set()
         self._kick()
         self._thread.join(2)
@@ -436,6 +482,7 @@ class RedisBroker:
                 if not self.available:
                     log.warning('the Redis broker at %s is back',
                                 redactURL(self.url))
+                self.lastError = None
                 self.available = True
                 backoff = 0.1
                 lastRefresh = time.monotonic()
@@ -450,6 +497,7 @@ class RedisBroker:
                 if self.available:
                     log.warning('lost the Redis broker at %s (%s); '
                                 'reconnecting', redactURL(self.url), e)
+                self.lastError = str(e) or type(e).__name__
                 self.available = False
                 self.reconnects += 1
                 try:

@@ -5,9 +5,16 @@ its own lock and is only ever entered *after* this one (never the other way
 round), and its listeners run outside its lock, so there is no lock cycle.
 Waiting happens outside this lock: threads wait on the broker's condition,
 event loops on futures that a broker listener resolves.
+
+Presence: the manager keeps this process's clients per group and principal
+(getClientsFor, the per-principal cap), and asks the broker's IPresence who
+is online and whether a page is a principal's first or last in its group,
+so with a shared broker the answers hold for every process. A broker
+without IPresence gets a LocalPresence of the manager's own.
 """
 
 import json
+import logging
 import threading
 import time
 
@@ -16,15 +23,18 @@ from zope.interface import implementer
 from zope.interface.interfaces import ObjectEvent
 
 from zorg.live.broker.memory import MemoryBroker
+from zorg.live.broker.presence import LocalPresence
 from zorg.live.interfaces import (
-    BadRequest, ILivePageManager, IPrincipalJoinedEvent, IPrincipalLeftEvent,
-    UnknownPage)
+    BadRequest, BrokerUnavailable, ILivePageManager, IPresence,
+    IPrincipalJoinedEvent, IPrincipalLeftEvent, UnknownPage)
 from zorg.live.page import audience as _audience
-from zorg.live.page.client import redact
+from zorg.live.page.client import LivePageClient, redact
 from zorg.live.page.delivery import Delivery
 from zorg.live.page.event import Close, Error, Join, Leave, encode
 
 READ_LIMIT = 500  # events in one answer; the rest come with the next
+
+log = logging.getLogger('zorg.live.page')
 
 
 class PresenceEvent(ObjectEvent):
@@ -44,6 +54,18 @@ class PrincipalJoinedEvent(PresenceEvent):
 @implementer(IPrincipalLeftEvent)
 class PrincipalLeftEvent(PresenceEvent):
     pass
+
+
+class StandInClient(LivePageClient):
+    """The object of a presence event that the broker found: the page was
+    in another process (or was one of ours that Redis had lost)."""
+
+    def __init__(self, principal, group_id, title):
+        super().__init__(None, principal, group_id, title)
+
+    def __repr__(self):
+        return '<StandInClient of %r in %r>' % (self.principal,
+                                                 self.group_id)
 
 
 def _reloadText(broker, position):
@@ -71,6 +93,8 @@ class LivePageManager:
     maxPagesPerPrincipal = 30
     reapInterval = 5.0
 
+    _broker = None
+
     def __init__(self, broker=None):
         self.broker = broker if broker is not None else MemoryBroker()
         self._lock = threading.RLock()
@@ -83,6 +107,44 @@ class LivePageManager:
         self.waiting = 0        # output requests and streams held now
         self.peakWaiting = 0    # the most held at once since start
 
+    # -- the broker and its presence ---------------------------------------
+
+    @property
+    def broker(self):
+        return self._broker
+
+    @broker.setter
+    def broker(self, broker):
+        # The server replaces the ZCML-made manager's broker by the
+        # configured one: follow it with the presence listener too.
+        if self._broker is not None:
+            self.presence.removePresenceListener(self._presenceChanged)
+        self._broker = broker
+        self.presence = (broker if IPresence.providedBy(broker)
+                         else LocalPresence())
+        self.presence.addPresenceListener(self._presenceChanged)
+
+    def _presenceChanged(self, changes):
+        """Joins and leaves that the broker found (a dead process's pages
+        swept, presence rebuilt): this process is the one to tell them."""
+        for kind, group_id, principal, title in changes:
+            client = StandInClient(principal, group_id, title)
+            if kind == 'join':
+                self._publishPresence(Join(principal, title), group_id)
+                zope.event.notify(PrincipalJoinedEvent(client))
+            else:
+                self._publishPresence(Leave(principal, title), group_id)
+                zope.event.notify(PrincipalLeftEvent(client))
+
+    def _publishPresence(self, event, group_id):
+        try:
+            self._publish(event, group_id, _audience.presence())
+        except BrokerUnavailable as e:
+            # Whoever closed a page or swept one is not the one to fail;
+            # the pages' lists are refreshed when they reload.
+            log.warning('could not publish %s of %s in %s: %s', event.name,
+                        event.principal, group_id, e)
+
     # -- registry --------------------------------------------------------
 
     def register(self, client):
@@ -90,17 +152,20 @@ class LivePageManager:
         first = False
         with self._lock:
             client.delivery = Delivery(self.broker.latest(client.group_id))
-            self._clients[client.uuid] = client
-            self._pages.setdefault(client.group_id, set()).add(client.uuid)
             if client.anonymous:
                 pass
             elif (len(self.getClientsFor(client.principal))
                   >= self.maxPagesPerPrincipal):
                 client.refused = True
             else:
+                # First, as it may raise (broker unavailable): then
+                # nothing is registered.
+                first = self.presence.join(client.group_id, client.principal,
+                                           client.title, client.uuid)
                 members = self._members.setdefault(client.group_id, {})
-                first = client.principal not in members
                 members.setdefault(client.principal, []).append(client)
+            self._clients[client.uuid] = client
+            self._pages.setdefault(client.group_id, set()).add(client.uuid)
         if client.refused:
             self.publishToClient(Error(
                 'Too many open pages for this user (the limit is %d): close '
@@ -122,23 +187,25 @@ class LivePageManager:
             group_id = client.group_id
             pages = self._pages.get(group_id, set())
             pages.discard(uuid)
+            members = self._members.get(group_id, {})
+            same = members.get(client.principal, [])
+            if client in same:
+                same.remove(client)
+                if not same:
+                    del members[client.principal]
+                    if not members:
+                        self._members.pop(group_id, None)
+                last = self.presence.leave(group_id, client.principal, uuid)
+            # With shared presence, pages of other processes want to know
+            # even when this process has none left in the group.
+            if last and (pages or self.presence.shared):
+                self._publishPresence(Leave(client.principal, client.title),
+                                      group_id)
             if not pages:
                 # Nobody reads the log any more: free it. A page coming
                 # back later finds a new log and is told what it missed.
                 self._pages.pop(group_id, None)
                 self.broker.dropGroup(group_id)
-            members = self._members.get(group_id, {})
-            same = members.get(client.principal, [])
-            if client in same:
-                same.remove(client)
-                last = not same
-            if last:
-                del members[client.principal]
-                if not members:
-                    self._members.pop(group_id, None)
-                if pages:
-                    self._publish(Leave(client.principal, client.title),
-                                  group_id, _audience.presence())
         if last:
             zope.event.notify(PrincipalLeftEvent(client))
         return client
@@ -163,13 +230,10 @@ class LivePageManager:
         return len(self._clients)
 
     def whoIsOnline(self, group_id):
-        with self._lock:
-            return sorted(self._members.get(group_id, ()))
+        return self.presence.members(group_id)
 
     def isOnline(self, principal_id):
-        with self._lock:
-            return any(principal_id in members
-                       for members in self._members.values())
+        return self.presence.isOnline(principal_id)
 
     def getClientsFor(self, principal_id, group_id=None):
         with self._lock:

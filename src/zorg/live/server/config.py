@@ -78,7 +78,8 @@ def makeBroker(url, settings):
         from zorg.live.broker.redis import RedisBroker
         from zorg.live.interfaces import BrokerUnavailable
         try:
-            return RedisBroker(url, historySize=settings.history_size)
+            return RedisBroker(url, historySize=settings.history_size,
+                               presenceTimeout=settings.presence_timeout)
         except (BrokerUnavailable, ValueError) as e:
             # The message names the URL (without its password).
             raise ConfigError('broker: %s' % e)

@@ -63,6 +63,10 @@ TABLE = [
     ('broker', str, 'memory://',
      'Where group logs live: memory:// (one process) or '
      'redis://host:port/db (several processes).'),
+    ('presence-timeout', float, 30.0,
+     'Redis broker: seconds after its last heartbeat before the pages of '
+     'a process that died, stopped or lost Redis leave their groups (the '
+     'heartbeat comes every third of it).'),
 ]
 
 _BY_NAME = {row[0]: row for row in TABLE}

@@ -145,3 +145,106 @@ def test_threaded_output_waits_without_polling(managers):
     b.publish(Append('t', 'wake'), '/room')
     waiting[0].join(5)
     assert htmls(results[0]) == ['wake']
+
+
+# -- presence shared by the processes --------------------------------------
+
+@pytest.fixture
+def presenceEvents():
+    """(kind, principal, group, uuid) of the zope presence events."""
+    import zope.event
+    from zorg.live.interfaces import IPresenceEvent, IPrincipalJoinedEvent
+    heard = []
+
+    def subscriber(event):
+        if IPresenceEvent.providedBy(event):
+            kind = ('joined' if IPrincipalJoinedEvent.providedBy(event)
+                    else 'left')
+            heard.append((kind, event.principal, event.group_id,
+                          event.object.uuid))
+    zope.event.subscribers.append(subscriber)
+    yield heard
+    zope.event.subscribers.remove(subscriber)
+
+
+def presencePage(manager, uuid, principal):
+    return manager.register(LivePageClient(uuid, principal, '/room',
+                                           title=principal.title(),
+                                           presence=True))
+
+
+def presenceOf(manager, uuid, num):
+    """(event, principal) of the join/leave events of page `uuid`'s
+    answer `num`."""
+    return [(e['event'], e.get('principal'))
+            for e in events(manager.output(uuid, num, timeout=5))
+            if e['event'] in ('join', 'leave')]
+
+
+def test_presence_is_shared_by_the_processes(managers, presenceEvents):
+    a, b = managers(), managers()
+    presencePage(a, 'pa', 'alice')
+    presencePage(b, 'pb1', 'bob')
+    presencePage(a, 'pb2', 'bob')   # bob's second page, on A: no join
+    assert a.whoIsOnline('/room') == b.whoIsOnline('/room') == [
+        'alice', 'bob']
+    assert a.isOnline('bob') and b.isOnline('alice')
+    assert presenceOf(a, 'pa', 0) == [('join', 'alice'), ('join', 'bob')]
+    # bob's page on B goes: he is still on A, so he has not left ...
+    b.unregister('pb1')
+    assert a.whoIsOnline('/room') == ['alice', 'bob']
+    # ... until his page on A goes too: one leave, published by A.
+    a.unregister('pb2')
+    assert b.whoIsOnline('/room') == ['alice']
+    assert presenceOf(a, 'pa', 1) == [('leave', 'bob')]
+    # The zope events, once each, where it happened (with the page).
+    assert presenceEvents == [('joined', 'alice', '/room', 'pa'),
+                              ('joined', 'bob', '/room', 'pb1'),
+                              ('left', 'bob', '/room', 'pb2')]
+
+
+def test_the_last_page_of_a_group_here_still_publishes_the_leave(managers):
+    # The memory broker drops the leave when no page of the group is left
+    # in the process; with Redis, pages of other processes need it.
+    a, b = managers(), managers()
+    presencePage(a, 'pa', 'alice')
+    presencePage(b, 'pb', 'bob')
+    b.unregister('pb')
+    assert b.groups() == []
+    assert presenceOf(a, 'pa', 0) == [('join', 'alice'), ('join', 'bob'),
+                                      ('leave', 'bob')]
+
+
+def test_a_dead_process_pages_leave_once(managers, presenceEvents):
+    a, b = managers(presenceTimeout=0.6), managers(presenceTimeout=0.6)
+    c = managers(presenceTimeout=0.6)
+    presencePage(a, 'pa', 'alice')
+    presencePage(b, 'pb', 'alice')
+    presencePage(c, 'pc1', 'carol')
+    presencePage(c, 'pc2', 'carol')
+    presencePage(c, 'pc3', 'alice')
+    c.broker.close()   # C dies: no heartbeat any more
+    deadline = time.monotonic() + 15
+    while a.whoIsOnline('/room') != ['alice']:
+        assert time.monotonic() < deadline, 'carol did not leave'
+        time.sleep(0.02)
+    assert [e for e in presenceEvents if e[0] == 'left'] == [
+        ('left', 'carol', '/room', None)]   # a stand-in for C's page
+    # Every page of the group (on A and on B) gets the one leave.
+    nums = {}
+    for manager, uuid, before in ((a, 'pa', [('join', 'alice')]),
+                                  (b, 'pb', [])):
+        changes = []
+        for num in range(3):
+            changes += presenceOf(manager, uuid, num)
+            if ('leave', 'carol') in changes:
+                break
+        nums[uuid] = num + 1
+        assert changes == before + [('join', 'carol'), ('leave', 'carol')]
+    # Nothing is left to sweep, and nothing came twice.
+    assert a.broker.presence.beat() == b.broker.presence.beat() == []
+    assert [e for e in presenceEvents if e[0] == 'left'] == [
+        ('left', 'carol', '/room', None)]
+    for manager, uuid in ((a, 'pa'), (b, 'pb')):
+        body = manager.output(uuid, nums[uuid], timeout=0.2)
+        assert [e['event'] for e in events(body)] == ['idle']

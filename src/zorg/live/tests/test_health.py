@@ -1,0 +1,67 @@
+"""@@live-health: 200 while delivery works, 503 while the broker is away
+(the Redis case is in test_redis_presence_servers.py)."""
+
+import asyncio
+import json
+
+from zorg.live.broker.memory import MemoryBroker
+from zorg.live.page.manager import LivePageManager
+from zorg.live.server import health
+from zorg.live.tests.serverfixture import RunningServer
+from zorg.live.tests.test_redis_servers import session
+
+
+class Unreachable(MemoryBroker):
+    def health(self):
+        return {'kind': 'test', 'connected': False, 'error': 'gone'}
+
+
+class Silent(MemoryBroker):
+    health = None   # a broker that does not say
+
+
+def test_report():
+    assert health.report(LivePageManager()) == (200, {
+        'status': 'ok', 'broker': 'memory', 'connected': True, 'pages': 0,
+        'waiting': 0})
+    # What went wrong is for the log, not for a public endpoint.
+    assert health.report(LivePageManager(Unreachable())) == (503, {
+        'status': 'unavailable', 'broker': 'test', 'connected': False,
+        'pages': 0, 'waiting': 0})
+    assert health.report(LivePageManager(Silent()))[0] == 200
+
+
+def test_memory_broker_through_both_server_types(tmp_path):
+    server = RunningServer(tmp_path, types=('LiveServerHTTP', 'WSGI-HTTP'))
+
+    async def get(s, path, port=None, method='GET'):
+        async with s.request(method, server.url(path, port=port)) as r:
+            return r.status, await r.read()
+
+    async def run():
+        async with session() as s:
+            assert (await get(s, 'livepage.html'))[0] == 200
+            for port in server.ports:
+                status, body = await get(s, '@@live-health', port)
+                assert status == 200
+                assert body.decode() == (
+                    '{"status": "ok", "broker": "memory", "connected": true,'
+                    ' "pages": 1, "waiting": 0}')
+                # Any object's @@live-health, like any view.
+                status, _body = await get(s, 'livepage.html/@@live-health',
+                                          port)
+                assert status == 200
+            assert await get(s, '@@live-health', method='HEAD') == (200, b'')
+            # LiveServerHTTP answers in its event loop, not in a worker
+            # thread of the publisher: no database connection is opened
+            # (only @@test-stats' own requests open one each).
+            opens = json.loads((await get(s, '@@test-stats'))[1])['dbOpens']
+            for _ in range(3):
+                await get(s, '@@live-health')
+            stats = json.loads((await get(s, '@@test-stats'))[1])
+            assert stats['dbOpens'] == opens + 1
+            status, _body = await get(s, '@@live-health', method='POST')
+            assert status == 405
+
+    with server:
+        asyncio.run(run())
