@@ -2,23 +2,21 @@
 
     python -m zorg.live.demo [--port 8080] [--dir var/demo]
     python -m zorg.live.demo send [--port 8080] [--group /lobby] "text"
+    zorg-live send --config var/demo/zope.conf --user admin --group /lobby "text"
 
 The first writes ``<dir>/zope.conf`` from the package's ``instance.conf``
 (LiveServerHTTP on 127.0.0.1:<port>, a FileStorage in ``<dir>/var``, the
 demo's site.zcml) and runs it in the foreground like ``zorg-live serve``;
 Ctrl-C stops it, the data stays for the next start. The second pushes a
-system message into a room through ``@@notify``, as the demo's manager.
+system message into a room through ``@@notify``, as the demo's manager,
+like the third (the generic command) does with any login.
 """
 
 import argparse
-import base64
 import errno
-import json
 import os
 import socket
 import sys
-import urllib.error
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SITE_ZCML = os.path.join(HERE, 'site.zcml')
@@ -87,12 +85,17 @@ def serveDemo(argv):
     config = writeInstance(args.dir, args.port, args.host)
     url = 'http://%s:%d/' % (args.host, args.port)
     print('zorg.live demo: instance %s' % os.path.dirname(config))
-    print('zorg.live demo: open %s  (chat: %slobby, counter: %scounter)'
-          % (url, url, url))
+    print('zorg.live demo: open %s  (chat: %slobby, counter: %scounter, '
+          'uploads: %suploads, status: %s@@live-status)'
+          % (url, url, url, url, url))
     print('zorg.live demo: logins (user/password): %s'
           % ', '.join('%s/%s' % login for login in LOGINS))
     print('zorg.live demo: push a message: python -m zorg.live.demo send '
           '--port %d --group /lobby "hello"' % args.port)
+    print('zorg.live demo: or, as for any site: ZORG_LIVE_PASSWORD=admin '
+          '%s send --config %s --user admin --group /lobby "hello"'
+          % (os.path.join(os.path.dirname(sys.executable), 'zorg-live'),
+             config))
     print('zorg.live demo: Ctrl-C stops the server; the data stays in %s'
           % os.path.join(os.path.dirname(config), 'var'))
     sys.stdout.flush()
@@ -115,10 +118,14 @@ def serveDemo(argv):
 
 
 def send(argv):
+    """The demo's shortcut for `zorg-live send` (same client, same
+    @@notify): the demo's address and its admin."""
+    from zorg.live.server.send import SendError, describe, notify
     parser = argparse.ArgumentParser(
         prog='python -m zorg.live.demo send',
         description='Push a system message into a room of a running demo '
-                    '(POST @@notify as the manager).')
+                    '(POST @@notify as the manager; `zorg-live send '
+                    '--config var/demo/zope.conf` does the same).')
     parser.add_argument('--port', type=int, default=8080)
     parser.add_argument('--host', default='127.0.0.1')
     parser.add_argument('--group', default='/lobby',
@@ -128,27 +135,15 @@ def send(argv):
                              'demo admin)')
     parser.add_argument('text', help='the message')
     args = parser.parse_args(argv)
-    url = 'http://%s:%d/@@notify' % (args.host, args.port)
-    body = json.dumps({'group': args.group, 'text': args.text}).encode()
-    request = urllib.request.Request(url, data=body, method='POST', headers={
-        'Content-Type': 'application/json',
-        'Authorization': 'Basic ' + base64.b64encode(
-            args.user.encode()).decode()})
+    login, _sep, password = args.user.partition(':')
+    url = 'http://%s:%d/' % (args.host, args.port)
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            answer = json.loads(response.read() or b'{}')
-    except urllib.error.HTTPError as e:
-        print('zorg.live.demo send: %s answered %d: %s'
-              % (url, e.code, e.read().decode('utf-8', 'replace')[:500]),
-              file=sys.stderr)
+        answer = notify(url, {'group': args.group, 'text': args.text},
+                        (login, password))
+    except SendError as e:
+        print('zorg.live.demo send: %s' % e, file=sys.stderr)
         return 1
-    except OSError as e:
-        print('zorg.live.demo send: cannot reach %s (%s); is the demo '
-              'running on port %d?' % (url, e, args.port), file=sys.stderr)
-        return 1
-    print('sent to %s%s' % (answer.get('group', args.group),
-                            ' (stored in the room)' if answer.get('stored')
-                            else ''))
+    print(describe(answer))
     return 0
 
 

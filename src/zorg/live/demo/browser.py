@@ -1,12 +1,10 @@
-"""The demo's pages: rooms (chat.html), the counter, login, @@notify and
-@@live-status."""
+"""The demo's pages: rooms (chat.html), the counter, login, and the rooms'
+share of @@notify (upload.py and status.py have the other pages)."""
 
-import json
 import time
 from html import escape
 from urllib.parse import urlencode
 
-import zope.component
 from zope.authentication.interfaces import IUnauthenticatedPrincipal
 from zope.browserpage.viewpagetemplatefile import ViewPageTemplateFile
 from zope.event import notify
@@ -17,8 +15,8 @@ from zope.security.proxy import removeSecurityProxy
 from zope.traversing.api import getRoot
 
 from zorg.live.demo.interfaces import IRoom
-from zorg.live.interfaces import BadRequest, Forbidden, ILivePageManager
-from zorg.live.page.event import Append, Update, safe
+from zorg.live.interfaces import BadRequest, Forbidden
+from zorg.live.page.event import Append, safe
 from zorg.live.page.model import publishOnCommit
 from zorg.live.page.page import LivePage, handler
 
@@ -171,101 +169,16 @@ class LoginView(BrowserView):
         return ''
 
 
-class NotifyView(BrowserView):
-    """@@notify: POST {"group": "/lobby", "text": "..."} as the manager
-    publishes (and stores, when the group is a room) a system message."""
-
-    def __call__(self):
-        request, response = self.request, self.request.response
-        response.setHeader('Content-Type', 'application/json')
-        try:
-            if request.method != 'POST':
-                response.setHeader('Allow', 'POST')
-                error = BadRequest('POST {"group": "/lobby", "text": "..."}')
-                error.status = 405
-                raise error
-            body = request.bodyStream.read(65537)
-            if len(body) > 65536:
-                raise BadRequest('the body is larger than 64KB')
-            try:
-                data = json.loads(body or b'{}')
-            except ValueError as e:
-                raise BadRequest('the body is not JSON: %s' % e)
-            if not isinstance(data, dict):
-                raise BadRequest('the body must be a JSON object')
-            group, text = data.get('group'), data.get('text')
-            if not isinstance(group, str) or not group.startswith('/'):
-                raise BadRequest('"group" must be a path such as "/lobby"')
-            if not isinstance(text, str) or not text.strip():
-                raise BadRequest('"text" must be a non-empty string')
-            text = text.strip()[:MAX_TEXT]
-        except BadRequest as e:
-            response.setStatus(e.status)
-            return json.dumps(e.asDict())
-        root = removeSecurityProxy(getRoot(self.context))
-        room = root.get(group.strip('/')) if group.count('/') == 1 else None
-        stored = IRoom.providedBy(room)
-        if stored:
-            message = room.add('system', text, system=True)
-        else:
-            message = {'nickname': 'system', 'text': text,
-                       'time': time.time(), 'system': True}
-        publishOnCommit(Append('messages', safe(messageHTML(message))), group)
-        return json.dumps({'ok': True, 'group': group, 'stored': stored})
-
-
-class StatusPage(DemoMixin, LivePage):
-    """@@live-status (managers): open pages, groups, who is online, events
-    published, transports; every open status page is refreshed when one is
-    rendered or asks for `refresh`."""
-
-    template = ViewPageTemplateFile('status.pt')
-
-    def getGroupId(self):
-        return '@@live-status'
-
-    def stats(self):
-        manager = zope.component.getUtility(ILivePageManager)
-        clients = list(manager)
-        transports = {}
-        for client in clients:
-            name = getattr(client, 'transport', None) or 'not connected yet'
-            transports[name] = transports.get(name, 0) + 1
-        groups = []
-        for group in manager.groups():
-            pages = [c for c in clients if c.group_id == group]
-            groups.append({'group': group, 'pages': len(pages),
-                           'online': manager.whoIsOnline(group)})
-        return {'pages': len(clients), 'waiting': manager.waiting,
-                'peakWaiting': manager.peakWaiting,
-                'published': manager.published, 'groups': groups,
-                'transports': transports}
-
-    def statsHTML(self):
-        s = self.stats()
-        rows = ''.join(
-            '<tr><td>%s</td><td>%d</td><td>%s</td></tr>'
-            % (escape(g['group']), g['pages'],
-               escape(', '.join(g['online']) or '-'))
-            for g in s['groups'])
-        transports = ', '.join('%s: %d' % (escape(k), v)
-                               for k, v in sorted(s['transports'].items()))
-        return ('<p>%d open pages, %d waiting now (peak %d), %d events '
-                'published; transports: %s</p>'
-                '<table><tr><th>group</th><th>pages</th><th>online</th></tr>'
-                '%s</table>' % (s['pages'], s['waiting'], s['peakWaiting'],
-                                s['published'], transports or '-', rows))
-
-    def render(self):
-        html = super().render()
-        self.refreshAll()
-        return html
-
-    def refreshAll(self):
-        self.manager.publish(Update('stats', safe(self.statsHTML())),
-                             self.getGroupId())
-
-    @handler
-    def refresh(self):
-        self.refreshAll()
-        return None
+def roomNotification(notification):
+    """INotification subscriber: a message for a room's group (from
+    ``@@notify`` or ``zorg-live send``) is stored in the room and shown
+    as a system message on its pages."""
+    group = notification.group
+    root = removeSecurityProxy(getRoot(notification.object))
+    room = root.get(group.strip('/')) if group.count('/') == 1 else None
+    if not IRoom.providedBy(room) or not notification.text:
+        return
+    message = room.add('system', notification.text[:MAX_TEXT], system=True)
+    publishOnCommit(Append('messages', safe(messageHTML(message))), group)
+    notification.handled = True
+    notification.answer['stored'] = True

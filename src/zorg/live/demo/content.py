@@ -1,4 +1,5 @@
-"""Persistent content of the demo, created in the root folder at startup."""
+"""Persistent content of the demo, created in the root folder at startup:
+the chat rooms, the counter and the upload list."""
 
 import time
 
@@ -10,10 +11,12 @@ from zope.app.appsetup.bootstrap import getInformationFromEvent
 from zope.container.contained import Contained
 from zope.interface import implementer
 
-from zorg.live.demo.interfaces import ICounter, IRoom
+from zorg.live.demo.interfaces import ICounter, IRoom, IUploads
 
 ROOMS = [('lobby', 'Lobby'), ('zope', 'Zope'), ('random', 'Random')]
 COUNTER = 'counter'
+UPLOADS = 'uploads'
+KEEP_UPLOADS = 100
 KEEP = 1000   # messages kept per room (the oldest are dropped)
 
 
@@ -61,6 +64,27 @@ class Counter(Persistent, Contained):
         return self.value
 
 
+@implementer(IUploads)
+class Uploads(Persistent, Contained):
+    """The records of the last uploads (a small tuple, rewritten on each
+    add: uploads are rare and the list is short)."""
+
+    title = 'Uploads'
+
+    def __init__(self):
+        self.records = ()
+
+    def add(self, name, size, sha256, principal, nickname):
+        record = {'name': str(name), 'size': int(size), 'sha256': str(sha256),
+                  'principal': principal, 'nickname': str(nickname),
+                  'time': time.time()}
+        self.records = ((record,) + self.records)[:KEEP_UPLOADS]
+        return record
+
+    def last(self, count=20):
+        return list(self.records[:count])
+
+
 def bootstrap(event):
     """IDatabaseOpenedWithRoot subscriber: create the rooms and the counter
     in the root folder when they are missing (the first start)."""
@@ -73,6 +97,8 @@ def bootstrap(event):
                 root_folder[name] = Room(title)
         if COUNTER not in root_folder:
             root_folder[COUNTER] = Counter()
+        if UPLOADS not in root_folder:   # also in demos made before it
+            root_folder[UPLOADS] = Uploads()
         transaction.commit()
     finally:
         transaction.abort()

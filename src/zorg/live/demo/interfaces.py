@@ -1,4 +1,4 @@
-"""The demo's content: chat rooms and a shared counter."""
+"""The demo's content: chat rooms, a shared counter, the upload list."""
 
 from zope.interface import Attribute, Interface
 
@@ -32,3 +32,20 @@ class ICounter(IReadCounter):
 
     def increment():
         """Add one; return the new value."""
+
+
+class IReadUploads(Interface):
+    """What was uploaded through upload.html (not the bytes: the demo keeps
+    the name, size and SHA-256 of each file)."""
+
+    title = Attribute("The page's title.")
+
+    def last(count=20):
+        """The newest `count` uploads, newest first (dicts with name, size,
+        sha256, principal, nickname, time)."""
+
+
+class IUploads(IReadUploads):
+
+    def add(name, size, sha256, principal, nickname):
+        """Record an upload; return its record."""

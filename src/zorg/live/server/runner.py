@@ -1,7 +1,9 @@
-"""The ``zorg-live`` command: ``zorg-live serve etc/zope.conf``.
+"""The ``zorg-live`` command.
 
-Starts every server of zope.conf in one process and one event loop (uvloop)
-and stops them cleanly on SIGINT or SIGTERM.
+``zorg-live serve etc/zope.conf`` starts every server of zope.conf in one
+process and one event loop (uvloop) and stops them cleanly on SIGINT or
+SIGTERM. ``zorg-live send --config etc/zope.conf --group /lobby "text"``
+pushes a message into a running site (see send.py).
 """
 
 import argparse
@@ -11,6 +13,7 @@ import resource
 import signal
 import sys
 
+from zorg.live.server import send
 from zorg.live.server.config import ConfigError, createServers
 
 log = logging.getLogger('zorg.live.server')
@@ -54,13 +57,23 @@ def main(argv=None):
     serve_cmd = commands.add_parser(
         'serve', help='start every <server> of zope.conf in one process')
     serve_cmd.add_argument('config', help='path of zope.conf')
+    send.addArguments(commands.add_parser(
+        'send', help='push a message into a group of a running site '
+                     '(POST to its @@notify)'))
     args = parser.parse_args(argv)
     try:
         if args.command == 'serve':
             serve(args.config)
+        elif args.command == 'send':
+            return send.command(args)
     except ConfigError as e:
         print('zorg-live: %s' % e, file=sys.stderr)
         return 2
+    except send.SendError as e:
+        print('zorg-live send: %s' % e, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:   # at the password prompt
+        return 130
     return 0
 
 

@@ -4,6 +4,7 @@ zorg.live.demo` itself."""
 
 import asyncio
 import base64
+import hashlib
 import json
 import os
 import re
@@ -14,7 +15,6 @@ import sys
 import time
 
 import aiohttp
-import pytest
 
 from zorg.live.tests.serverfixture import RunningServer, freePort
 
@@ -219,11 +219,16 @@ def test_notify_pushes_a_system_message_into_a_room(tmp_path):
             async with s.post(server.url('@@notify'), json=message,
                               headers=ADMIN) as r:
                 assert r.status == 200, await r.text()
+                # The demo's subscriber took it: stored in the room.
                 assert await r.json() == {'ok': True, 'group': '/zope',
+                                          'pages': 1, 'handled': True,
                                           'stored': True}
             [append] = await page.waitFor('append')
             assert 'class="msg system"' in append['html']
             assert 'deploy &lt;done&gt;' in append['html']
+            # The generic view, not a room: no custom event (the room's
+            # subscriber handled it), nothing else.
+            assert [e['event'] for e in page.events] == ['append']
             async with s.post(server.url('@@notify'), json={'text': 'x'},
                               headers=ADMIN) as r:
                 assert r.status == 400
@@ -254,8 +259,28 @@ def test_live_status_is_for_managers(tmp_path):
             status = await Page(server, s, '@@live-status', ADMIN).open()
             assert '<td>/lobby</td><td>1</td><td>demo.alice</td>' \
                 in status.html
-            [update] = await status.waitFor('update')
-            assert update['target'] == 'stats'
+            updates = await status.waitFor('update')
+            assert updates[0]['target'] == 'stats'
+            # The chart's samples come as custom events, once a second.
+            samples = await status.waitFor('custom', 2)
+            assert {e['name'] for e in samples} == {'live-stats'}
+            assert samples[0]['data']['pages'] == 2   # the chat and this one
+            assert samples[1]['data']['t'] > samples[0]['data']['t']
+
+            # More pages: the samples (and the table) count them.
+            before = len(status.events)
+            for _ in range(3):
+                await Page(server, s, 'counter/counter.html').open()
+            while True:
+                later = [e for e in status.events[before:]
+                         if e['event'] == 'custom']
+                if later and later[-1]['data']['pages'] == 5:
+                    break
+                assert len(later) < 20, later   # 20 s: it never counted
+                await status.poll()
+            table = [e for e in status.events[before:]
+                     if e['event'] == 'update'][-1]['html']
+            assert '<td>/counter</td><td>3</td><td>-</td>' in table
 
     with demoServer(tmp_path) as server:
         asyncio.run(run(server))
@@ -319,3 +344,115 @@ def test_python_m_zorg_live_demo_says_when_the_port_is_taken(tmp_path):
     assert 'port %d' % port in result.stderr
     assert 'already in use' in result.stderr
     assert 'PORT=' in result.stderr
+
+
+def uploadForm(name, data):
+    form = aiohttp.FormData(quote_fields=False)   # as browsers send it
+    form.add_field('file', data, filename=name,
+                   content_type='application/octet-stream')
+    return form
+
+
+def test_an_upload_shows_progress_and_is_listed_on_every_page(tmp_path):
+    data = os.urandom(3 * 1024 * 1024)
+
+    async def run(server):
+        async with session() as s:
+            alice = await Page(server, s, 'uploads/upload.html', ALICE).open()
+            watcher = await Page(server, s, 'uploads').open()   # default view
+            assert 'log in to upload' in watcher.html
+            assert 'id="file" type="file" name="file" disabled' \
+                in watcher.html
+
+            async with s.post(
+                    server.url('uploads/@@upload'),
+                    data=uploadForm('report <1>.bin', data), headers=dict(
+                        ALICE, **{'X-Live-Progress':
+                                  '%s upload-progress' % alice.uuid})) as r:
+                assert r.status == 200, await r.text()
+                answer = await r.json()
+            assert answer == {'name': 'report <1>.bin', 'size': len(data),
+                              'sha256': hashlib.sha256(data).hexdigest()}
+
+            # The uploader's page saw the body arrive: growing progress of
+            # its bar, up to 1.0; the other page saw none of it.
+            await alice.waitFor('prepend')
+            progress = [e for e in alice.events if e['event'] == 'progress']
+            values = [e['value'] for e in progress]
+            assert values == sorted(values) and values[-1] == 1.0
+            assert len(values) > 3
+            assert {e['target'] for e in progress} == {'upload-progress'}
+            # Every page of /uploads gets the new line, name escaped.
+            for page in (alice, watcher):
+                [prepend] = await page.waitFor('prepend')
+                assert prepend['target'] == 'uploads'
+                assert 'report &lt;1&gt;.bin' in prepend['html']
+                assert '3.0 MB' in prepend['html']
+                assert '<b class="nick">' not in prepend['html']
+            assert [e for e in watcher.events if e['event'] == 'progress'] \
+                == []
+            # Stored: a page rendered now lists it.
+            later = await Page(server, s, 'uploads/upload.html').open()
+            assert 'report &lt;1&gt;.bin' in later.html
+
+    with demoServer(tmp_path, refresh_interval=5) as server:
+        asyncio.run(run(server))
+
+
+def test_anonymous_upload_is_refused_and_nothing_is_stored(tmp_path):
+    async def run(server):
+        async with session() as s:
+            async with s.post(server.url('uploads/@@upload'),
+                              data=uploadForm('spam.bin', b'x' * 1000)) as r:
+                assert r.status == 401   # log in (HTTP Basic challenge)
+                assert r.headers['WWW-Authenticate'].lower().startswith(
+                    'basic')
+            later = await Page(server, s, 'uploads/upload.html').open()
+            assert 'spam.bin' not in later.html
+            assert 'class="upload"' not in later.html
+
+    with demoServer(tmp_path) as server:
+        asyncio.run(run(server))
+
+
+def test_an_upload_over_the_limit_is_413_and_nothing_is_stored(tmp_path):
+    from zorg.live.demo.upload import MAX_UPLOAD, SLACK
+    from zorg.live.server.settings import Settings
+    from zorg.live.tests.test_server_faults import Raw
+    with open(os.path.join(DEMO, 'instance.conf')) as f:
+        limit = re.search(r'\n\s*max-body-size (\S+)', f.read()).group(1)
+    assert Settings(max_body_size=limit).max_body_size > MAX_UPLOAD + SLACK
+
+    async def headOnly(server):
+        # The demo's instance.conf sets max-body-size: the server refuses
+        # a larger upload from its head, before any of the body is sent.
+        size = Settings(max_body_size=limit).max_body_size + 1
+        raw = await Raw.open(server)
+        try:
+            await raw.send((
+                'POST /uploads/@@upload HTTP/1.1\r\nHost: 127.0.0.1\r\n'
+                'Authorization: %s\r\nContent-Type: multipart/form-data; '
+                'boundary=x\r\nContent-Length: %d\r\n\r\n'
+                % (ALICE['Authorization'], size)).encode())
+            status, _headers, body = await raw.response()
+        finally:
+            raw.close()
+        assert status == 413, body
+        assert json.loads(body)['error'] == 'too-large'
+
+    async def whole(server):
+        # Over the view's limit (but under the server's) the view refuses
+        # it itself, after the publisher has read it, and stores nothing.
+        size = MAX_UPLOAD + SLACK + 1
+        async with session() as s:
+            async with s.post(server.url('uploads/@@upload'),
+                              data=uploadForm('big.bin', b'x' * size),
+                              headers=ALICE) as r:
+                assert r.status == 413, await r.text()
+                assert (await r.json())['error'] == 'too-large'
+            later = await Page(server, s, 'uploads/upload.html').open()
+            assert 'big.bin' not in later.html
+
+    with demoServer(tmp_path, max_body_size=limit) as server:
+        asyncio.run(headOnly(server))
+        asyncio.run(whole(server))
