@@ -47,6 +47,8 @@ class Pending:
 class Delivery:
     """Delivery state of one page (see the module's rules)."""
 
+    __slots__ = ('acked', 'nextNum', 'pending', 'generation')
+
     def __init__(self, cursor):
         self.acked = cursor
         self.nextNum = 0

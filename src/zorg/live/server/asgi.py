@@ -16,15 +16,19 @@ streams. Nothing polls.
 import asyncio
 import json
 import logging
+import os
 import re
 import threading
 from urllib.parse import parse_qs
 
 import zope.component
 from a2wsgi import WSGIMiddleware
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from zorg.live.interfaces import (
     BadRequest, ILivePageManager, LiveError, TooLarge)
+from zorg.live.page.client import LivePageClient
+from zorg.live.server import health
 from zorg.live.server.fanout import Fanout, Parked, resolve
 from zorg.live.server.progress import progressReceive
 
@@ -54,6 +58,11 @@ async def respondError(send, error, extra=()):
     await respond(send, error.status, json.dumps(error.asDict()), extra)
 
 
+def tooLarge(limit):
+    return TooLarge('the request body is larger than the limit of %d bytes '
+                    '(setting max-body-size)' % limit)
+
+
 def _replay(body, receive):
     """A receive that gives the already read `body` first."""
     first = [{'type': 'http.request', 'body': body, 'more_body': False}]
@@ -68,7 +77,11 @@ class LiveApp:
 
     def __init__(self, wsgi_app, settings, manager=None):
         self.settings = settings
-        self.wsgi = WSGIMiddleware(wsgi_app, workers=settings.threads)
+        # X-Forwarded-For/-Proto from a trusted proxy (uvicorn's rule and
+        # its FORWARDED_ALLOW_IPS variable) for the site's requests.
+        self.wsgi = ProxyHeadersMiddleware(
+            WSGIMiddleware(wsgi_app, workers=settings.threads),
+            trusted_hosts=os.environ.get('FORWARDED_ALLOW_IPS', '127.0.0.1'))
         self._manager = manager
         self.loop = None
         self.waiters = {}     # group id -> set of futures
@@ -76,7 +89,7 @@ class LiveApp:
         self.frames = {}      # position -> SSE frame bytes
         self.fanout = None    # the idle SSE streams (set at startup)
         self.draining = False
-        self._reaper = None
+        self._reaper = self._beater = None
         self._woken = set()   # groups published to since the last _wake
         self._wokenLock = threading.Lock()
 
@@ -92,14 +105,17 @@ class LiveApp:
         if self.loop is not None:
             return
         self.loop = asyncio.get_running_loop()
-        self.fanout = Fanout(self.manager, self.frame)
+        self.fanout = Fanout(self.manager, self.frame, self.loop.time,
+                             self.loop.call_soon)
         self.manager.broker.addListener(self._onPublish)
         self._reaper = self.loop.create_task(self._reap())
+        self._beater = self.loop.create_task(self._beat())
 
     async def shutdown(self):
         self.manager.broker.removeListener(self._onPublish)
-        if self._reaper is not None:
-            self._reaper.cancel()
+        for task in (self._reaper, self._beater):
+            if task is not None:
+                task.cancel()
 
     def drain(self):
         """Shutting down: every waiting page is told to reconnect now."""
@@ -115,6 +131,14 @@ class LiveApp:
                 self.manager.reapExpired()
             except Exception:
                 log.exception('dropping silent pages failed')
+
+    async def _beat(self):
+        """Heartbeats of the idle SSE streams, all from this one task
+        (rather than a timer per stream)."""
+        tick = min(1.0, LivePageClient.heartbeatInterval / 2)
+        while True:
+            await asyncio.sleep(tick)
+            self.fanout.beat()
 
     def _onPublish(self, group_ids):
         with self._wokenLock:
@@ -188,26 +212,31 @@ class LiveApp:
 
     # -- ASGI ------------------------------------------------------------
 
-    async def __call__(self, scope, receive, send):
+    def __call__(self, scope, receive, send):
+        """Dispatch: a plain function returning the handler's coroutine
+        (uvicorn runs it as ``interface='asgi3'``), so that a held stream
+        keeps no frame of this dispatch alive (memory per open page)."""
         kind = scope['type']
         if kind == 'http':
             match = LIVE_PATH.search(scope['path'])
             if match is None:
-                return await self.passOn(scope, receive, send)
+                if scope['path'].endswith('/@@live-health'):
+                    return health.respond(self.manager, scope, send)
+                return self.passOn(scope, receive, send)
             uuid, step = match.groups()
             method = scope['method']
             if step == 'close':
-                return await self.close(send, uuid)
+                return self.close(send, uuid)
             if method not in ('GET', 'HEAD'):
-                return await respond(send, 405, json.dumps({
+                return respond(send, 405, json.dumps({
                     'error': 'bad-request',
                     'message': 'use GET for %s' % step}),
                     [(b'allow', b'GET, HEAD')])
             if step == 'output':
-                return await self.output(scope, receive, send, uuid)
-            return await self.events(scope, receive, send, uuid)
+                return self.output(scope, receive, send, uuid)
+            return self.events(scope, receive, send, uuid)
         if kind == 'lifespan':
-            return await self.lifespan(receive, send)
+            return self.lifespan(receive, send)
         raise RuntimeError('LiveApp does not serve %r' % kind)
 
     async def lifespan(self, receive, send):
@@ -224,8 +253,6 @@ class LiveApp:
     async def passOn(self, scope, receive, send):
         """Any other request: the Zope publisher in a worker thread."""
         limit = self.settings.max_body_size
-        tooLarge = TooLarge('the request body is larger than the limit of '
-                            '%d bytes (setting max-body-size)' % limit)
         chunked = False
         for name, value in scope['headers']:
             if name == b'content-length':
@@ -233,7 +260,7 @@ class LiveApp:
                     return await respondError(send, BadRequest(
                         'Content-Length is not a number'))
                 if int(value) > limit:
-                    return await respondError(send, tooLarge)
+                    return await respondError(send, tooLarge(limit))
             elif name == b'transfer-encoding':
                 chunked = True
         if chunked:
@@ -246,7 +273,7 @@ class LiveApp:
                     return  # the client went away
                 body += message.get('body', b'')
                 if len(body) > limit:
-                    return await respondError(send, tooLarge)
+                    return await respondError(send, tooLarge(limit))
                 if not message.get('more_body', False):
                     break
             receive = _replay(bytes(body), receive)
@@ -349,48 +376,54 @@ class LiveApp:
             transport = None
         parked = self._park(uuid, client, transport)
         watcher = self._watchDisconnect(scope, receive, parked)
-        self.manager.holdStarted(client)
+        manager = self.manager
+        manager.holdStarted(client)
+        # The stream's loop is written out here rather than in helper
+        # coroutines: every frame a waiting stream keeps alive is memory
+        # multiplied by the number of open pages.
         try:
             await send({'type': 'http.response.start', 'status': 200,
                         'headers': SSE_HEADERS})
             await self._send(send, b'retry: 2000\n: connected\n\n', abort)
-            await self.stream(client, parked, cursor, send, abort)
+            while True:
+                entries, cursor = manager.collectEntries(client, cursor)
+                if entries:
+                    await self._send(send, b''.join(
+                        self.frame(position, text)
+                        for position, text in entries), abort)
+                    continue
+                if parked.reason is not None:
+                    reason = parked.reason
+                elif transport is not None:
+                    # Idle: Fanout writes what comes next and the
+                    # heartbeats; this task wakes for the end, or for what
+                    # Fanout leaves to it (a poke).
+                    self.fanout.park(parked, cursor)
+                    parked.future = future = self.loop.create_future()
+                    try:
+                        reason = await future
+                    finally:
+                        parked.future = None
+                        cursor = self.fanout.unpark(parked)
+                    reason = parked.reason or reason
+                else:
+                    reason = await self._sleep(parked, client.group_id,
+                                               client.heartbeatInterval)
+                if reason == 'disconnect':
+                    return
+                if reason in ('drain', 'superseded'):
+                    await self._send(send, b'data: %s\n\n'
+                                     % RECONNECT_JSON.encode(), abort,
+                                     more=False)
+                    return
+                if reason == 'timeout':
+                    client.touch()
+                    await self._send(send, b': heartbeat\n\n', abort)
         finally:
-            self.manager.holdEnded(client)
+            manager.holdEnded(client)
             if watcher is not None:
                 watcher.cancel()
             self._unpark(uuid, parked)
-
-    async def stream(self, client, parked, cursor, send, abort=None):
-        manager = self.manager
-        heartbeat = client.heartbeatInterval
-        while True:
-            entries, cursor = manager.collectEntries(client, cursor)
-            if entries:
-                await self._send(send, b''.join(
-                    self.frame(position, text) for position, text in entries),
-                    abort)
-                continue
-            if parked.transport is not None:
-                # Idle: Fanout writes what comes next; this task wakes for
-                # the heartbeat, the end, or what Fanout leaves to it.
-                self.fanout.park(parked, cursor)
-                try:
-                    reason = await self._sleep(parked, None, heartbeat)
-                finally:
-                    cursor = self.fanout.unpark(parked)
-            else:
-                reason = await self._sleep(parked, client.group_id,
-                                           heartbeat)
-            if reason == 'disconnect':
-                return
-            if reason in ('drain', 'superseded'):
-                await self._send(send, b'data: %s\n\n'
-                                 % RECONNECT_JSON.encode(), abort, more=False)
-                return
-            if reason == 'timeout':
-                client.touch()
-                await self._send(send, b': heartbeat\n\n', abort)
 
     async def _send(self, send, body, abort=None, more=True):
         """Send a chunk; a reader slower than send-timeout is dropped: its

@@ -1,7 +1,7 @@
 """Fan-out: one publish written to every idle SSE stream of a group at once.
 
 An SSE stream that has sent everything it had parks here (its task waits
-only for its heartbeat, a disconnect or a drain). When the group's log
+only for a disconnect or a drain; `beat` writes its heartbeats). When the group's log
 grows, `push` reads the new entries once per distinct stream position
 (usually one: every idle stream of a group stands at the log's end),
 frames them once, and writes the same bytes to each stream's transport:
@@ -23,6 +23,8 @@ from zorg.live.page.manager import READ_LIMIT
 # Unread bytes above which a reader counts as slow; uvicorn pauses its own
 # writes at the transport's high-water mark, which is 64 KiB.
 BACKLOG = 64 * 1024
+SLICE = 1000        # streams written per callback (~10 ms of writes)
+HEARTBEAT = b'd\r\n: heartbeat\n\n\r\n'    # one chunk: an SSE comment
 
 
 def resolve(future, reason):
@@ -39,7 +41,8 @@ class Parked:
     and transport.
     """
 
-    __slots__ = ('future', 'reason', 'client', 'cursor', 'transport')
+    __slots__ = ('future', 'reason', 'client', 'cursor', 'transport',
+                 'since')
 
     def __init__(self, client=None, transport=None):
         self.future = None
@@ -47,6 +50,7 @@ class Parked:
         self.client = client
         self.cursor = None
         self.transport = transport
+        self.since = 0.0     # when Fanout last wrote to it
 
     def wake(self, reason):
         if self.reason is None or reason in ('disconnect', 'drain'):
@@ -54,23 +58,27 @@ class Parked:
         if self.future is not None:
             resolve(self.future, reason)
 
-    def poke(self):
+    def poke(self, reason='publish'):
         if self.future is not None:
-            resolve(self.future, 'publish')
+            resolve(self.future, reason)
 
 
 class Fanout:
     """The idle SSE streams of one event loop, by group."""
 
-    def __init__(self, manager, frame):
+    def __init__(self, manager, frame, clock, later=None):
         self.manager = manager
         self.frame = frame          # (position, text) -> SSE frame bytes
+        self.clock = clock          # the loop's time()
+        self.later = later          # the loop's call_soon (None: no slices)
         self.idle = {}              # group id -> set of Parked
+        self.pushing = {}           # group id -> news came during the round
         self.written = 0            # chunks written by push (statistics)
 
     def park(self, parked, cursor):
         """`parked`'s stream sent everything up to `cursor`: push to it."""
         parked.cursor = cursor
+        parked.since = self.clock()
         self.idle.setdefault(parked.client.group_id, set()).add(parked)
 
     def unpark(self, parked):
@@ -83,13 +91,32 @@ class Fanout:
         return parked.cursor
 
     def push(self, group_id):
+        """Write the group's news to its idle streams. A large group is
+        served in slices of SLICE streams, each a callback of its own, so
+        that the loop answers other requests in between (the publisher's
+        among them); news arriving meanwhile is read by the later slices
+        and by one more round, so a busy group gets fewer, larger writes."""
+        if group_id in self.pushing:
+            self.pushing[group_id] = True      # another round afterwards
+            return
         streams = self.idle.get(group_id)
         if not streams:
             return
+        self.pushing[group_id] = False
+        self._slice(group_id, list(streams), 0)
+
+    def _slice(self, group_id, streams, start):
+        idle = self.idle.get(group_id, ())
+        stop = len(streams)
+        if self.later is not None:
+            stop = min(stop, start + SLICE)
         broker = self.manager.broker
         select = self.manager.select
         batches = {}
-        for parked in list(streams):
+        now = self.clock()
+        for parked in streams[start:stop]:
+            if parked not in idle:
+                continue       # its task took over since the round began
             cursor = parked.cursor
             batch = batches.get(cursor)
             if batch is None:
@@ -99,7 +126,7 @@ class Fanout:
             transport = parked.transport
             if (entries is None or transport.is_closing()
                     or transport.get_write_buffer_size() > BACKLOG):
-                streams.discard(parked)
+                idle.discard(parked)
                 parked.poke()
                 continue
             if shared is None:
@@ -109,10 +136,16 @@ class Fanout:
                 data = shared
             if data is not None:
                 transport.write(data)
+                parked.since = now
                 self.written += 1
             parked.cursor = end
-        if not streams:
+        if stop < len(streams):
+            self.later(self._slice, group_id, streams, stop)
+            return
+        if not idle:
             self.idle.pop(group_id, None)
+        if self.pushing.pop(group_id, False):
+            self.push(group_id)
 
     def _batch(self, broker, group_id, cursor):
         """``(entries, end, shared chunk)`` after `cursor`; entries None
@@ -132,3 +165,23 @@ class Fanout:
     def _chunk(self, entries):
         frames = b''.join(self.frame(pos, text) for pos, text in entries)
         return b'%x\r\n%s\r\n' % (len(frames), frames)
+
+    def beat(self):
+        """Write a heartbeat to every idle stream that was silent for its
+        client's heartbeatInterval; a slow reader's task sends it instead,
+        with the send timeout that drops it if it reads no more."""
+        now = self.clock()
+        for group_id, streams in list(self.idle.items()):
+            for parked in list(streams):
+                if now - parked.since < parked.client.heartbeatInterval:
+                    continue
+                transport = parked.transport
+                if (transport.is_closing()
+                        or transport.get_write_buffer_size() > BACKLOG):
+                    streams.discard(parked)
+                    parked.poke('timeout')
+                    continue
+                transport.write(HEARTBEAT)
+                parked.since = now
+            if not streams:
+                self.idle.pop(group_id, None)

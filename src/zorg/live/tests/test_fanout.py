@@ -14,7 +14,8 @@ from zorg.live.broker.memory import MemoryBroker
 from zorg.live.page.client import LivePageClient
 from zorg.live.page.event import Append
 from zorg.live.page.manager import LivePageManager
-from zorg.live.server.fanout import BACKLOG, Fanout, Parked
+from zorg.live.server import fanout
+from zorg.live.server.fanout import BACKLOG, HEARTBEAT, Fanout, Parked
 from zorg.live.tests.serverfixture import RunningServer
 from zorg.live.tests.test_server_faults import openStream, run
 from zorg.live.tests.test_server_proof import openPage, session, waitUntil
@@ -103,10 +104,11 @@ def frame(position, text):
 
 
 class Setup:
-    def __init__(self, history=1000):
+    def __init__(self, history=1000, later=None):
         self.loop = asyncio.new_event_loop()
         self.manager = LivePageManager(MemoryBroker(historySize=history))
-        self.fanout = Fanout(self.manager, frame)
+        self.now = 100.0
+        self.fanout = Fanout(self.manager, frame, lambda: self.now, later)
         self.count = 0
 
     def stream(self, transport=None):
@@ -191,5 +193,67 @@ def test_slow_closing_and_behind_streams_go_back_to_their_task():
         assert len(fine.transport.written) == 1
         assert fine.future.result() == 'publish'
         assert 'g' not in setup.fanout.idle
+    finally:
+        setup.close()
+
+
+def test_heartbeats_go_to_streams_silent_for_their_interval():
+    setup = Setup()
+    try:
+        a = setup.stream()
+        interval = a.client.heartbeatInterval
+        setup.now += interval / 2
+        setup.fanout.beat()
+        assert a.transport.written == []          # not silent long enough
+        setup.now += interval / 2
+        setup.fanout.beat()
+        assert a.transport.written == [HEARTBEAT]
+        setup.fanout.beat()
+        assert a.transport.written == [HEARTBEAT]  # just written
+        setup.now += interval / 2
+        setup.publish('x')
+        setup.fanout.push('g')                     # a write counts too
+        setup.now += interval / 2
+        slow = setup.stream(Transport(backlog=BACKLOG + 1))
+        setup.fanout.beat()
+        assert len(a.transport.written) == 2
+        setup.now += interval
+        setup.fanout.beat()
+        assert a.transport.written[-1] == HEARTBEAT
+        # The slow reader's task sends it, under the send timeout.
+        assert slow.transport.written == []
+        assert slow.future.result() == 'timeout'
+        assert slow not in setup.fanout.idle['g']
+    finally:
+        setup.close()
+
+
+def test_a_large_group_is_written_in_slices_and_news_meanwhile_joins_in(
+        monkeypatch):
+    monkeypatch.setattr(fanout, 'SLICE', 2)
+    queued = []
+    setup = Setup(later=lambda *call: queued.append(call))
+    try:
+        streams = [setup.stream() for _ in range(5)]
+        setup.publish('one')
+        setup.fanout.push('g')
+        written = [len(p.transport.written) for p in streams]
+        assert sorted(written) == [0, 0, 0, 1, 1]    # the first slice
+        setup.publish('two')
+        setup.fanout.push('g')          # during the round: one more later
+        while queued:
+            function, *arguments = queued.pop(0)
+            function(*arguments)
+        latest = setup.manager.broker.latest('g')
+        for parked in streams:
+            # Each got 'one' then 'two', exactly once and in order; the
+            # later slices in one write.
+            body = b''.join(parked.transport.written)
+            assert body.count(b'one') == body.count(b'two') == 1
+            assert body.index(b'one') < body.index(b'two')
+            assert parked.cursor == latest
+        assert sorted(len(p.transport.written) for p in streams) == [
+            1, 1, 1, 2, 2]
+        assert setup.fanout.pushing == {}
     finally:
         setup.close()
