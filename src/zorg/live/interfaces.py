@@ -363,3 +363,17 @@ class IServerType(Interface):
 
     def __call__(name, application, host, port, settings):
         """A bound, not yet serving IServer for the WSGI `application`."""
+
+
+class INotification(IObjectEvent):
+    """A message for a group arrived through ``@@notify`` (`object` is the
+    view's context). A subscriber that delivers it itself sets `handled`
+    and may add JSON-able items to `answer`."""
+
+    request = Attribute('The request (its principal sent the message).')
+    group = Attribute('The group id the message is for.')
+    text = Attribute('The text, or None.')
+    name = Attribute('The custom event name asked for (default notify).')
+    data = Attribute('The JSON data, or None.')
+    handled = Attribute('True once a subscriber delivered the message.')
+    answer = Attribute('A dict merged into the JSON answer.')

@@ -24,32 +24,19 @@ import re
 
 import zope.component
 import zope.event
-from zope.interface import Attribute, implementer
-from zope.interface.interfaces import IObjectEvent, ObjectEvent
+from zope.interface import implementer
+from zope.interface.interfaces import ObjectEvent
 from zope.publisher.browser import BrowserView
 
 from zorg.live.broker.memory import MemoryBroker
-from zorg.live.interfaces import BadRequest, ILivePageManager, LiveError
+from zorg.live.interfaces import (
+    BadRequest, ILivePageManager, INotification, LiveError)
 from zorg.live.page.event import Custom
 from zorg.live.page.model import publishOnCommit
 
 MAX_BODY = 65536
 MAX_GROUP = 500
 EVENT_NAME = re.compile(r'^[A-Za-z][A-Za-z0-9_.:-]{0,63}$')
-
-
-class INotification(IObjectEvent):
-    """A message for a group arrived through ``@@notify`` (`object` is the
-    view's context). A subscriber that delivers it itself sets `handled`
-    and may add JSON-able items to `answer`."""
-
-    request = Attribute('The request (its principal sent the message).')
-    group = Attribute('The group id the message is for.')
-    text = Attribute('The text, or None.')
-    name = Attribute('The custom event name asked for (default notify).')
-    data = Attribute('The JSON data, or None.')
-    handled = Attribute('True once a subscriber delivered the message.')
-    answer = Attribute('A dict merged into the JSON answer.')
 
 
 @implementer(INotification)

@@ -110,3 +110,22 @@ def redisServer(tmp_path):
         yield server
     finally:
         server.cleanup()
+
+
+@pytest.fixture
+def servers(tmp_path, redisServer):
+    """servers(name, **settings): a started `zorg-live serve` process on
+    the test's redis-server (settings as RunningServer takes them); all
+    are killed at the end of the test."""
+    from zorg.live.tests.serverfixture import RunningServer
+    made = []
+
+    def make(name, **settings):
+        settings.setdefault('broker', redisServer.url)
+        server = RunningServer(tmp_path / name, **settings).start()
+        made.append(server)
+        return server
+    yield make
+    for server in made:
+        server.kill()
+        server.output.close()

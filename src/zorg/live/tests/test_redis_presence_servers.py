@@ -12,8 +12,7 @@ import time
 
 import pytest
 
-from zorg.live.tests.redisfixture import redisServer  # noqa
-from zorg.live.tests.serverfixture import RunningServer
+from zorg.live.tests.redisfixture import redisServer, servers  # noqa
 from zorg.live.tests.test_redis_servers import UUID, session
 
 pytestmark = pytest.mark.redis
@@ -30,20 +29,11 @@ def auth(login):
 
 
 @pytest.fixture
-def servers(tmp_path, redisServer):
-    made = []
-
+def fastServers(servers):
+    """`servers` with FAST settings unless a test gives its own."""
     def make(name, **settings):
-        settings.setdefault('broker', redisServer.url)
-        for key, value in FAST.items():
-            settings.setdefault(key, value)
-        server = RunningServer(tmp_path / name, **settings).start()
-        made.append(server)
-        return server
-    yield make
-    for server in made:
-        server.kill()
-        server.output.close()
+        return servers(name, **dict(FAST, **settings))
+    return make
 
 
 async def openChat(s, server, login):
@@ -94,8 +84,8 @@ class Reader:
         return [(event, principal) for event, principal, _id in self.seen]
 
 
-def test_two_processes_share_presence(servers):
-    a, b = servers('a'), servers('b')
+def test_two_processes_share_presence(fastServers):
+    a, b = fastServers('a'), fastServers('b')
 
     async def run():
         async with session() as s:
@@ -126,8 +116,8 @@ def test_two_processes_share_presence(servers):
     asyncio.run(run())
 
 
-def test_three_processes_agree_and_a_killed_one_leaves(servers):
-    a, b, c = servers('a'), servers('b'), servers('c')
+def test_three_processes_agree_and_a_killed_one_leaves(fastServers):
+    a, b, c = fastServers('a'), fastServers('b'), fastServers('c')
 
     async def run():
         async with session() as s:
@@ -166,8 +156,8 @@ async def health(s, server, port):
         return r.status, await r.json()
 
 
-def test_health_is_503_while_redis_is_down(servers, redisServer):
-    server = servers('a', types=('LiveServerHTTP', 'WSGI-HTTP'))
+def test_health_is_503_while_redis_is_down(fastServers, redisServer):
+    server = fastServers('a', types=('LiveServerHTTP', 'WSGI-HTTP'))
 
     async def waitFor(s, status, limit=30):
         # Both servers of the process: the event loop's answer and the

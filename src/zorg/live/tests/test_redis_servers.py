@@ -9,7 +9,7 @@ import pytest
 
 from zorg.live.broker.redis import RedisBroker
 from zorg.live.page.event import Append, encode
-from zorg.live.tests.redisfixture import redisServer  # noqa
+from zorg.live.tests.redisfixture import redisServer, servers  # noqa
 from zorg.live.tests.serverfixture import RunningServer, freePort
 
 pytestmark = pytest.mark.redis
@@ -58,21 +58,6 @@ async def register(s, server, last):
 
 def htmls(body):
     return [e.get('html') for e in body['events']]
-
-
-@pytest.fixture
-def servers(tmp_path, redisServer):
-    made = []
-
-    def make(name, **settings):
-        settings.setdefault('broker', redisServer.url)
-        server = RunningServer(tmp_path / name, **settings).start()
-        made.append(server)
-        return server
-    yield make
-    for server in made:
-        server.kill()
-        server.output.close()
 
 
 def test_a_page_on_A_gets_what_an_input_on_B_publishes(servers):
