@@ -188,6 +188,33 @@ class IPresence(Interface):
         """Undo addPresenceListener."""
 
 
+class IPageRecords(Interface):
+    """Page records shared by processes, so that any process serves any
+    page id. Optional for a broker: without it (the memory broker, one
+    process) a page id is known only where it was registered.
+
+    A record is a JSON-able dict: ``principal``, ``title``, ``group``,
+    ``presence``, ``anonymous`` and ``cursor`` (the wire id the page was
+    registered at: where an adopted page without a lastEventId reads
+    from). It expires `ttl` seconds after it was saved or refreshed.
+    """
+
+    def savePage(uuid, record, ttl):
+        """Store (or replace) the record of page `uuid`; one round trip.
+        Raises BrokerUnavailable when it cannot."""
+
+    def loadPage(uuid):
+        """The record of page `uuid`, or None (unknown, expired, closed).
+        Raises BrokerUnavailable when it cannot tell."""
+
+    def refreshPages(uuids, ttl):
+        """Push the expiry of these pages' records on (best effort, one
+        round trip for all; never raises)."""
+
+    def dropPage(uuid):
+        """Delete the record (the page was closed); never raises."""
+
+
 class ILivePageClient(Interface):
     """The server-side record of one open page (one browser tab)."""
 
@@ -240,7 +267,11 @@ class ILivePageManager(Interface):
         """Remove a client; the last page of a principal in a group leaves."""
 
     def getClient(uuid):
-        """The client with this page id; raises UnknownPage (404)."""
+        """The client with this page id; raises UnknownPage (404).
+
+        A page id registered by another process (its record shared through
+        the broker's IPageRecords) is adopted: a client of this process is
+        made from the record."""
 
     def queryClient(uuid, default=None):
         """The client with this page id, or `default`."""

@@ -139,6 +139,7 @@
   const UNKNOWN_PAGE = 'unknown-page'; // register again, then go on
   const FALLBACK = 'fallback';         // SSE does not get through: long-poll from now on
   const STOPPED = 'stopped';           // the client was stopped meanwhile
+  const REGISTERED = 'registered';     // registered again: go on at once
 
   function httpError(status, body, fallbackMessage) {
     const error = new Error((body && body.message) || fallbackMessage || `HTTP ${status}`);
@@ -203,6 +204,7 @@
       this._timer = null;         // pending wait between turns
       this._wake = null;          // ends that wait early
       this._attempt = 0;          // failures since the last success (backoff exponent)
+      this._registeredSinceOpen = false; // registered since output last worked
       this._everOpened = false;
       this._sseWorked = false;    // an SSE stream of this page delivered data once
       this._sseFailures = 0;      // SSE failures in a row
@@ -280,12 +282,29 @@
         else outcome = await this._pollOnce(generation);
         if (this._generation !== generation || outcome.type === STOPPED) return;
 
-        if (outcome.type === UNKNOWN_PAGE) outcome = await this._register(generation);
+        if (outcome.type === UNKNOWN_PAGE) {
+          // Registered already, and the new page id is unknown again before
+          // anything got through (processes that do not share page records
+          // behind a round-robin proxy, say): back off like any failure, so
+          // a misconfigured deployment cannot make the page loop at full speed.
+          if (this._registeredSinceOpen) {
+            this._setStatus('connecting');
+            await this._sleep(this._backoff(), generation);
+            if (this._generation !== generation) return;
+          }
+          outcome = await this._register(generation);
+          if (outcome.type === APPLIED) {
+            this._registeredSinceOpen = true;
+            outcome = { type: REGISTERED };
+          }
+        }
         if (this._generation !== generation || outcome.type === STOPPED) return;
 
         switch (outcome.type) {
           case APPLIED:
             this._attempt = 0;
+            break;
+          case REGISTERED:   // go on at once, but keep the backoff exponent
             break;
           case FALLBACK:
             this.transport = 'longpoll';
@@ -588,6 +607,7 @@
     }
 
     _opened() {
+      this._registeredSinceOpen = false;
       if (this.status === 'open') return;
       this._setStatus('open');
       this._call('onopen');

@@ -59,10 +59,12 @@ Design (see also the doctest redis.txt):
   when history still covers it, else they get ``recovered: false``.
 
 * **Moving between processes.** Private events live in the group stream
-  with their audience, so nothing per page has to be shared: a page whose
-  next request lands on a process that does not know its id gets 404,
-  registers again with ``lastEventId`` and continues from there
-  (``recovered: true``) as long as the group's history covers the gap.
+  with their audience, and each page's record (principal, group, ...) is
+  shared (IPageRecords, see redispages.py): a page whose next request
+  lands on a process that does not know its id is adopted there and
+  continues from the request's ``lastEventId``, as long as the group's
+  history covers the gap (else it is told ``recovered: false``). Only a
+  page whose record expired gets 404 and registers again.
 
 * **Groups.** dropGroup only stops watching (other processes may still
   have pages in the group); streams expire `streamTTL` seconds after their
@@ -91,8 +93,10 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from zope.interface import implementer
 
+from zorg.live.broker.redispages import RedisPages
 from zorg.live.broker.redispresence import RedisPresence
-from zorg.live.interfaces import BrokerUnavailable, IBroker, IPresence
+from zorg.live.interfaces import (
+    BrokerUnavailable, IBroker, IPageRecords, IPresence)
 
 log = logging.getLogger('zorg.live.broker.redis')
 
@@ -199,7 +203,7 @@ class GroupCache:
         self.entries = []
 
 
-@implementer(IBroker, IPresence)
+@implementer(IBroker, IPresence, IPageRecords)
 class RedisBroker:
     """Group logs as Redis streams; see the module's docstring."""
 
@@ -275,6 +279,8 @@ class RedisBroker:
         self.presence = RedisPresence(
             self._redis, self.prefix, self.processId, self.presenceTimeout,
             self._unavailable, UNAVAILABLE)
+        self.pages = RedisPages(self._redis, self.prefix, self._unavailable,
+                                UNAVAILABLE)
         self._thread = threading.Thread(
             target=self._run, name='zorg.live redis reader', daemon=True)
         self._thread.start()
@@ -410,6 +416,20 @@ class RedisBroker:
 
     def removePresenceListener(self, callback):
         self.presence.removePresenceListener(callback)
+
+    # -- IPageRecords (see redispages.py) -----------------------------------
+
+    def savePage(self, uuid, record, ttl):
+        self.pages.save(uuid, record, ttl)
+
+    def loadPage(self, uuid):
+        return self.pages.load(uuid)
+
+    def refreshPages(self, uuids, ttl):
+        self.pages.refresh(uuids, ttl)
+
+    def dropPage(self, uuid):
+        self.pages.drop(uuid)
 
     def close(self):
         """Stop the threads and close the connections."""

@@ -40,6 +40,7 @@ class LivePageClient:
         self.presence = presence
         self.delivery = None      # set by the manager on registration
         self.refused = False      # over the per-principal cap
+        self.adopted = False      # made from the record of another process
         self.transport = None     # 'longpoll' or 'sse' once it asked
         self.active = 0           # output requests or streams open now
         self.lastSeen = time.monotonic()

@@ -8,10 +8,14 @@ Everything that decides what a page is sent lives here; the long-poll path
    log's newest position, before the HTML leaves the server.
 2. Long-poll request N is *fresh* when N == nextNum and no response is
    pending, or when N == pending + 1: the latter acknowledges the pending
-   response (the cursor moves to its end) and frees it.
+   response and frees it. The cursor moves to the pending response's end,
+   or, when the request carries a last event id, to that id only (rule 7):
+   with several processes the page may have applied another process's
+   answer to the same N, which can end earlier.
 3. A repeated request N (N == pending) is answered with the pending
    response again, byte for byte. Nothing else is read.
-4. Any other N is out of the window: BadRequest, nothing changes.
+4. Any other N is out of the window: BadRequest, nothing changes --
+   unless the request carries a last event id (rule 8).
 5. A fresh request's answer is recorded as pending with the position it
    reached. Only the newest output request of a page may record: starting
    a request supersedes any request still waiting (its answer is idle and
@@ -21,6 +25,17 @@ Everything that decides what a page is sent lives here; the long-poll path
 7. An explicit last event id (SSE reconnect, or long-poll after SSE) is an
    acknowledgement up to that id; it never moves the cursor backwards, and
    it may not point past the log's newest position.
+8. A request N out of this process's window that carries a last event id
+   is fresh: the page was served by another process meanwhile (several
+   processes, no sticky sessions), so this process's window says nothing
+   about what the page has applied. It reads after that id (rule 7), the
+   pending answer is dropped without acknowledging it (the page may never
+   have seen it), and N becomes the window. The client drops an event
+   whose id it has applied already, so a re-read is harmless; a gap is
+   impossible because the read starts at the page's own id.
+9. A page adopted from another process (its record shared through the
+   broker) starts with the cursor of its record, and its first request's
+   last event id moves it on (rules 7 and 8).
 
 The object is guarded by the manager's lock; it does no locking itself.
 """
@@ -70,9 +85,14 @@ class Delivery:
             self.generation += 1
             return pending.body, self.generation
         if pending is not None and num == pending.num + 1:
-            fresh_ack = pending.end
+            # With a last event id, that is the acknowledgement: the page
+            # may have applied another process's answer to pending.num
+            # (this one's was lost), which can end before pending.end.
+            fresh_ack = pending.end if last_event_id is None else None
         elif pending is None and num == self.nextNum:
             fresh_ack = None
+        elif last_event_id is not None:
+            fresh_ack = None    # rule 8; the pending answer goes below
         else:
             expected = (self.nextNum if pending is None
                         else '%d or %d' % (pending.num, pending.num + 1))
@@ -84,7 +104,7 @@ class Delivery:
         # Only now change state: a bad request above changed nothing.
         if fresh_ack is not None:
             self._ack(fresh_ack)
-            self.pending = None
+        self.pending = None
         if last_event_id is not None:
             self._ack(last_event_id)
         self.nextNum = num

@@ -11,6 +11,17 @@ Presence: the manager keeps this process's clients per group and principal
 is online and whether a page is a principal's first or last in its group,
 so with a shared broker the answers hold for every process. A broker
 without IPresence gets a LocalPresence of the manager's own.
+
+Page records: with a broker that shares them (IPageRecords), registering a
+page stores its record there, and a request for a page id that this
+process does not know *adopts* the page: a client is made from the record
+(same id, principal, group, title, presence flags), joins presence here
+(presence counts pages per process, so the principal leaves only when the
+page is gone from every process) and reads from the request's last event
+id (delivery.py, rules 8 and 9). So any process serves any page: no
+sticky sessions. The processes that serve a page refresh its record's
+expiry; an explicit close deletes it, a timeout here does not (the page
+may live on in another process).
 """
 
 import json
@@ -25,8 +36,9 @@ from zope.interface.interfaces import ObjectEvent
 from zorg.live.broker.memory import MemoryBroker
 from zorg.live.broker.presence import LocalPresence
 from zorg.live.interfaces import (
-    BadRequest, BrokerUnavailable, ILivePageManager, IPresence,
-    IPrincipalJoinedEvent, IPrincipalLeftEvent, UnknownPage)
+    BadRequest, BrokerUnavailable, ILivePageManager, IPageRecords,
+    IPresence, IPrincipalJoinedEvent, IPrincipalLeftEvent, LiveError,
+    UnknownPage)
 from zorg.live.page import audience as _audience
 from zorg.live.page.client import LivePageClient, redact
 from zorg.live.page.delivery import Delivery
@@ -74,6 +86,12 @@ def _reloadText(broker, position):
                       separators=(',', ':'))
 
 
+def recordTTL(client):
+    """Seconds a page record lives after it was saved or refreshed: longer
+    than a silent page is kept, so a page alive anywhere stays adoptable."""
+    return max(client.clientTimeout, 2 * client.refreshInterval) + 10
+
+
 def parseOutputNum(value):
     """outputNum from a request: a whole number, else BadRequest."""
     if isinstance(value, int) and not isinstance(value, bool):
@@ -103,6 +121,7 @@ class LivePageManager:
         self._members = {}   # group id -> {principal id -> [clients]}
         #                      (presence: authenticated pages only)
         self._lastReap = time.monotonic()
+        self._lastRefresh = time.monotonic()
         self.published = 0
         self.waiting = 0        # output requests and streams held now
         self.peakWaiting = 0    # the most held at once since start
@@ -122,6 +141,7 @@ class LivePageManager:
         self._broker = broker
         self.presence = (broker if IPresence.providedBy(broker)
                          else LocalPresence())
+        self.records = broker if IPageRecords.providedBy(broker) else None
         self.presence.addPresenceListener(self._presenceChanged)
 
     def _presenceChanged(self, changes):
@@ -153,13 +173,14 @@ class LivePageManager:
         with self._lock:
             client.delivery = Delivery(self.broker.latest(client.group_id))
             if client.anonymous:
-                pass
+                self._saveRecord(client)
             elif (len(self.getClientsFor(client.principal))
                   >= self.maxPagesPerPrincipal):
                 client.refused = True
             else:
-                # First, as it may raise (broker unavailable): then
+                # First, as they may raise (broker unavailable): then
                 # nothing is registered.
+                self._saveRecord(client)
                 first = self.presence.join(client.group_id, client.principal,
                                            client.title, client.uuid)
                 members = self._members.setdefault(client.group_id, {})
@@ -180,6 +201,10 @@ class LivePageManager:
 
     def unregister(self, uuid, reason='closed'):
         last = False
+        if reason == 'closed' and self.records is not None:
+            # Closed for good, wherever it was served; a timeout here
+            # keeps the record (the page may be alive in another process).
+            self.records.dropPage(uuid)
         with self._lock:
             client = self._clients.pop(uuid, None)
             if client is None:
@@ -213,6 +238,8 @@ class LivePageManager:
     def getClient(self, uuid):
         client = self._clients.get(uuid)
         if client is None:
+            client = self.adopt(uuid)
+        if client is None:
             raise UnknownPage(
                 'The server does not know page %s (it timed out, was closed '
                 'or the server restarted): register the page again.'
@@ -220,7 +247,92 @@ class LivePageManager:
         return client
 
     def queryClient(self, uuid, default=None):
-        return self._clients.get(uuid, default)
+        try:
+            return self.getClient(uuid)
+        except LiveError:
+            return default
+
+    # -- page records (IPageRecords) -------------------------------------
+
+    def _record(self, client):
+        return {'principal': client.principal, 'title': client.title,
+                'group': client.group_id, 'presence': bool(client.presence),
+                'anonymous': bool(client.anonymous),
+                'cursor': self.broker.formatPosition(client.delivery.acked)}
+
+    def _saveRecord(self, client):
+        if self.records is not None:
+            self.records.savePage(client.uuid, self._record(client),
+                                  recordTTL(client))
+
+    def adopt(self, uuid):
+        """The client of page `uuid` made from its shared record (the
+        page was registered by another process), or None when there is
+        no record. Raises BrokerUnavailable when the broker cannot tell."""
+        if self.records is None or not isinstance(uuid, str) or not uuid:
+            return None
+        record = self.records.loadPage(uuid)
+        if record is None:
+            return None
+        try:
+            client = LivePageClient(
+                uuid, str(record['principal']), str(record['group']),
+                title=str(record.get('title', '')),
+                presence=bool(record.get('presence')),
+                anonymous=bool(record.get('anonymous')))
+            cursor = self.broker.parsePosition(record['cursor'])
+        except (KeyError, TypeError, ValueError):
+            log.warning('ignored a malformed record of page %s',
+                        redact(uuid))
+            return None
+        client.adopted = True
+        first = False
+        with self._lock:
+            existing = self._clients.get(uuid)
+            if existing is not None:
+                return existing     # adopted meanwhile by another request
+            # Reads start at the record's cursor; the request's last event
+            # id moves them on (delivery.py, rule 9). No per-principal cap:
+            # the page was admitted where it was registered.
+            client.delivery = Delivery(cursor)
+            if not client.anonymous:
+                first = self.presence.join(client.group_id, client.principal,
+                                           client.title, uuid)
+                members = self._members.setdefault(client.group_id, {})
+                members.setdefault(client.principal, []).append(client)
+            self._clients[uuid] = client
+            self._pages.setdefault(client.group_id, set()).add(uuid)
+        if first:
+            # The page had left (its process died or dropped it): back.
+            self._publishPresence(Join(client.principal, client.title),
+                                  client.group_id)
+            zope.event.notify(PrincipalJoinedEvent(client))
+        log.debug('adopted page %s of %r in %r', redact(uuid),
+                  client.principal, client.group_id)
+        return client
+
+    def refreshRecords(self, now=None):
+        """Push on the expiry of the records of the pages this process
+        served since the last refresh (or holds a request of); one round
+        trip, at most every third of the records' lifetime."""
+        if self.records is None:
+            return 0
+        if now is None:
+            now = time.monotonic()
+        with self._lock:
+            since = self._lastRefresh
+            clients = list(self._clients.values())
+            if not clients:
+                self._lastRefresh = now
+                return 0
+            ttl = max(recordTTL(c) for c in clients)
+            if now - since < ttl / 3.0:
+                return 0
+            self._lastRefresh = now
+            fresh = [c.uuid for c in clients
+                     if c.active > 0 or c.lastSeen >= since]
+        self.records.refreshPages(fresh, ttl)
+        return len(fresh)
 
     def __iter__(self):
         with self._lock:
@@ -386,6 +498,10 @@ class LivePageManager:
             return False
         with self._lock:
             client.delivery.acked = position
+        if not client.refused:
+            # An adopting process reads from here when a request comes
+            # without a last event id.
+            self._saveRecord(client)
         return True
 
     def parseEventId(self, text):
@@ -413,4 +529,5 @@ class LivePageManager:
                        if c.expired(now)]
         for uuid in expired:
             self.unregister(uuid, reason='timeout')
+        self.refreshRecords(now)
         return len(expired)

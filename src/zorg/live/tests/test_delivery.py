@@ -170,9 +170,67 @@ def test_last_event_id_never_moves_cursor_backwards(delivery):
     assert delivery.acked == CURSOR
 
 
-def test_last_event_id_and_pending_ack_take_the_newer(pending_delivery):
+def test_last_event_id_is_the_acknowledgement_of_the_pending_answer(
+        pending_delivery):
+    # Rule 2: the page may have applied another process's answer to
+    # request 0, which ended at 102; acknowledging 105 could skip 103-105.
     pending_delivery.begin(1, last_event_id=102, newest=200)
+    assert pending_delivery.acked == 102
+    assert pending_delivery.pending is None
+
+
+def test_pending_ack_without_last_event_id_moves_to_its_end(
+        pending_delivery):
+    pending_delivery.begin(1)
     assert pending_delivery.acked == 105
+
+
+# -- rule 8: another process served the page meanwhile ----------------------
+
+@pytest.mark.parametrize('num', [1, 2, 7])
+def test_out_of_window_with_last_event_id_is_fresh(delivery, num):
+    body, generation = delivery.begin(num, last_event_id=150, newest=200)
+    assert body is None
+    assert (delivery.acked, delivery.nextNum) == (150, num)
+    assert delivery.finish(num, generation, ['{"id":"151"}'], 151) == \
+        '{"outputNum":%d,"events":[{"id":"151"}]}' % num
+    # The window is now num: its repeat and its successor work as usual.
+    assert delivery.begin(num)[0] == \
+        '{"outputNum":%d,"events":[{"id":"151"}]}' % num
+    assert delivery.begin(num + 1)[0] is None
+    assert delivery.acked == 151
+
+
+@pytest.mark.parametrize('num', [0, 4, 100])
+def test_out_of_window_with_last_event_id_drops_pending_unacknowledged(num):
+    d = Delivery(CURSOR)
+    answered(d, 0, end=101)
+    answered(d, 1, end=110)          # pending 1, up to 110: maybe unseen
+    body, _generation = d.begin(num, last_event_id=103, newest=200)
+    assert body is None
+    assert (d.acked, d.nextNum, d.pending) == (103, num, None)
+
+
+def test_out_of_window_last_event_id_never_moves_cursor_backwards(delivery):
+    delivery.begin(5, last_event_id=50, newest=200)
+    assert (delivery.acked, delivery.nextNum) == (CURSOR, 5)
+
+
+def test_repeat_wins_over_rule_8(pending_delivery):
+    # A repeat of the pending N gets the same bytes, id or no id.
+    body, _generation = pending_delivery.begin(0, last_event_id=150,
+                                               newest=200)
+    assert body == '{"outputNum":0,"events":[{"id":"105","event":"reload"}]}'
+    assert pending_delivery.acked == CURSOR
+
+
+@pytest.mark.parametrize('num', [2, 7])
+def test_out_of_window_with_too_new_last_event_id_changes_nothing(
+        pending_delivery, num):
+    before = snapshot(pending_delivery)
+    with pytest.raises(BadRequest, match='newer than any event'):
+        pending_delivery.begin(num, last_event_id=201, newest=200)
+    assert snapshot(pending_delivery) == before
 
 
 def test_last_event_id_newer_than_newest_is_refused(delivery):

@@ -14,9 +14,9 @@ process), Redis keeps the history that covers the gap.
 The first tests prove the proxy itself: that it streams, skips a backend
 that is down, and passes a backend's death on to the client.
 
-The page tests are expected to fail (strictly) for now: a page id is known
-only to the process that registered it, so half of what the proxy sends
-goes to a process that answers 404 unknown-page (see PAGE_IDS_NOT_SHARED).
+Any process serves the page: its record is shared through Redis, and the
+process that does not know the page id adopts it (LivePageManager.adopt),
+reading after the lastEventId of the request (delivery.py, rule 8).
 """
 
 import asyncio
@@ -38,15 +38,6 @@ from zorg.live.tests.test_browser import (
 
 OUTPUT_STEPS = re.compile(r'/@@client/[^/?]+/(events|output)(\?.*)?$')
 PAGE = 'browser-restart.html'
-# A page id known only to the process that registered it: every request
-# that the proxy sends to the other process is answered 404 unknown-page
-# (input fails; output registers again, and the registration lands on the
-# other process, so a page never settles). Where a test then fails depends
-# on how the turns fall. Remove this mark when page ids are shared through
-# the broker; strict: then the tests pass and say so.
-PAGE_IDS_NOT_SHARED = pytest.mark.xfail(
-    strict=True, reason='a page id is known only to the process that '
-    'registered it; round-robin input gets 404 unknown-page')
 
 
 # -- the proxy itself -------------------------------------------------------
@@ -250,7 +241,6 @@ def waitUntil(condition, what, timeout=WAIT / 1000):
         time.sleep(0.02)
 
 
-@PAGE_IDS_NOT_SHARED
 @pytest.mark.browser
 @pytest.mark.redis
 @pytest.mark.parametrize('transport,how', [
