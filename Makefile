@@ -42,7 +42,7 @@ test: install system-deps
 demo: install
 	$(BIN)/python -m zorg.live.demo --port $(PORT)
 
-BENCH_APT = nginx libnginx-mod-nchan
+BENCH_APT = nginx libnginx-mod-nchan redis-server
 
 bench-deps: install
 	$(BIN)/pip install -q -r benchmarks/requirements.txt

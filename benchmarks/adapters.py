@@ -44,8 +44,7 @@ class Adapter:
     name = 'base'
     live_on_send = False      # long-poll: "live" once the request is out
 
-    def __init__(self, host, port, options=None):
-        self.host = '%s:%d' % (host, port)
+    def __init__(self, options=None):
         self.options = options or {}
 
     # --- SSE ------------------------------------------------------------
@@ -77,7 +76,7 @@ class AiohttpSSE(Adapter):
     name = 'aiohttp-sse'
 
     def first(self, page):
-        return get('/sub', self.host, ['Accept: text/event-stream']), True
+        return get('/sub', page.hosthdr, ['Accept: text/event-stream']), True
 
 
 class NchanSSE(Adapter):
@@ -88,7 +87,7 @@ class NchanSSE(Adapter):
         headers = ['Accept: text/event-stream']
         if page.last_id:
             headers.append('Last-Event-ID: %s' % page.last_id)
-        return get('/sse', self.host, headers), True
+        return get('/sse', page.hosthdr, headers), True
 
 
 class NchanLongPoll(Adapter):
@@ -102,7 +101,7 @@ class NchanLongPoll(Adapter):
         if page.lp_lastmod:
             headers.append('If-Modified-Since: %s' % page.lp_lastmod)
             headers.append('If-None-Match: %s' % page.lp_etag)
-        return get('/lp', self.host, headers), False
+        return get('/lp', page.hosthdr, headers), False
 
     def on_response(self, page, status, headers, body):
         if status == 200:
@@ -117,7 +116,8 @@ class NchanLongPoll(Adapter):
 # --- zorg.live (PROTOCOL.txt) ---------------------------------------------
 
 def _path(url):
-    """Absolute or relative URL -> path (all traffic goes to one server)."""
+    """Absolute or relative URL -> path (a page keeps talking to the
+    endpoint (process) it was given)."""
     if '://' in url:
         url = '/' + url.split('://', 1)[1].split('/', 1)[1]
     return url
@@ -130,14 +130,14 @@ class _Zorg(Adapter):
 
     def render(self, page):
         page.zstate = 'render'
-        return get(self.options['page_url'], self.host), False
+        return get(self.options['page_url'], page.hosthdr), False
 
     def register(self, page):
         page.zstate = 'register'
         base = page.client_url.rsplit('/@@client/', 1)[0]
         path = '%s/@@client/register?lastEventId=%s' % (base,
                                                        page.last_id or '')
-        return post(path, self.host), False
+        return post(path, page.hosthdr), False
 
     def first(self, page):
         if page.client_url is None:
@@ -184,7 +184,7 @@ class ZorgLongPoll(_Zorg):
     def stream_request(self, page):
         page.zstate = 'output'
         return get('%s/output?outputNum=%d' % (page.client_url, page.num),
-                   self.host), False
+                   page.hosthdr), False
 
     def on_stream_response(self, page, status, headers, body):
         if status == 200:
@@ -216,7 +216,7 @@ class ZorgSSE(_Zorg):
         if page.last_id:
             path += '?lastEventId=%s' % page.last_id
             headers.append('Last-Event-ID: %s' % page.last_id)
-        return get(path, self.host, headers), True
+        return get(path, page.hosthdr, headers), True
 
     def on_stream_response(self, page, status, headers, body):
         page.error('events-http-%d' % status)

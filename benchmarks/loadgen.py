@@ -4,8 +4,10 @@ One worker = one process running a uvloop event loop with raw asyncio
 protocols (one per page), httptools for HTTP framing and an adapter
 (adapters.py) for the system's protocol. Workers raise RLIMIT_NOFILE to the
 hard limit (one process holds at most ~19,000 connections), so 15,000 pages
-are spread over several workers. The coordinator (Pool) talks to each worker
-over a multiprocessing Pipe, one request/answer at a time.
+are spread over several workers. A server may have several endpoints
+(processes); page i of the whole pool connects to endpoint i mod k, so the
+pages are spread evenly over them. The coordinator (Pool) talks to each
+worker over a multiprocessing Pipe, one request/answer at a time.
 
 Receive times are taken with time.time() when the bytes arrive and turned
 into latencies against the publisher's time.time() carried in the event.
@@ -36,9 +38,12 @@ def raise_nofile():
 class Page(asyncio.Protocol):
     """One page: one connection at a time, re-opened when reconnecting."""
 
-    def __init__(self, worker, index):
+    def __init__(self, worker, index, endpoint):
         self.w = worker
         self.index = index
+        self.endpoint = endpoint             # index into worker.endpoints
+        self.host, self.port = worker.endpoints[endpoint]
+        self.hosthdr = '%s:%d' % (self.host, self.port)
         self.transport = None
         self.live = False
         self.dead = False
@@ -90,20 +95,25 @@ class Page(asyncio.Protocol):
 
     # --- connection ----------------------------------------------------------
     async def connect(self, sem=None):
+        if self.dead:       # a reconnect scheduled before the pages closed
+            return
         self.request, self.streaming = self.w.adapter.first(self)
         try:
             if sem is not None:
                 async with sem:
                     await self.w.loop.create_connection(
-                        lambda: self, self.w.host, self.w.port)
+                        lambda: self, self.host, self.port)
             else:
                 await self.w.loop.create_connection(
-                    lambda: self, self.w.host, self.w.port)
+                    lambda: self, self.host, self.port)
         except OSError as e:
             self.error('connect-%s' % (e.errno or type(e).__name__))
             self.drop(reconnect=self.w.reconnect)
 
     def connection_made(self, transport):
+        if self.dead:       # connected after the pages were closed
+            transport.close()
+            return
         self.transport = transport
         self.send(self.request, self.streaming)
 
@@ -173,7 +183,7 @@ class Page(asyncio.Protocol):
     async def _connect_keep(self):
         try:
             await self.w.loop.create_connection(
-                lambda: self, self.w.host, self.w.port)
+                lambda: self, self.host, self.port)
         except OSError:
             self.drop(self.w.reconnect)
 
@@ -239,16 +249,20 @@ class Worker:
             answer = {'error': repr(e)}
         self.conn.send(answer)
 
-    async def cmd_config(self, adapter, host, port, options):
-        self.adapter = ADAPTERS[adapter](host, port, options)
-        self.host, self.port = host, port
+    async def cmd_config(self, adapter, endpoints, options):
+        self.adapter = ADAPTERS[adapter](options)
+        self.endpoints = [tuple(e) for e in endpoints]
         return {'pid': os.getpid(), 'nofile': raise_nofile()}
 
-    async def cmd_open(self, n, timeout, reconnect, concurrency=256):
+    async def cmd_open(self, n, timeout, reconnect, first=0,
+                       concurrency=256):
+        """Open n pages, numbered first.. in the whole pool."""
         self.reconnect = reconnect
         self.closing = False
         sem = asyncio.Semaphore(concurrency)
-        new = [Page(self, len(self.pages) + i) for i in range(n)]
+        k = len(self.endpoints)
+        new = [Page(self, len(self.pages) + i, (first + i) % k)
+               for i in range(n)]
         self.pages.extend(new)
         t0 = time.time()
         for page in new:
@@ -262,7 +276,12 @@ class Worker:
             (p.live_at for p in new if p.live), default=0.0))
 
     def status_dict(self, **extra):
+        by_endpoint = [0] * len(self.endpoints)
+        for p in self.pages:
+            if p.live:
+                by_endpoint[p.endpoint] += 1
         d = {'pages': len(self.pages), 'live': self.nlive,
+             'live_by_endpoint': by_endpoint,
              'dead': sum(p.dead for p in self.pages),
              'errors': dict(self.errors), 'dups': self.dups,
              'reconnects': self.reconnects, 'cpu': time.process_time(),
@@ -381,14 +400,17 @@ class Pool:
         return await asyncio.gather(*(self.call(i, *m)
                                       for i, m in enumerate(msgs)))
 
-    async def configure(self, adapter, host, port, options=None):
-        return await self.all('config', adapter, host, port, options or {})
+    async def configure(self, adapter, endpoints, options=None):
+        """endpoints: [(host, port), ...], the server's processes."""
+        return await self.all('config', adapter, list(endpoints),
+                              options or {})
 
     async def open(self, n, timeout=60.0, reconnect=False):
         k = len(self.conns)
         shares = [n // k + (1 if i < n % k else 0) for i in range(k)]
-        return await self.each([('open', s, timeout, reconnect)
-                                for s in shares])
+        firsts = [sum(shares[:i]) for i in range(k)]
+        return await self.each([('open', s, timeout, reconnect, f)
+                                for s, f in zip(shares, firsts)])
 
     async def live(self):
         return sum(s['live'] for s in await self.all('status'))

@@ -11,6 +11,8 @@ SCENARIO_TITLES = {
     'sustained': 'Sustained fan-out: steady publish rate',
     'chat': 'Chat: M senders to N receivers, end-to-end latency',
     'reconnect': 'Reconnect storm: server restart with N pages open',
+    'publish-cost': 'Cost of one publish: in-memory broker against the '
+                    'redis broker (LivePageManager.publish in one process)',
 }
 
 
@@ -45,11 +47,24 @@ def transport(name):
     return 'lp' if name.endswith('-lp') else 'sse'
 
 
-def table(rows, data, systems, kinds):
-    zorgs = [s for s in systems if kinds[s] == 'zorg']
+def size_of(row):
+    """'last page ms p50 @5000' -> 5000 (0 without @N)."""
+    head, sep, n = row.rpartition(' @')
+    return int(n) if sep and n.isdigit() else 0
+
+
+def table(rows, data, systems, kinds, baselines=None):
+    """One column per system, then the ratios: a system against its
+    baseline (zorg.live redis broker / the in-memory broker), and each
+    other zorg.live system against each peer of its transport."""
+    baselines = baselines or {}
+    zorgs = [s for s in systems if kinds[s] == 'zorg' and
+             s not in baselines]
     peers = [s for s in systems if kinds[s] != 'zorg']
-    ratios = [(z, p) for z in zorgs for p in peers
-              if transport(z) == transport(p)]
+    ratios = [(s, b) for s, b in baselines.items()
+              if s in systems and b in systems]
+    ratios += [(z, p) for z in zorgs for p in peers
+               if transport(z) == transport(p)]
     head = ['metric'] + systems + ['%s / %s' % rp for rp in ratios]
     lines = ['| ' + ' | '.join(head) + ' |',
              '|' + '---|' * len(head)]
@@ -93,8 +108,11 @@ def write(results, outdir, argv):
             for k in per_sys[s]:
                 if k not in rows:
                     rows.append(k)
+        # the rows of one size together (a system may add rows of its own)
+        rows.sort(key=size_of)
         md += ['## ' + SCENARIO_TITLES.get(scen, scen), '',
-               table(rows, per_sys, systems, kinds), '']
+               table(rows, per_sys, systems, kinds,
+                     results.get('baselines')), '']
     md += ['![fan-out and memory](latest.png)', '']
     with open(os.path.join(outdir, 'latest.md'), 'w') as f:
         f.write('\n'.join(md))

@@ -29,12 +29,14 @@ def parse():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--quick', action='store_true',
                    help='small N, few rounds (under 5 minutes)')
-    p.add_argument('--systems', default=','.join(systems.SYSTEMS),
-                   help='comma-separated, from: %s' % ', '.join(
-                       systems.SYSTEMS))
-    p.add_argument('--scenarios', default=','.join(scenarios.SCENARIOS),
-                   help='comma-separated, from: %s' % ', '.join(
-                       scenarios.SCENARIOS))
+    p.add_argument('--systems',
+                   help='comma-separated, from: %s (default: all; --quick:'
+                   ' all but %s)' % (', '.join(systems.SYSTEMS), ', '.join(
+                       n for n, s in systems.SYSTEMS.items()
+                       if not s.in_quick)))
+    p.add_argument('--scenarios',
+                   help='comma-separated, from: %s (default: all)' %
+                   ', '.join(scenarios.SCENARIOS))
     p.add_argument('--sizes', help='override capacity/fan-out sizes, '
                    'e.g. 10000 or 1000,5000')
     p.add_argument('--workers', type=int, default=0,
@@ -42,7 +44,13 @@ def parse():
                    ' at least 2)')
     p.add_argument('--out', default=os.path.join(HERE, 'results'))
     args = p.parse_args()
+    if args.systems is None:
+        args.systems = ','.join(n for n, s in systems.SYSTEMS.items()
+                                if s.in_quick or not args.quick)
     args.systems = [s.strip() for s in args.systems.split(',') if s.strip()]
+    args.all_scenarios = args.scenarios is None
+    if args.scenarios is None:
+        args.scenarios = ','.join(scenarios.SCENARIOS)
     args.scenarios = [s.strip() for s in args.scenarios.split(',')
                       if s.strip()]
     for s in args.systems:
@@ -57,6 +65,7 @@ def parse():
 async def main(args):
     loadgen.raise_nofile()
     settings = dict(scenarios.QUICK if args.quick else scenarios.FULL)
+    sizes = None
     if args.sizes:
         sizes = [int(x) for x in args.sizes.split(',')]
         settings['capacity_sizes'] = settings['fanout_sizes'] = sizes
@@ -67,8 +76,8 @@ async def main(args):
     results = {'meta': dict(report.machine(),
                             mode='quick' if args.quick else 'full',
                             workers=nworkers),
-               'systems': [], 'kinds': {}, 'scenarios': {}, 'plot': {},
-               'notes': []}
+               'systems': [], 'kinds': {}, 'baselines': {}, 'scenarios': {},
+               'plot': {}, 'notes': []}
     log('generator: %d worker processes; systems %s; scenarios %s' % (
         nworkers, ', '.join(args.systems), ', '.join(args.scenarios)))
     pool = loadgen.Pool(nworkers)
@@ -77,11 +86,22 @@ async def main(args):
             system = systems.SYSTEMS[name]
             label = system.label
             log('== %s (%s)' % (label, name))
-            ctx = scenarios.Ctx(system, pool, settings, log)
+            mine = dict(settings)
+            if args.quick:          # smaller sizes for a slow system
+                mine.update(system.quick)
+                if sizes:
+                    mine['capacity_sizes'] = mine['fanout_sizes'] = sizes
+            ctx = scenarios.Ctx(system, pool, mine, log)
             try:
                 for scen in args.scenarios:
+                    if (args.quick and args.all_scenarios and
+                            system.quick_scenarios is not None and
+                            scen not in system.quick_scenarios):
+                        continue
                     t = time.time()
                     data = await scenarios.SCENARIOS[scen](ctx)
+                    if data is None:        # not measured for this system
+                        continue
                     results['scenarios'].setdefault(scen, {})[label] = data
                     if label not in results['systems']:
                         results['systems'].append(label)
@@ -93,6 +113,9 @@ async def main(args):
                 results['notes'].append(note)
             results['plot'][label] = ctx.plot
             results['kinds'][label] = system.kind
+            if system.baseline:
+                results['baselines'][label] = \
+                    systems.SYSTEMS[system.baseline].label
             report.write(results, args.out, ['python'] + sys.argv)  # partial
     finally:
         await pool.shutdown()

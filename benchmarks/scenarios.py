@@ -3,8 +3,11 @@
 fresh server for each size so memory and state do not leak between them.
 """
 import asyncio
+import json
+import os
 import random
 import statistics
+import sys
 import time
 
 import loadgen
@@ -40,22 +43,35 @@ class Session:
         ctx = self.ctx
         self.port = systems.free_port()
         self.server = await ctx.system.start(self.port)
-        await ctx.pool.configure(ctx.system.adapter, systems.HOST, self.port,
-                                 ctx.system.adapter_options(self.server))
-        await asyncio.sleep(0.3)
-        self.rss0 = self.server.rss_kb()
-        t0 = time.time()
-        self.opened = await ctx.pool.open(self.n, self.timeout,
-                                          self.reconnect)
-        self.open_time = max((a['last_live'] for a in self.opened),
-                             default=t0) - t0
+        try:
+            await ctx.pool.configure(ctx.system.adapter,
+                                     self.server.endpoints,
+                                     ctx.system.adapter_options(self.server))
+            await asyncio.sleep(0.3)
+            self.rss0 = self.server.rss_kb()
+            self.aux_rss0 = {name: systems.rss_kb([pid]) for name, pid
+                             in self.server.aux_pids().items()}
+            t0 = time.time()
+            self.opened = await ctx.pool.open(self.n, self.timeout,
+                                              self.reconnect)
+        except BaseException:
+            self.server.stop()
+            raise
+        last_live = max((a['last_live'] for a in self.opened), default=0.0)
+        self.open_time = last_live - t0 if last_live else None
         self.live = sum(a['live'] for a in self.opened)
         self.errors = {}
         for a in self.opened:
             for k, v in a['errors'].items():
                 self.errors[k] = self.errors.get(k, 0) + v
-        ctx.log('  %d/%d pages live in %.2fs%s' % (
-            self.live, self.n, self.open_time,
+        per = ''
+        if len(self.server.endpoints) > 1:
+            per = ' (%s per process)' % '/'.join(
+                str(sum(x)) for x in zip(*(a['live_by_endpoint']
+                                           for a in self.opened)))
+        ctx.log('  %d/%d pages live%s in %s%s' % (
+            self.live, self.n, per,
+            '%.2fs' % self.open_time if self.open_time is not None else '–',
             ' errors %s' % self.errors if self.errors else ''))
         return self
 
@@ -79,11 +95,20 @@ async def capacity(ctx):
             per = (rss1 - sess.rss0) / float(n)
             out['pages held @%d' % n] = held
             out['failures @%d' % n] = n - held
-            out['open time s @%d' % n] = round(sess.open_time, 2)
+            out['open time s @%d' % n] = (None if sess.open_time is None
+                                          else round(sess.open_time, 2))
             out['server RSS KB/page @%d' % n] = round(per, 1)
             ctx.plot.setdefault('memory', []).append((n, per))
-            ctx.log('  held %d, RSS %.0f -> %.0f MB, %.1f KB/page' % (
-                held, sess.rss0 / 1024., rss1 / 1024., per))
+            aux = ''
+            for name, pid in sess.server.aux_pids().items():
+                # not in the server's KB/page: a process of its own
+                # (redis-server), its RSS after the pages opened
+                a1 = systems.rss_kb([pid])
+                out['%s RSS MB @%d' % (name, n)] = round(a1 / 1024., 1)
+                aux += '; %s RSS %.1f -> %.1f MB' % (
+                    name, sess.aux_rss0.get(name, 0) / 1024., a1 / 1024.)
+            ctx.log('  held %d, RSS %.0f -> %.0f MB, %.1f KB/page%s' % (
+                held, sess.rss0 / 1024., rss1 / 1024., per, aux))
     return out
 
 
@@ -103,6 +128,7 @@ async def fanout(ctx):
             lasts, p50s, missing = [], [], 0
             await publish_and_wait(ctx, pub, 0, 5.0)          # warm-up
             cpu0 = sum(a['cpu'] for a in await ctx.pool.all('status'))
+            scpu0 = sess.server.cpu_s()
             for i in range(1, ctx.s['fanout_repeats'] + 1):
                 ok, t, lat, _ = await publish_and_wait(ctx, pub, i, 10.0)
                 missing += sess.live - len(lat)
@@ -112,6 +138,7 @@ async def fanout(ctx):
                 await asyncio.sleep(0.2)
             pub.close()
             cpu = sum(a['cpu'] for a in await ctx.pool.all('status')) - cpu0
+            scpu = sess.server.cpu_s() - scpu0
         delivered = ctx.s['fanout_repeats'] * sess.live - missing
         out['last page ms p50 @%d' % n] = ms(pct(lasts, 50))
         out['last page ms p99 @%d' % n] = ms(pct(lasts, 99))
@@ -119,6 +146,11 @@ async def fanout(ctx):
         out['missed deliveries @%d' % n] = missing
         out['generator CPU us/delivery @%d' % n] = round(
             cpu / max(1, delivered) * 1e6, 1)
+        # server CPU over the repeats (with 0.2 s pauses: idle work such as
+        # heartbeats counts too), per page reached; redis-server's is in
+        # publish-cost (too little here for /proc's 10 ms ticks)
+        out['server CPU us/delivery @%d' % n] = round(
+            scpu / max(1, delivered) * 1e6, 1)
         ctx.plot.setdefault('fanout', []).append((n, ms(pct(lasts, 50))))
         ctx.log('  last page p50 %.1f ms p99 %.1f ms, missed %d' % (
             ms(pct(lasts, 50)) or -1, ms(pct(lasts, 99)) or -1, missing))
@@ -173,6 +205,8 @@ async def sustained(ctx):
                 if ls:
                     last_recv = max(last_recv, times[s] + max(ls))
             span = max(1e-6, last_recv - times[first])
+            if not lat:         # nothing arrived: CPU over the wall time
+                span = max(1e-6, time.time() - t_start)
             expected = count * sess.live
             got = len(lat)
             dps = got / span
@@ -250,10 +284,8 @@ async def reconnect(ctx):
         ctx.log(' reconnect storm N=%d' % n)
         async with Session(ctx, n, reconnect=True) as sess:
             await ctx.pool.all('reset')
-            port = sess.port
             t_kill = time.time()
-            sess.server.kill()
-            sess.server = await ctx.system.start(port)      # same port
+            await sess.server.restart()          # SIGKILL, same port(s)
             t_up = time.time()
             pub = sess.server.publisher()
             published, seq = [], 0
@@ -299,18 +331,102 @@ async def reconnect(ctx):
     return out
 
 
+_publish_cost_done = []
+
+
+async def publish_cost(ctx):
+    """publish_cost.py: LivePageManager.publish with the memory broker and
+    with the redis broker, in one process, back to back (median of a few
+    runs). Not per system: measured once, under the first redis system
+    (its column holds both brokers' figures); None for the others."""
+    if not ctx.system.name.startswith('zorg-redis') or \
+            ctx.system.name in _publish_cost_done or \
+            any(n.startswith('zorg-redis') for n in _publish_cost_done):
+        if not _publish_cost_done:
+            ctx.log(' publish-cost: measured once, under the first '
+                    'zorg-redis system')
+            _publish_cost_done.append('(said)')
+        return None
+    _publish_cost_done.append(ctx.system.name)
+    count, rounds = ctx.s['publish_count'], ctx.s['publish_rounds']
+    runs = []
+    for i in range(ctx.s['publish_runs']):
+        ctx.log(' publish-cost run %d: %d publishes per broker' % (
+            i + 1, count))
+        red = systems.RedisProcess()
+        await asyncio.get_running_loop().run_in_executor(None, red.start)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, os.path.join(systems.HERE, 'publish_cost.py'),
+                '--count', str(count), '--rounds', str(rounds),
+                '--redis-url', red.url, '--redis-pid', str(red.pid),
+                stdout=asyncio.subprocess.PIPE)
+            try:
+                out, _ = await asyncio.wait_for(proc.communicate(), 300)
+            except asyncio.TimeoutError:
+                proc.kill()
+                await proc.wait()
+                raise
+        finally:
+            red.stop()
+        if proc.returncode != 0:
+            raise systems.NotAvailable('publish_cost.py failed (exit %s)'
+                                       % proc.returncode)
+        runs.append(json.loads(out.decode().strip().splitlines()[-1]))
+
+    def med(broker, key):
+        values = [r[broker][key] for r in runs
+                  if r[broker].get(key) is not None]
+        return statistics.median(values) if values else None
+
+    out = {'publishes per broker and run': count,
+           'runs (median of)': len(runs)}
+    rows = [('us/publish', 'us/publish (one thread)'),
+            ('us/publish, 4 threads', 'us/publish (4 threads at once)'),
+            ('CPU us/publish (this process, incl. reading it back)',
+             'process CPU us/publish (incl. reading it back)'),
+            ('publish -> woken us p50', 'publish -> own process woken us '
+             'p50'),
+            ('publish -> woken us p99', 'publish -> own process woken us '
+             'p99')]
+    for key, title in rows:
+        m, r = med('memory', key), med('redis', key)
+        out['%s, memory broker' % title] = m
+        out['%s, redis broker' % title] = r
+        out['%s, redis / memory' % title] = (round(r / m, 1) if m and r
+                                             else None)
+    out['redis-server CPU us/publish'] = med('redis',
+                                             'redis-server CPU us/publish')
+    errors = [e for r in runs for b in ('memory', 'redis')
+              for e in r[b]['errors']]
+    if errors or not all(r[b]['read back'] for r in runs
+                         for b in ('memory', 'redis')):
+        out['errors'] = '; '.join(errors[:2]) or 'not read back'
+    ctx.log('  us/publish: memory %.1f, redis %.1f (x%.1f); 4 threads: '
+            'memory %.1f, redis %.1f; redis-server CPU %.1f us/publish' % (
+                med('memory', 'us/publish'), med('redis', 'us/publish'),
+                med('redis', 'us/publish') / med('memory', 'us/publish'),
+                med('memory', 'us/publish, 4 threads'),
+                med('redis', 'us/publish, 4 threads'),
+                out['redis-server CPU us/publish'] or -1))
+    return out
+
+
 SCENARIOS = {'capacity': capacity, 'fanout': fanout, 'sustained': sustained,
-             'chat': chat, 'reconnect': reconnect}
+             'chat': chat, 'reconnect': reconnect,
+             'publish-cost': publish_cost}
 
 QUICK = dict(capacity_sizes=[1000, 5000], fanout_sizes=[1000, 5000],
              fanout_repeats=5, sustained_size=2000,
              sustained_rates=[5, 10, 20, 40, 80], sustained_seconds=1.5,
              chat_receivers=1000, chat_senders=5, chat_rate=2.0,
              chat_seconds=3.0, reconnect_sizes=[2000], reconnect_timeout=20,
-             drain_timeout=8.0, open_timeout=30.0)
+             drain_timeout=8.0, open_timeout=30.0,
+             publish_count=2000, publish_rounds=300, publish_runs=3)
 FULL = dict(capacity_sizes=[1000, 5000, 10000, 15000],
             fanout_sizes=[1000, 5000, 10000, 15000], fanout_repeats=20,
             sustained_size=10000, sustained_rates=[1, 2, 5, 10, 20, 40],
-            sustained_seconds=4.0, chat_receivers=5000, chat_senders=10,
+            sustained_seconds=4.0, chat_receivers=1000, chat_senders=10,
             chat_rate=2.0, chat_seconds=10.0, reconnect_sizes=[5000, 10000],
-            reconnect_timeout=40, drain_timeout=15.0, open_timeout=90.0)
+            reconnect_timeout=40, drain_timeout=15.0, open_timeout=90.0,
+            publish_count=10000, publish_rounds=2000, publish_runs=3)

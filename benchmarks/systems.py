@@ -2,18 +2,24 @@
 which adapter (adapters.py) its pages speak.
 
     SYSTEMS[name] -> System(name, adapter, start, kind)
-    server = await system.start(port)  -> Server (pids, stop(), publisher())
+    server = await system.start(port)  -> Server (pids, endpoints, stop(),
+                                                  publisher())
 
-Peers (aiohttp broadcaster, nginx+nchan) are started here. zorg.live
-servers are started through start_zorglive(), the hook to be wired up.
+A server may listen on several endpoints (zorg-redis-*: two zorg.live
+processes sharing one redis-server); the load generator spreads the pages
+over server.endpoints, publishers go to them in turn (the first to the
+first endpoint). Peers (aiohttp broadcaster, nginx+nchan) are started here;
+zorg.live servers through start_zorglive().
 """
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 from peers import nchan as nchan_peer
@@ -28,51 +34,133 @@ class NotAvailable(Exception):
 
 # --- zorg.live hook -----------------------------------------------------------
 
-def start_zorglive(server_type, port):
+def start_zorglive(server_type, port, **settings):
     """Start a zorg.live site serving live pages on 127.0.0.1:<port>.
 
-    server_type is 'wsgi-http' (waitress) or 'liveserver-http'.
-    Must return an object with:
+    server_type is 'wsgi-http' (waitress) or 'liveserver-http'; settings go
+    to the <zorg-live> section (e.g. broker='redis://127.0.0.1:6379/0').
+    Returns an object with:
       pids      list of int: the server process(es), for RSS (their child
                 processes are added automatically)
       page_url  str: path of a LivePage (one group, the same for every
                 render) whose GET registers a new page and renders the
                 <script data-client-url=... data-last-event-id=...> tag
       stop()    stop the server and wait until it has exited
-    The page must declare an input handler "publish" that publishes
+      kill()    SIGKILL it (reconnect storm)
+    The page declares an input handler "publish" that publishes
     {"event": "custom", "name": "bench", "data": <its first argument>} to
     the page's group (the benchmark's publishers and chat senders POST
     {"handler": "publish", "arguments": [payload]} to <client URL>/input).
-    It is called again with the same port after stop() (reconnect storm).
+    It is called again with the same port after kill() (reconnect storm).
     """
     kind = {'wsgi-http': 'WSGI-HTTP',
             'liveserver-http': 'LiveServerHTTP'}[server_type]
-    return ZorgLiveServer(kind, port)
+    return ZorgLiveServer(kind, port, **settings)
 
 
 class ZorgLiveServer:
     """`zorg-live serve` in a subprocess with the benchmark site (the test
-    suite's RunningServer, on a given port)."""
+    suite's RunningServer, on a given port, in a temp dir of its own that
+    stop()/kill() remove)."""
 
     page_url = '/@@bench.html'
 
-    def __init__(self, kind, port):
-        import tempfile
+    def __init__(self, kind, port, **settings):
         from zorg.live.tests.serverfixture import RunningServer
         zcml = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                             'zorglive_site.zcml')
+        self.dir = tempfile.mkdtemp(prefix='zorg-bench-')
+        settings.setdefault('refresh_interval', 25)
+        settings.setdefault('heartbeat_interval', 15)
         self.server = RunningServer(
-            tempfile.mkdtemp(prefix='zorg-bench-'), types=(kind,),
-            threads=4, zcml=zcml, ports=[port], refresh_interval=25,
-            heartbeat_interval=15).start()
+            self.dir, types=(kind,), threads=4, zcml=zcml, ports=[port],
+            **settings)
+        try:
+            self.server.start()
+        except Exception:
+            self._cleanup()
+            raise
         self.pids = [self.server.process.pid]
 
+    def _cleanup(self):
+        output = getattr(self.server, 'output', None)
+        if output is not None:
+            output.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
     def stop(self):
-        self.server.stop(timeout=60)
+        try:
+            self.server.stop(timeout=60)
+        finally:
+            self._cleanup()
 
     def kill(self):
-        self.server.kill()
+        try:
+            self.server.kill()
+        finally:
+            self._cleanup()
 
+
+class RedisProcess:
+    """A redis-server of the benchmark's own: free loopback port, temp dir,
+    no persistence (--save '' --appendonly no); stop() ends it by pid."""
+
+    def __init__(self):
+        self.executable = shutil.which('redis-server') or next(
+            (p for p in ('/usr/bin/redis-server',
+                         '/usr/local/bin/redis-server')
+             if os.access(p, os.X_OK)), None)
+        if self.executable is None:
+            raise NotAvailable('redis-server is not installed (Debian '
+                               'package redis-server)')
+        self.proc = None
+
+    @property
+    def url(self):
+        return 'redis://%s:%d/0' % (HOST, self.port)
+
+    def start(self, timeout=10.0):
+        self.dir = tempfile.mkdtemp(prefix='zorg-bench-redis-')
+        self.port = free_port()
+        self.log = open(os.path.join(self.dir, 'redis.log'), 'ab')
+        self.proc = subprocess.Popen(
+            [self.executable, '--port', str(self.port), '--bind', HOST,
+             '--save', '', '--appendonly', 'no', '--dir', self.dir,
+             '--protected-mode', 'yes', '--maxclients', '1000'],
+            cwd=self.dir, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                break
+            try:
+                with socket.create_connection((HOST, self.port), 0.5) as c:
+                    c.sendall(b'PING\r\n')
+                    if c.recv(64).startswith(b'+PONG'):
+                        return self
+            except OSError:
+                pass
+            time.sleep(0.02)
+        with open(os.path.join(self.dir, 'redis.log'), 'rb') as f:
+            tail = f.read()[-800:].decode('utf-8', 'replace')
+        self.stop()
+        raise NotAvailable('redis-server did not start: ' + tail)
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self.proc is not None:
+            self.log.close()
+            shutil.rmtree(self.dir, ignore_errors=True)
+        self.proc = None
 
 
 # --- servers ------------------------------------------------------------------
@@ -128,6 +216,22 @@ def rss_kb(pids):
     return total
 
 
+def cpu_s(pids):
+    """Sum of user + system CPU seconds of pids and their children
+    (/proc/<pid>/stat)."""
+    tick = os.sysconf('SC_CLK_TCK')
+    total = 0
+    for root in pids:
+        for pid in descendants(root):
+            try:
+                with open('/proc/%d/stat' % pid) as f:
+                    fields = f.read().rsplit(')', 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+            except (OSError, ValueError, IndexError):
+                pass
+    return total / float(tick)
+
+
 class Server:
     kind = 'peer'
 
@@ -135,11 +239,30 @@ class Server:
         self.port = port
 
     @property
+    def endpoints(self):
+        """[(host, port)]: where pages connect (spread evenly)."""
+        return [(HOST, self.port)]
+
+    @property
     def pids(self):
         return [self.proc.pid]
 
     def rss_kb(self):
         return rss_kb(self.pids)
+
+    def cpu_s(self):
+        return cpu_s(self.pids)
+
+    def aux_pids(self):
+        """{name: pid} of helper processes not counted as the server
+        (redis-server): reported separately."""
+        return {}
+
+    async def restart(self):
+        """Crash (SIGKILL) and start again on the same endpoints
+        (reconnect storm)."""
+        self.kill()
+        await self.start()
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
@@ -206,15 +329,17 @@ class NchanServer(Server):
 class ZorgServer(Server):
     kind = 'zorg'
 
-    def __init__(self, port, server_type):
+    def __init__(self, port, server_type, **settings):
         Server.__init__(self, port)
         self.server_type = server_type
+        self.settings = settings
         self.handle = None
 
     async def start(self):
         try:
             self.handle = await asyncio.get_running_loop().run_in_executor(
-                None, start_zorglive, self.server_type, self.port)
+                None, lambda: start_zorglive(self.server_type, self.port,
+                                             **self.settings))
         except NotImplementedError as e:
             raise NotAvailable(str(e))
         if not await wait_port(self.port):
@@ -237,6 +362,78 @@ class ZorgServer(Server):
 
     def publisher(self):
         return ZorgPublisher(self.port, self.handle.page_url)
+
+
+class ZorgRedisServer(Server):
+    """A redis-server and `processes` zorg.live LiveServerHTTP processes
+    with the redis broker (`broker redis://...` in <zorg-live>), each on a
+    port of its own. Pages are spread over the processes; publishers go to
+    them in turn, the first to the first process. restart() (reconnect
+    storm) SIGKILLs the zorg.live processes and starts them again on the
+    same ports; redis-server and its history stay."""
+    kind = 'zorg'
+
+    def __init__(self, port, processes=2, server_type='liveserver-http'):
+        Server.__init__(self, port)
+        self.ports = [port] + [free_port() for _ in range(processes - 1)]
+        self.server_type = server_type
+        self.redis = RedisProcess()
+        self.handles = []
+        self._turn = 0
+
+    async def start(self):
+        loop = asyncio.get_running_loop()
+        if self.redis.proc is None:
+            await loop.run_in_executor(None, self.redis.start)
+        # all at once (each start is mostly Python importing Zope)
+        started = await asyncio.gather(*(loop.run_in_executor(
+            None, lambda p=port: start_zorglive(
+                self.server_type, p, broker=self.redis.url))
+            for port in self.ports), return_exceptions=True)
+        self.handles = [h for h in started
+                        if not isinstance(h, BaseException)]
+        failed = [h for h in started if isinstance(h, BaseException)]
+        try:
+            if failed:
+                raise failed[0]
+            for port in self.ports:
+                if not await wait_port(port):
+                    raise NotAvailable('zorg.live server did not start')
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def endpoints(self):
+        return [(HOST, p) for p in self.ports]
+
+    @property
+    def pids(self):
+        return [pid for h in self.handles for pid in h.pids]
+
+    def aux_pids(self):
+        return {'redis-server': self.redis.pid} if self.redis.proc else {}
+
+    @property
+    def page_url(self):
+        return ZorgLiveServer.page_url
+
+    def stop(self):
+        try:
+            while self.handles:
+                self.handles.pop().stop()
+        finally:
+            self.redis.stop()
+
+    def kill(self):
+        """SIGKILL the zorg.live processes (redis-server stays)."""
+        while self.handles:
+            self.handles.pop().kill()
+
+    def publisher(self):
+        port = self.ports[self._turn % len(self.ports)]
+        self._turn += 1
+        return ZorgPublisher(port, self.page_url)
 
 
 # --- publishing ---------------------------------------------------------------
@@ -351,10 +548,23 @@ class ZorgPublisher:
 # --- registry -----------------------------------------------------------------
 
 class System:
-    def __init__(self, name, adapter, factory, kind='peer', label=None):
+    """baseline: the name of the system this one is compared with in an
+    extra ratio column (zorg-redis-sse against zorg-live-sse); quick: the
+    settings (scenarios.QUICK keys) this system uses in --quick mode instead
+    of the common ones; in_quick: whether --quick runs it when --systems is
+    not given; quick_scenarios: the only scenarios --quick runs for it when
+    --scenarios is not given (None: all)."""
+
+    def __init__(self, name, adapter, factory, kind='peer', label=None,
+                 baseline=None, quick=None, in_quick=True,
+                 quick_scenarios=None):
         self.name, self.adapter, self.factory = name, adapter, factory
         self.kind = kind
         self.label = label or name
+        self.baseline = baseline
+        self.quick = quick or {}
+        self.in_quick = in_quick
+        self.quick_scenarios = quick_scenarios
 
     async def start(self, port):
         server = self.factory(port)
@@ -369,16 +579,34 @@ class System:
 
 SYSTEMS = {s.name: s for s in [
     # WSGI-HTTP offers no SSE (501: a thread per stream would be held for
-    # good), so only its long-poll is measured.
+    # good), so only its long-poll is measured. Its capacity is its thread
+    # count: most pages never get an answer and every other scenario only
+    # waits for its timeouts, so --quick runs its capacity alone, at 1,000
+    # pages with a short timeout.
     System('zorg-wsgi-lp', 'zorg-lp',
            lambda port: ZorgServer(port, 'wsgi-http'), 'zorg',
-           'zorg.live WSGI-HTTP long-poll'),
+           'zorg.live WSGI-HTTP long-poll',
+           quick=dict(capacity_sizes=[1000], open_timeout=5.0),
+           quick_scenarios=['capacity']),
     System('zorg-live-sse', 'zorg-sse',
            lambda port: ZorgServer(port, 'liveserver-http'), 'zorg',
            'zorg.live LiveServerHTTP SSE'),
     System('zorg-live-lp', 'zorg-lp',
            lambda port: ZorgServer(port, 'liveserver-http'), 'zorg',
            'zorg.live LiveServerHTTP long-poll'),
+    # Two LiveServerHTTP processes on one redis-server, pages half on each
+    # (issue 6): compared with zorg-live-sse / -lp, one process with the
+    # in-memory broker.
+    # --quick: capacity and fan-out at 5,000 pages only (the 1,000 rows of
+    # two processes mostly show their fixed overhead).
+    System('zorg-redis-sse', 'zorg-sse', ZorgRedisServer, 'zorg',
+           'zorg.live redis broker, 2 processes, SSE',
+           baseline='zorg-live-sse',
+           quick=dict(capacity_sizes=[5000], fanout_sizes=[5000])),
+    System('zorg-redis-lp', 'zorg-lp', ZorgRedisServer, 'zorg',
+           'zorg.live redis broker, 2 processes, long-poll',
+           baseline='zorg-live-lp', in_quick=False,
+           quick=dict(capacity_sizes=[5000], fanout_sizes=[5000])),
     System('aiohttp-sse', 'aiohttp-sse', AiohttpServer, 'peer',
            'aiohttp broadcaster SSE'),
     System('nchan-sse', 'nchan-sse', NchanServer, 'peer', 'nginx+nchan SSE'),
