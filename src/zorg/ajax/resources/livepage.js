@@ -706,9 +706,18 @@
     if (event.text != null) element.textContent = String(event.text);
   }
 
+  // An appended fragment with a key is added once: the page's HTML may
+  // hold it already (rendered from a snapshot that saw the change whose
+  // event comes after the page's cursor; see delivery.txt).
+  function keyed(el, event) {
+    if (event.key == null) return false;
+    const key = String(event.key);
+    return Array.from(el.querySelectorAll('[data-live-key]')).some((child) => child.dataset.liveKey === key);
+  }
+
   const ACTIONS = {
-    append(event) { const el = target(event); if (el) el.insertAdjacentHTML('beforeend', html(event)); },
-    prepend(event) { const el = target(event); if (el) el.insertAdjacentHTML('afterbegin', html(event)); },
+    append(event) { const el = target(event); if (el && !keyed(el, event)) el.insertAdjacentHTML('beforeend', html(event)); },
+    prepend(event) { const el = target(event); if (el && !keyed(el, event)) el.insertAdjacentHTML('afterbegin', html(event)); },
     update(event) { const el = target(event); if (el) el.innerHTML = html(event); },
     replace(event) { const el = target(event); if (el) el.outerHTML = html(event); },
     remove(event) { const el = target(event); if (el) el.remove(); },
@@ -785,13 +794,24 @@
   const script = document.currentScript || document.querySelector('script[data-client-url]');
   if (!script || !script.dataset.clientUrl || window.LivePage) return;
 
-  const client = new LivePageClient({
+  // The server says how long it holds a long-poll and how often an idle
+  // stream hears a heartbeat: the client's deadlines follow from them, so
+  // the two cannot disagree. A server that offers no SSE (WSGI-HTTP) is
+  // long-polled from the start.
+  const seconds = (value) => (/^\d+(\.\d+)?$/.test(value || '') ? Number(value) : null);
+  const refresh = seconds(script.dataset.refreshInterval);
+  const heartbeat = seconds(script.dataset.heartbeatInterval);
+  const offered = (script.dataset.transports || 'sse longpoll').split(/\s+/);
+  const options = {
     uuid: script.dataset.uuid,
     clientURL: script.dataset.clientUrl,
     lastEventId: script.dataset.lastEventId,
-    transport: script.dataset.transport,
+    transport: offered.includes('sse') ? script.dataset.transport : 'longpoll',
     presenceTarget: script.dataset.presenceTarget,
-  });
+  };
+  if (refresh !== null) options.pollTimeout = (refresh + 30) * 1000;
+  if (heartbeat !== null) options.streamIdleTimeout = (3 * heartbeat + 15) * 1000;
+  const client = new LivePageClient(options);
   window.LivePage = client;
 
   // The original zorg.live page glue.

@@ -6,8 +6,18 @@ still hold: a page that comes back with an id older than a log's base is
 told that it was not recovered instead of being silently resumed.
 
 Each group log keeps at most `historySize` entries; the position of the
-newest dropped entry (or of the log's creation) is its *base*. A reader at
-position p is complete when p >= base.
+newest dropped entry is its *base*. A reader at position p is complete
+when p >= base.
+
+Memory is bounded. The logs of groups that pages read (*watched*: from
+their first latest/read/bounds/waitFor until dropGroup) are kept; the logs
+of groups without pages (published to by model-driven updates for objects
+nobody views, or left by their last page) are *idle*, and at most
+`maxIdleGroups` of them are kept, the least recently used dropped first.
+Dropping a log raises the broker's *watermark* to the log's newest
+position, and a log created later starts with the watermark as its base:
+a reader from before it may have missed events of the dropped log, so it
+is told it was not recovered, while a reader after it missed nothing.
 
 Presence (IPresence) is kept in this process too (LocalPresence).
 """
@@ -15,6 +25,7 @@ Presence (IPresence) is kept in this process too (LocalPresence).
 import bisect
 import threading
 import time
+from collections import OrderedDict
 
 from zope.interface import implementer
 
@@ -40,28 +51,57 @@ class GroupLog:
 class MemoryBroker(LocalPresence):
     """Group logs in a dict, guarded by one condition variable."""
 
-    def __init__(self, historySize=1000):
+    blocking = False    # every call is answered from memory
+
+    def __init__(self, historySize=1000, maxIdleGroups=1000):
         if historySize < 1:
             raise ValueError('historySize must be at least 1')
+        if maxIdleGroups < 0:
+            raise ValueError('maxIdleGroups must not be negative')
         LocalPresence.__init__(self)
         self.historySize = historySize
+        self.maxIdleGroups = maxIdleGroups
         self._cond = threading.Condition(threading.Lock())
-        self._logs = {}
+        self._logs = {}             # watched group id -> GroupLog
+        self._idle = OrderedDict()  # idle group id -> GroupLog, LRU first
         self._counter = time.time_ns() // 1000
+        # Positions up to the watermark may belong to dropped logs.
+        self._watermark = self._counter
         self._listeners = ()
 
     def _log(self, group_id):
+        """The log of a watched group (under the condition's lock)."""
         log = self._logs.get(group_id)
         if log is None:
-            log = self._logs[group_id] = GroupLog(self._counter)
+            log = self._idle.pop(group_id, None)
+            if log is None:
+                log = GroupLog(self._watermark)
+            self._logs[group_id] = log
         return log
+
+    def _publishLog(self, group_id):
+        log = self._logs.get(group_id)
+        if log is not None:
+            return log
+        log = self._idle.pop(group_id, None)
+        if log is None:
+            log = GroupLog(self._watermark)
+        self._idle[group_id] = log      # most recently used
+        self._trimIdle()
+        return log
+
+    def _trimIdle(self):
+        while len(self._idle) > self.maxIdleGroups:
+            _group, log = self._idle.popitem(last=False)
+            if log.latest() > self._watermark:
+                self._watermark = log.latest()
 
     def publish(self, group_id, encode, audience=None):
         with self._cond:
             self._counter += 1
             position = self._counter
             text = encode(str(position))
-            log = self._log(group_id)
+            log = self._publishLog(group_id)
             log.positions.append(position)
             log.entries.append((position, text, audience))
             excess = len(log.positions) - self.historySize
@@ -85,9 +125,26 @@ class MemoryBroker(LocalPresence):
         # trim; a reader behind `base` has lost some, whatever it reads.
         return entries, recovered
 
+    def readLocal(self, group_id, after, limit=1000):
+        return self.read(group_id, after, limit)
+
     def latest(self, group_id):
         with self._cond:
             return self._log(group_id).latest()
+
+    def latestLocal(self, group_id):
+        return self.latest(group_id)
+
+    def bounds(self, group_id):
+        # A log may have been dropped and created again, and its base
+        # cannot tell a creation from a trim: never `fresh`.
+        with self._cond:
+            log = self._log(group_id)
+            return log.base, log.latest(), False
+
+    def mark(self):
+        # Every later publish, to any group, gets a larger position.
+        return self._counter
 
     def parsePosition(self, text):
         text = str(text).strip()
@@ -115,11 +172,15 @@ class MemoryBroker(LocalPresence):
 
     def dropGroup(self, group_id):
         with self._cond:
-            self._logs.pop(group_id, None)
+            log = self._logs.pop(group_id, None)
+            if log is not None:
+                self._idle[group_id] = log
+                self._trimIdle()
 
     def groupCount(self):
+        """Logs kept: watched and idle."""
         with self._cond:
-            return len(self._logs)
+            return len(self._logs) + len(self._idle)
 
     def health(self):
         # Nothing to lose contact with: delivery works while the process

@@ -119,12 +119,18 @@ local function ensure(key, ttl)
 end
 local function info(key)
   local i = redis.call('XINFO', 'STREAM', key)
-  local last, base
+  local last, base, added, length
   for k = 1, #i, 2 do
     if i[k] == 'last-generated-id' then last = i[k + 1]
-    elseif i[k] == 'max-deleted-entry-id' then base = i[k + 1] end
+    elseif i[k] == 'max-deleted-entry-id' then base = i[k + 1]
+    elseif i[k] == 'entries-added' then added = i[k + 1]
+    elseif i[k] == 'length' then length = i[k + 1] end
   end
-  return last, base
+  -- Fresh: nothing was ever trimmed (only the creation entry is gone), so
+  -- the base is the log's creation.
+  local fresh = 0
+  if added == length + 1 then fresh = 1 end
+  return last, base, fresh
 end
 """
 
@@ -143,17 +149,17 @@ redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return id
 """
 
-# KEYS[1] log; ARGV: ttl ms -> {last id, base}
+# KEYS[1] log; ARGV: ttl ms -> {last id, base, fresh}
 LATEST = _LUA_COMMON + """
 ensure(KEYS[1], ARGV[1])
-local last, base = info(KEYS[1])
-return {last, base}
+local last, base, fresh = info(KEYS[1])
+return {last, base, fresh}
 """
 
 # KEYS[1] log; ARGV: ttl ms, '(' .. after, count -> {last, base, entries}
 READ = _LUA_COMMON + """
 ensure(KEYS[1], ARGV[1])
-local last, base = info(KEYS[1])
+local last, base, _fresh = info(KEYS[1])
 local entries = redis.call('XRANGE', KEYS[1], ARGV[2], '+', 'COUNT', ARGV[3])
 return {last, base, entries}
 """
@@ -213,6 +219,10 @@ class RedisBroker:
     maxBackoff = 5.0            # seconds between reconnection attempts
     presenceTimeout = 30.0      # seconds before a silent process's pages go
     shared = True               # presence is shared (IPresence)
+    blocking = True             # calls may wait on the network
+    # A mark is this much older than Redis's clock as this process
+    # estimates it, beside the round trip of the estimate (see mark()).
+    markMargin = 0.05
 
     def __init__(self, url, historySize=1000, prefix=None, streamTTL=None,
                  presenceTimeout=None):
@@ -248,6 +258,8 @@ class RedisBroker:
         self.available = False
         self.lastError = None   # why the reader lost Redis (None: it has it)
         self.reconnects = 0
+        self.clockOffset = 0.0  # Redis's clock minus ours, in seconds
+        self.clockError = 0.0   # how far off that may be (a round trip)
         options = dict(decode_responses=True, socket_connect_timeout=2,
                        health_check_interval=0)
         try:
@@ -272,6 +284,7 @@ class RedisBroker:
             raise ValueError('the Redis broker at %s runs redis-server %s; '
                              'zorg.live needs 7.0 or newer'
                              % (redactURL(url), version))
+        self._measureClock(self._redis)
         self.available = True
         self._publish = self._redis.register_script(PUBLISH)
         self._latest = self._redis.register_script(LATEST)
@@ -338,14 +351,42 @@ class RedisBroker:
                    for event_id, fields in items]
         return entries, after >= parseId(base)
 
+    def readLocal(self, group_id, after, limit=1000):
+        with self._lock:
+            cache = self._caches.get(group_id)
+            if cache is None or after < cache.start:
+                return None
+            start = bisect.bisect_right(cache.positions, after)
+            return cache.entries[start:start + limit], True
+
     def latest(self, group_id):
-        last, _base = self._stored(group_id)
+        last, _base, _fresh = self._stored(group_id)
         self._watch(group_id, last)
         return last
+
+    def latestLocal(self, group_id):
+        # The newest position the reader has seen: never beyond the log's
+        # newest, maybe a moment behind it.
+        cache = self._caches.get(group_id)
+        return None if cache is None else cache.head
+
+    def bounds(self, group_id):
+        last, base, fresh = self._stored(group_id)
+        self._watch(group_id, last)
+        return base, last, fresh
 
     def base(self, group_id):
         """The newest position dropped from the log (or its creation)."""
         return self._stored(group_id)[1]
+
+    def mark(self):
+        """A position older than any entry XADDed from now on, to any
+        stream: stream ids start with Redis's clock in milliseconds. Made
+        from this process's clock and its measured offset to Redis's (no
+        round trip), less `markMargin` for the estimate's error."""
+        now = (time.time() + self.clockOffset - self.clockError
+               - self.markMargin)
+        return (int(now * 1000), 0)
 
     def parsePosition(self, text):
         text = str(text).strip()
@@ -449,13 +490,23 @@ class RedisBroker:
     # -- internals -------------------------------------------------------
 
     def _stored(self, group_id):
-        """(last id, base) of the log in Redis, creating it if needed."""
+        """(last id, base, fresh) of the log in Redis, creating it if
+        needed."""
         try:
-            last, base = self._latest(keys=[self._key(group_id)],
-                                      args=[self._ttl])
+            last, base, fresh = self._latest(keys=[self._key(group_id)],
+                                             args=[self._ttl])
         except UNAVAILABLE as e:
             raise self._unavailable(e)
-        return parseId(last), parseId(base)
+        return parseId(last), parseId(base), bool(fresh)
+
+    def _measureClock(self, client):
+        """Estimate Redis's clock against ours (the midpoint of a TIME
+        round trip)."""
+        before = time.time()
+        seconds, micros = client.time()
+        after = time.time()
+        self.clockOffset = seconds + micros / 1e6 - (before + after) / 2
+        self.clockError = after - before
 
     def _watch(self, group_id, last=None):
         """The cache of a group, watching the group from now on."""
@@ -511,10 +562,16 @@ class RedisBroker:
                     if time.monotonic() - lastRefresh > self.block:
                         lastRefresh = time.monotonic()
                         self._refreshExpiry()
+                        self._measureClock(self._reader)
             except Exception as e:
                 if self._stopping.is_set():
                     break
-                if self.available:
+                if not isinstance(e, UNAVAILABLE):
+                    # Not a lost connection: a bug or a Redis that answers
+                    # what we did not expect. Say where, every time.
+                    log.exception('the Redis broker reader at %s failed; '
+                                  'reconnecting', redactURL(self.url))
+                elif self.available:
                     log.warning('lost the Redis broker at %s (%s); '
                                 'reconnecting', redactURL(self.url), e)
                 self.lastError = str(e) or type(e).__name__
@@ -536,8 +593,9 @@ class RedisBroker:
             groups = list(self._caches)
         latest = {}
         for group_id in groups:
-            last, _base = self._latest(keys=[self._key(group_id)],
-                                       args=[self._ttl], client=self._reader)
+            last, _base, _fresh = self._latest(
+                keys=[self._key(group_id)], args=[self._ttl],
+                client=self._reader)
             latest[group_id] = parseId(last)
         with self._cond:
             for group_id, last in latest.items():

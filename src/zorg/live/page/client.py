@@ -49,6 +49,8 @@ class LivePageClient:
         self.lastSeen = time.monotonic()
 
     def expired(self, now):
+        # Never less than two long-poll waits: a page that waits as it is
+        # told must not be dropped for it (a stream is active: never).
         timeout = max(self.clientTimeout, 2 * self.refreshInterval)
         return self.active == 0 and now - self.lastSeen > timeout
 

@@ -36,16 +36,104 @@ Everything that decides what a page is sent lives here; the long-poll path
 9. A page adopted from another process (its record shared through the
    broker) starts with the cursor of its record, and its first request's
    last event id moves it on (rules 7 and 8).
+10. Registration takes the cursor from the request's *mark*: the broker's
+   position when the request entered the server, before the publisher
+   opened its database connection (whose snapshot the HTML is rendered
+   from). An event committed after the snapshot was published after the
+   mark, so it lies after the cursor: the page never misses it. An event
+   committed before the snapshot but published after the mark is in the
+   HTML *and* after the cursor: the page may receive it once more, so
+   events that are not idempotent carry a key that the client
+   de-duplicates (see `startCursor` and delivery.txt). Without a mark
+   (a page rendered outside a server) the cursor is the log's newest
+   position.
 
-The object is guarded by the manager's lock; it does no locking itself.
+What a waiting request does when it wakes is decided by one table per
+transport (LONGPOLL_WAKE, STREAM_WAKE), and the long-poll loop itself is
+`holdOutput`, a generator that does no I/O: the threaded driver
+(LivePageManager.output) and the event loop (LiveApp) run the same loop and
+differ only in how they read and wait.
+
+The Delivery object is guarded by the manager's lock; it does no locking
+itself and nothing here does I/O.
 """
 
-import json
-
 from zorg.live.interfaces import BadRequest
-from zorg.live.page.event import Idle, encode
+from zorg.live.page.wire import answer
 
-IDLE_JSON = encode(Idle())
+# Why a waiting request woke up.
+PUBLISH = 'publish'        # its group's log grew
+TIMEOUT = 'timeout'        # its wait ran out (long-poll: answer idle;
+#                            SSE: time for a heartbeat)
+SUPERSEDED = 'superseded'  # a newer request of the same page started
+DRAIN = 'drain'            # the server is shutting down
+DISCONNECT = 'disconnect'  # the client went away
+
+# What the request does then.
+READ = 'read'              # read the log again (maybe answer with news)
+ANSWER = 'answer'          # answer now with what it has (maybe idle)
+HEARTBEAT = 'heartbeat'    # SSE: send a heartbeat, keep streaming
+RECONNECT = 'reconnect'    # tell the page to reconnect; record nothing
+STOP = 'stop'              # nobody to answer; record nothing
+
+WAIT = 'wait'              # holdOutput asks its driver to wait
+
+LONGPOLL_WAKE = {
+    PUBLISH: READ,
+    TIMEOUT: READ,        # the deadline check then answers idle
+    SUPERSEDED: ANSWER,   # idle, not recorded (rule 5)
+    DRAIN: RECONNECT,
+    DISCONNECT: STOP,
+}
+
+STREAM_WAKE = {
+    PUBLISH: READ,
+    TIMEOUT: HEARTBEAT,
+    SUPERSEDED: RECONNECT,  # the page opened another stream or poll
+    DRAIN: RECONNECT,
+    DISCONNECT: STOP,
+}
+
+
+def startCursor(mark, base, latest, fresh):
+    """The cursor of a page registered by a request with `mark` (rule 10).
+
+    `base`, `latest` and `fresh` describe the group's log now: reads after
+    `base` are complete, `latest` is its newest position, and `fresh` says
+    the log did not exist at `base` (it was created then, not trimmed), so
+    nothing of it can be older than `base`.
+    """
+    if mark is None or mark >= latest:
+        return latest
+    if mark >= base:
+        return mark
+    if fresh:
+        return base     # the log began after the mark: nothing missed
+    # History after the mark was dropped: the first read says
+    # recovered:false and the page reloads.
+    return mark
+
+
+def holdOutput(client, generation, deadline, clock):
+    """The long-poll loop, without I/O: a generator that its driver runs.
+
+    It yields ``(READ, cursor)`` and is sent ``(texts, end)``: the events
+    for the page after `cursor` and the position the read reached. It
+    yields ``(WAIT, cursor, seconds)`` and is sent the reason the wait
+    ended. It returns ``(outcome, texts, end)``: ANSWER, RECONNECT or
+    STOP (see LONGPOLL_WAKE).
+    """
+    cursor = client.delivery.acked
+    while True:
+        texts, cursor = yield READ, cursor
+        remaining = deadline - clock()
+        if (texts or remaining <= 0
+                or generation != client.delivery.generation):
+            return ANSWER, texts, cursor
+        reason = yield WAIT, cursor, remaining
+        outcome = LONGPOLL_WAKE[reason]
+        if outcome != READ:
+            return outcome, texts, cursor
 
 
 class Pending:
@@ -150,9 +238,3 @@ class Delivery:
     def _ack(self, position):
         if position > self.acked:
             self.acked = position
-
-
-def answer(num, texts):
-    """The JSON body of the answer to output request `num`."""
-    events = ','.join(texts) if texts else IDLE_JSON
-    return '{"outputNum":%s,"events":[%s]}' % (json.dumps(num), events)

@@ -72,12 +72,25 @@ class _HTMLEvent(Event):
         super().__init__(target=str(target), html=escape_html(html))
 
 
-class Append(_HTMLEvent):
+class _KeyedHTMLEvent(_HTMLEvent):
+    """An insertion that may carry a `key`: the page adds the fragment only
+    when `target` holds no element with ``data-live-key`` equal to it, so
+    a fragment that the page's HTML already shows is not shown twice
+    (delivery.txt, "Render and subscribe"). The fragment itself should
+    carry the same ``data-live-key``."""
+
+    def __init__(self, target, html, key=None):
+        super().__init__(target, html)
+        if key is not None:
+            self._fields['key'] = str(key)
+
+
+class Append(_KeyedHTMLEvent):
     """Append HTML to the children of `target`."""
     name = 'append'
 
 
-class Prepend(_HTMLEvent):
+class Prepend(_KeyedHTMLEvent):
     """Insert HTML before the first child of `target`."""
     name = 'prepend'
 

@@ -22,9 +22,17 @@ id (delivery.py, rules 8 and 9). So any process serves any page: no
 sticky sessions. The processes that serve a page refresh its record's
 expiry; an explicit close deletes it, a timeout here does not (the page
 may live on in another process).
+
+The I/O boundary: the lock guards this process's memory (the registry and
+the pages' delivery state) and is never held across a broker call, which
+may be a network round trip. Registering and closing do their broker work
+(presence, records, the log's position) outside it. The event loop must
+not wait on the broker at all: it calls the steps with ``local=True``,
+which either finish from memory (the memory broker, or the Redis broker's
+cache) or raise `WouldBlock` before changing anything, and the loop then
+runs the same step in its broker executor (server/asgi.py).
 """
 
-import json
 import logging
 import threading
 import time
@@ -41,8 +49,10 @@ from zorg.live.interfaces import (
     UnknownPage)
 from zorg.live.page import audience as _audience
 from zorg.live.page.client import LivePageClient, redact
+from zorg.live.page import delivery as _delivery
 from zorg.live.page.delivery import Delivery
 from zorg.live.page.event import Close, Error, Join, Leave, encode
+from zorg.live.page.wire import reconnectAnswer, reloadText
 
 READ_LIMIT = 500  # events in one answer; the rest come with the next
 
@@ -80,10 +90,44 @@ class StandInClient(LivePageClient):
                                                  self.group_id)
 
 
-def _reloadText(broker, position):
-    return json.dumps({'id': broker.formatPosition(position),
-                       'event': 'reload', 'recovered': False},
-                      separators=(',', ':'))
+class WouldBlock(Exception):
+    """A step called with ``local=True`` needs the broker's I/O; nothing
+    was changed. The event loop runs the step again in its executor."""
+
+
+MARK = 'zorg.live.mark'   # WSGI environ: the request's mark
+TRANSPORTS = 'zorg.live.transports'   # WSGI environ: what the server offers
+
+
+def requestEnviron(request):
+    """The WSGI environ of `request` (zope.publisher keeps it as
+    ``_orig_env``, ZPublisher as ``environ``), or an empty dict."""
+    for name in ('environ', '_orig_env'):
+        environ = getattr(request, name, None)
+        if isinstance(environ, dict):
+            return environ
+    return {}
+
+
+def requestMark(request):
+    """The broker position taken when `request` entered the server (rule
+    10 of delivery.py), or None."""
+    return requestEnviron(request).get(MARK)
+
+
+def markRequests(app, manager, transports=('sse', 'longpoll')):
+    """WSGI middleware: record the broker's position in each request's
+    environ before the application (and its database connection) sees it,
+    and which output transports the server offers. `manager` is the
+    ILivePageManager or a callable returning it."""
+    offered = ' '.join(transports)
+
+    def marked(environ, start_response):
+        m = manager() if callable(manager) else manager
+        environ[MARK] = m.broker.mark()
+        environ[TRANSPORTS] = offered
+        return app(environ, start_response)
+    return marked
 
 
 def recordTTL(client):
@@ -167,26 +211,40 @@ class LivePageManager:
 
     # -- registry --------------------------------------------------------
 
-    def register(self, client):
+    def register(self, client, mark=None):
+        """Register `client` (an ILivePageClient). `mark` is the position
+        taken when the request entered the server (requestMark), from
+        which the page's cursor starts (rule 10 of delivery.py)."""
         self._maybeReap()
-        first = False
+        broker = self.broker
+        base, latest, fresh = broker.bounds(client.group_id)
+        client.delivery = Delivery(
+            _delivery.startCursor(mark, base, latest, fresh))
         with self._lock:
-            client.delivery = Delivery(self.broker.latest(client.group_id))
-            if client.anonymous:
-                self._saveRecord(client)
-            elif (len(self.getClientsFor(client.principal))
-                  >= self.maxPagesPerPrincipal):
+            # Counted and admitted under the lock, so that two requests at
+            # once cannot both take the last place under the cap.
+            if (not client.anonymous and len(self.getClientsFor(
+                    client.principal)) >= self.maxPagesPerPrincipal):
                 client.refused = True
             else:
-                # First, as they may raise (broker unavailable): then
-                # nothing is registered.
+                self._admit(client)
+        first = False
+        if not client.refused:
+            try:
                 self._saveRecord(client)
-                first = self.presence.join(client.group_id, client.principal,
-                                           client.title, client.uuid)
-                members = self._members.setdefault(client.group_id, {})
-                members.setdefault(client.principal, []).append(client)
-            self._clients[client.uuid] = client
-            self._pages.setdefault(client.group_id, set()).add(client.uuid)
+                if not client.anonymous:
+                    first = self.presence.join(
+                        client.group_id, client.principal, client.title,
+                        client.uuid)
+            except BaseException:
+                # Broker unavailable: nothing stays registered.
+                self._forget(client)
+                raise
+        else:
+            with self._lock:
+                self._clients[client.uuid] = client
+                self._pages.setdefault(client.group_id, set()).add(
+                    client.uuid)
         if client.refused:
             self.publishToClient(Error(
                 'Too many open pages for this user (the limit is %d): close '
@@ -199,45 +257,76 @@ class LivePageManager:
             zope.event.notify(PrincipalJoinedEvent(client))
         return client
 
-    def unregister(self, uuid, reason='closed'):
-        last = False
-        if reason == 'closed' and self.records is not None:
-            # Closed for good, wherever it was served; a timeout here
-            # keeps the record (the page may be alive in another process).
-            self.records.dropPage(uuid)
+    def _admit(self, client):
+        """Enter `client` in the registry (under the lock)."""
+        self._clients[client.uuid] = client
+        self._pages.setdefault(client.group_id, set()).add(client.uuid)
+        if not client.anonymous:
+            members = self._members.setdefault(client.group_id, {})
+            members.setdefault(client.principal, []).append(client)
+
+    def _forget(self, client):
+        """Take `client` out of the registry; True when it was there, and
+        with it whether it was a member and whether its group has pages
+        left: ``(found, member, pagesLeft)``."""
         with self._lock:
-            client = self._clients.pop(uuid, None)
-            if client is None:
-                return None
+            if self._clients.get(client.uuid) is not client:
+                return False, False, True
+            del self._clients[client.uuid]
             group_id = client.group_id
             pages = self._pages.get(group_id, set())
-            pages.discard(uuid)
+            pages.discard(client.uuid)
             members = self._members.get(group_id, {})
             same = members.get(client.principal, [])
-            if client in same:
+            member = client in same
+            if member:
                 same.remove(client)
                 if not same:
                     del members[client.principal]
                     if not members:
                         self._members.pop(group_id, None)
-                last = self.presence.leave(group_id, client.principal, uuid)
-            # With shared presence, pages of other processes want to know
-            # even when this process has none left in the group.
-            if last and (pages or self.presence.shared):
-                self._publishPresence(Leave(client.principal, client.title),
-                                      group_id)
             if not pages:
-                # Nobody reads the log any more: free it. A page coming
-                # back later finds a new log and is told what it missed.
+                # Nobody here reads the log any more. The broker keeps it
+                # among its idle logs (bounded); a page coming back later
+                # is told what it missed, or that it cannot be told.
                 self._pages.pop(group_id, None)
                 self.broker.dropGroup(group_id)
+            return True, member, bool(pages)
+
+    def unregister(self, uuid, reason='closed', expiredAt=None):
+        """Drop page `uuid`. With `expiredAt` (the reaper's clock), only
+        if it is still expired then: a request may have come meanwhile."""
+        with self._lock:
+            client = self._clients.get(uuid)
+            if client is None:
+                return None
+            if expiredAt is not None and not client.expired(expiredAt):
+                return None
+        found, member, pagesLeft = self._forget(client)
+        if not found:
+            return None
+        if reason == 'closed' and self.records is not None:
+            # Closed for good, wherever it was served; a timeout here
+            # keeps the record (the page may be alive in another process).
+            self.records.dropPage(uuid)
+        last = False
+        if member:
+            last = self.presence.leave(client.group_id, client.principal,
+                                       uuid)
+        # With shared presence, pages of other processes want to know
+        # even when this process has none left in the group.
+        if last and (pagesLeft or self.presence.shared):
+            self._publishPresence(Leave(client.principal, client.title),
+                                  client.group_id)
         if last:
             zope.event.notify(PrincipalLeftEvent(client))
         return client
 
-    def getClient(self, uuid):
+    def getClient(self, uuid, local=False):
         client = self._clients.get(uuid)
         if client is None:
+            if local and self.records is not None:
+                raise WouldBlock('adopt')
             client = self.adopt(uuid)
         if client is None:
             raise UnknownPage(
@@ -286,22 +375,23 @@ class LivePageManager:
                         redact(uuid))
             return None
         client.adopted = True
-        first = False
+        # Reads start at the record's cursor; the request's last event id
+        # moves them on (delivery.py, rule 9). No per-principal cap: the
+        # page was admitted where it was registered.
+        client.delivery = Delivery(cursor)
         with self._lock:
             existing = self._clients.get(uuid)
             if existing is not None:
                 return existing     # adopted meanwhile by another request
-            # Reads start at the record's cursor; the request's last event
-            # id moves them on (delivery.py, rule 9). No per-principal cap:
-            # the page was admitted where it was registered.
-            client.delivery = Delivery(cursor)
-            if not client.anonymous:
+            self._admit(client)
+        first = False
+        if not client.anonymous:
+            try:
                 first = self.presence.join(client.group_id, client.principal,
                                            client.title, uuid)
-                members = self._members.setdefault(client.group_id, {})
-                members.setdefault(client.principal, []).append(client)
-            self._clients[uuid] = client
-            self._pages.setdefault(client.group_id, set()).add(uuid)
+            except BaseException:
+                self._forget(client)
+                raise
         if first:
             # The page had left (its process died or dropped it): back.
             self._publishPresence(Join(client.principal, client.title),
@@ -387,37 +477,52 @@ class LivePageManager:
 
     # -- output: the steps shared by every server --------------------------
 
-    def beginOutput(self, uuid, outputNum, lastEventId=None):
+    def _newest(self, client, last, local):
+        """The log's newest position, to check a last event id against
+        (rule 7); None when there is no id to check. Known in memory when
+        the id is not beyond what this process has seen of the log."""
+        if last is None:
+            return None
+        newest = self.broker.latestLocal(client.group_id)
+        if newest is None or last > newest:
+            if local:
+                raise WouldBlock('latest')
+            newest = self.broker.latest(client.group_id)
+        return newest
+
+    def beginOutput(self, uuid, outputNum, lastEventId=None, local=False):
         """Start long-poll request N: ``(client, N, body, generation)``.
 
-        `body` is the answer to resend, or None when the caller must
-        collect events from ``client.delivery.acked`` and `finishOutput`.
-        Bad input raises before anything changes.
+        `body` is the answer to resend, or None when the caller must hold
+        the request (`holdOutput`) and end it with `endOutput`. Bad input
+        raises before anything changes.
         """
-        self._maybeReap()
-        client = self.getClient(uuid)
+        if not local:
+            self._maybeReap()
+        client = self.getClient(uuid, local)
         num = parseOutputNum(outputNum)
         last = self.parseEventId(lastEventId)
+        newest = self._newest(client, last, local)
         with self._lock:
-            newest = self.broker.latest(client.group_id)
             body, generation = client.delivery.begin(num, last, newest)
             client.transport = 'longpoll'
             client.touch()
         return client, num, body, generation
 
-    def beginStream(self, uuid, lastEventId=None):
+    def beginStream(self, uuid, lastEventId=None, local=False):
         """Start an SSE stream: ``(client, position to stream from)``."""
-        self._maybeReap()
-        client = self.getClient(uuid)
+        if not local:
+            self._maybeReap()
+        client = self.getClient(uuid, local)
         last = self.parseEventId(lastEventId)
+        newest = self._newest(client, last, local)
         with self._lock:
-            newest = self.broker.latest(client.group_id)
             cursor = client.delivery.resume(last, newest)
             client.transport = 'sse'
             client.touch()
         return client, cursor
 
-    def collectEntries(self, client, after):
+    def collectEntries(self, client, after, local=False):
         """The events for `client` after position `after`, as
         ``([(position, json_text), ...], end)``.
 
@@ -426,10 +531,20 @@ class LivePageManager:
         answer is one reload event that says ``recovered: false``.
         """
         broker = self.broker
-        entries, recovered = broker.read(client.group_id, after, READ_LIMIT)
+        if local:
+            read = broker.readLocal(client.group_id, after, READ_LIMIT)
+            if read is None:
+                raise WouldBlock('read')
+        else:
+            read = broker.read(client.group_id, after, READ_LIMIT)
+        entries, recovered = read
         if not recovered:
-            end = broker.latest(client.group_id)
-            return [(end, _reloadText(broker, end))], end
+            end = broker.latestLocal(client.group_id)
+            if end is None or end < after:
+                if local:
+                    raise WouldBlock('latest')
+                end = broker.latest(client.group_id)
+            return [(end, reloadText(broker.formatPosition(end)))], end
         end = entries[-1][0] if entries else after
         return self.select(client, entries), end
 
@@ -440,9 +555,9 @@ class LivePageManager:
         return [(pos, text) for pos, text, aud in entries
                 if aud is None or accepts(aud, client)]
 
-    def collect(self, client, after):
+    def collect(self, client, after, local=False):
         """Like collectEntries, without the positions: ``(texts, end)``."""
-        entries, end = self.collectEntries(client, after)
+        entries, end = self.collectEntries(client, after, local)
         return [text for _pos, text in entries], end
 
     def holdStarted(self, client):
@@ -465,28 +580,45 @@ class LivePageManager:
             client.touch()
         return body
 
+    def endOutput(self, client, num, generation, outcome, texts, end):
+        """The body that ends long-poll request `num` after holdOutput
+        returned `outcome` (None: nobody to answer)."""
+        if outcome == _delivery.ANSWER:
+            return self.finishOutput(client, num, generation, texts, end)
+        if outcome == _delivery.RECONNECT:
+            return reconnectAnswer(num)
+        return None
+
     def output(self, uuid, outputNum, lastEventId=None, timeout=None):
-        """The threaded long-poll (WSGI-HTTP, doctests): block and answer."""
+        """The threaded driver of the long-poll (WSGI-HTTP, doctests):
+        runs holdOutput, reading and waiting in this thread."""
         client, num, body, generation = self.beginOutput(uuid, outputNum,
                                                          lastEventId)
         if body is not None:
             return body
         if timeout is None:
             timeout = client.refreshInterval
-        deadline = time.monotonic() + timeout
-        cursor = client.delivery.acked
+        clock = time.monotonic
+        loop = _delivery.holdOutput(client, generation, clock() + timeout,
+                                    clock)
         self.holdStarted(client)
         try:
+            step = next(loop)
             while True:
-                texts, cursor = self.collect(client, cursor)
-                remaining = deadline - time.monotonic()
-                if (texts or remaining <= 0
-                        or generation != client.delivery.generation):
-                    break
-                self.broker.waitFor(client.group_id, cursor, remaining)
+                if step[0] == _delivery.READ:
+                    result = self.collect(client, step[1])
+                else:
+                    _wait, cursor, remaining = step
+                    news = self.broker.waitFor(client.group_id, cursor,
+                                               remaining)
+                    result = (_delivery.PUBLISH if news
+                              else _delivery.TIMEOUT)
+                step = loop.send(result)
+        except StopIteration as stop:
+            outcome, texts, end = stop.value
         finally:
             self.holdEnded(client)
-        return self.finishOutput(client, num, generation, texts, cursor)
+        return self.endOutput(client, num, generation, outcome, texts, end)
 
     def rewind(self, client, position):
         """Let a newly registered page continue after `position`, the last
@@ -527,7 +659,10 @@ class LivePageManager:
         with self._lock:
             expired = [c.uuid for c in self._clients.values()
                        if c.expired(now)]
+        gone = 0
         for uuid in expired:
-            self.unregister(uuid, reason='timeout')
+            # Checked again under the lock: a request may have come since.
+            if self.unregister(uuid, reason='timeout', expiredAt=now):
+                gone += 1
         self.refreshRecords(now)
-        return len(expired)
+        return gone

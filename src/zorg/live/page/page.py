@@ -21,6 +21,7 @@ from zorg.live.interfaces import (
     IPageIdGenerator, TooLarge)
 from zorg.live.page.client import LivePageClient, randomPageId
 from zorg.live.page.event import IEvent, encode
+from zorg.live.page.manager import TRANSPORTS, requestEnviron, requestMark
 
 HANDLER_MARK = '_zorg_live_handler'
 SCRIPT_PATH = '++resource++zorgajax/livepage.js'
@@ -135,7 +136,8 @@ class LivePage(BrowserPage):
         client = zope.component.queryAdapter(self, ILivePageClient)
         if client is None:
             client = pageClient(self)
-        self.client = self.manager.register(client)
+        self.client = self.manager.register(client,
+                                            requestMark(self.request))
         return self.client
 
     def clientURL(self):
@@ -145,11 +147,21 @@ class LivePage(BrowserPage):
         base = self.request.getApplicationURL()
         manager = self.manager
         last = manager.broker.formatPosition(self.client.delivery.acked)
+        client = self.client
+        # The server tells the script its timings and what it offers, so
+        # that the two cannot disagree (a long-poll held longer than the
+        # script waits would be taken for lost).
+        offered = requestEnviron(self.request).get(TRANSPORTS,
+                                                   'sse longpoll')
         attrs = [('src', '%s/%s' % (base, SCRIPT_PATH)),
                  ('data-uuid', self.uuid),
                  ('data-client-url', self.clientURL()),
                  ('data-last-event-id', last),
-                 ('data-transport', self.transport)]
+                 ('data-transport', self.transport),
+                 ('data-transports', offered),
+                 ('data-refresh-interval', '%g' % client.refreshInterval),
+                 ('data-heartbeat-interval',
+                  '%g' % client.heartbeatInterval)]
         if self.presenceTarget:
             attrs.append(('data-presence-target', self.presenceTarget))
         return '<script %s></script>' % ' '.join(

@@ -11,14 +11,31 @@ published; that schedules one `_wake` in the loop (publishes that arrive
 before it runs share it), which resolves the futures of the long-polls
 waiting on those groups and has `Fanout` write the news to their idle SSE
 streams. Nothing polls.
+
+The loop never waits on the broker. The core's steps are called with
+``local=True`` first (`step`): the memory broker, and the Redis broker's
+cache of what its reader thread saw, answer from memory. A step that would
+need a round trip raises WouldBlock before it changes anything and runs
+again in a small executor of its own (`io`), as does everything that always
+needs the broker (closing a page, the reaper, upload progress, the health
+probe). A broker that hangs then delays only the requests that need it;
+heartbeats, health and every page the cache serves keep going. A queue of
+calls waiting on the broker is bounded (`MAX_WAITING_IO`): more get 503
+broker-unavailable at once.
+
+This module is the asyncio driver of the core (page/manager.py,
+page/delivery.py): it runs the same long-poll loop (`holdOutput`) as the
+threaded driver, and every byte it sends comes from page/wire.py.
 """
 
 import asyncio
+import functools
 import json
 import logging
 import os
 import re
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qs
 
 import zope.component
@@ -26,8 +43,12 @@ from a2wsgi import WSGIMiddleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from zorg.live.interfaces import (
-    BadRequest, ILivePageManager, LiveError, TooLarge)
+    BadRequest, BrokerUnavailable, ILivePageManager, LiveError, TooLarge)
+from zorg.live.page import delivery as rules
 from zorg.live.page.client import LivePageClient
+from zorg.live.page.manager import WouldBlock, markRequests
+from zorg.live.page.wire import (
+    SSE_HEARTBEAT, SSE_PREAMBLE, SSE_RECONNECT, FrameCache, errorBody)
 from zorg.live.server import health
 from zorg.live.server.fanout import Fanout, Parked, resolve
 from zorg.live.server.progress import progressReceive
@@ -40,8 +61,9 @@ JSON_HEADERS = [(b'content-type', b'application/json'),
 SSE_HEADERS = [(b'content-type', b'text/event-stream; charset=utf-8'),
                (b'cache-control', b'no-cache'),
                (b'x-accel-buffering', b'no')]
-RECONNECT_JSON = '{"event":"reconnect"}'
-FRAME_CACHE = 20000
+# Calls that may wait on the broker at once; more get 503 at once (a hung
+# broker must not collect an unbounded queue of requests).
+MAX_WAITING_IO = 1000
 
 
 async def respond(send, status, body, extra=()):
@@ -55,7 +77,7 @@ async def respond(send, status, body, extra=()):
 
 
 async def respondError(send, error, extra=()):
-    await respond(send, error.status, json.dumps(error.asDict()), extra)
+    await respond(send, error.status, errorBody(error), extra)
 
 
 def tooLarge(limit):
@@ -77,21 +99,27 @@ class LiveApp:
 
     def __init__(self, wsgi_app, settings, manager=None):
         self.settings = settings
+        self._manager = manager
+        # Each request of the site is marked with the broker's position
+        # before the publisher opens the database (delivery.py, rule 10).
         # X-Forwarded-For/-Proto from a trusted proxy (uvicorn's rule and
         # its FORWARDED_ALLOW_IPS variable) for the site's requests.
         self.wsgi = ProxyHeadersMiddleware(
-            WSGIMiddleware(wsgi_app, workers=settings.threads),
+            WSGIMiddleware(markRequests(wsgi_app, lambda: self.manager),
+                           workers=settings.threads),
             trusted_hosts=os.environ.get('FORWARDED_ALLOW_IPS', '127.0.0.1'))
-        self._manager = manager
         self.loop = None
         self.waiters = {}     # group id -> set of futures
         self.parked = {}      # page id -> Parked
-        self.frames = {}      # position -> SSE frame bytes
+        self.frames = None    # FrameCache (set at startup)
         self.fanout = None    # the idle SSE streams (set at startup)
+        self.probe = None     # health.Probe (set at startup)
         self.draining = False
-        self._reaper = self._beater = None
+        self._tasks = []
         self._woken = set()   # groups published to since the last _wake
         self._wokenLock = threading.Lock()
+        self._executor = None
+        self.waitingIO = 0    # calls waiting on the broker now
 
     @property
     def manager(self):
@@ -105,40 +133,107 @@ class LiveApp:
         if self.loop is not None:
             return
         self.loop = asyncio.get_running_loop()
-        self.fanout = Fanout(self.manager, self.frame, self.loop.time,
-                             self.loop.call_soon)
-        self.manager.broker.addListener(self._onPublish)
-        self._reaper = self.loop.create_task(self._reap())
-        self._beater = self.loop.create_task(self._beat())
+        broker = self.manager.broker
+        if broker.blocking:
+            self._executor = ThreadPoolExecutor(
+                self.settings.broker_threads,
+                thread_name_prefix='zorg.live broker')
+        self.frames = FrameCache(broker.formatPosition)
+        self.fanout = Fanout(self.manager, self.frames.frames,
+                             self.loop.time, self.loop.call_soon)
+        self.probe = health.Probe(self.settings.health_timeout)
+        broker.addListener(self._onPublish)
+        self._tasks = [self.loop.create_task(coro) for coro in (
+            self._reap(), self._beat(), self._probe())]
 
     async def shutdown(self):
         self.manager.broker.removeListener(self._onPublish)
-        for task in (self._reaper, self._beater):
-            if task is not None:
-                task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        if self._executor is not None:
+            # Calls hung on the broker must not hold up the exit.
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # -- the broker, off the loop ----------------------------------------
+
+    async def io(self, func, *args):
+        """`func(*args)`, which may wait on the broker, in the broker
+        executor (the memory broker never waits: called here)."""
+        if self._executor is None:
+            return func(*args)
+        if self.waitingIO >= MAX_WAITING_IO:
+            raise BrokerUnavailable(
+                'the broker is not answering: %d calls wait for it; try '
+                'again shortly' % self.waitingIO)
+        self.waitingIO += 1
+        try:
+            return await self.loop.run_in_executor(
+                self._executor, functools.partial(func, *args))
+        finally:
+            self.waitingIO -= 1
+
+    async def step(self, func, *args):
+        """A step of the core: from memory when it can be (local=True),
+        else in the broker executor."""
+        try:
+            return func(*args, local=True)
+        except WouldBlock:
+            return await self.io(func, *args)
 
     def drain(self):
         """Shutting down: every waiting page is told to reconnect now."""
         self.draining = True
         for parked in list(self.parked.values()):
-            parked.wake('drain')
+            parked.wake(rules.DRAIN)
 
     async def _reap(self):
         interval = self.manager.reapInterval
         while True:
             await asyncio.sleep(interval)
             try:
-                self.manager.reapExpired()
+                await self.io(self.manager.reapExpired)
             except Exception:
                 log.exception('dropping silent pages failed')
 
     async def _beat(self):
         """Heartbeats of the idle SSE streams, all from this one task
-        (rather than a timer per stream)."""
+        (rather than a timer per stream). A failure is logged and the
+        task goes on: it serves every stream."""
         tick = min(1.0, LivePageClient.heartbeatInterval / 2)
         while True:
             await asyncio.sleep(tick)
-            self.fanout.beat()
+            try:
+                self.fanout.beat()
+            except Exception:
+                log.exception('writing SSE heartbeats failed')
+
+    async def _probe(self):
+        """The health probe: publish through the broker and see it come
+        back to this process's listener, again and again (health.py)."""
+        probe = self.probe
+        while True:
+            future = self.loop.create_future()
+            self.waiters.setdefault(probe.group, set()).add(future)
+            try:
+                await asyncio.wait_for(self._probeOnce(future),
+                                       probe.timeout)
+            except asyncio.CancelledError:
+                raise
+            except BaseException as e:
+                probe.failed(self.loop.time(), e)
+            else:
+                probe.passed(self.loop.time())
+            finally:
+                self.waiters.get(probe.group, set()).discard(future)
+            await asyncio.sleep(probe.interval)
+
+    async def _probeOnce(self, future):
+        if self.probe.pending is None or self.probe.pending.done():
+            # One publish at a time: a hung one is not piled upon.
+            self.probe.pending = asyncio.ensure_future(
+                self.io(self.probe.send, self.manager.broker))
+        await asyncio.shield(self.probe.pending)
+        await future
 
     def _onPublish(self, group_ids):
         with self._wokenLock:
@@ -156,7 +251,7 @@ class LiveApp:
             group_ids, self._woken = self._woken, set()
         for group_id in group_ids:
             for future in self.waiters.pop(group_id, ()):
-                resolve(future, 'publish')
+                resolve(future, rules.PUBLISH)
             self.fanout.push(group_id)
 
     async def _sleep(self, parked, group_id, timeout):
@@ -169,7 +264,7 @@ class LiveApp:
         if group_id is not None:
             waiting = self.waiters.setdefault(group_id, set())
             waiting.add(future)
-        timer = self.loop.call_later(timeout, resolve, future, 'timeout')
+        timer = self.loop.call_later(timeout, resolve, future, rules.TIMEOUT)
         try:
             reason = await future
         finally:
@@ -194,16 +289,16 @@ class LiveApp:
         while True:
             message = await receive()
             if message['type'] == 'http.disconnect':
-                parked.wake('disconnect')
+                parked.wake(rules.DISCONNECT)
                 return
 
     def _park(self, uuid, client=None, transport=None):
         old = self.parked.pop(uuid, None)
         if old is not None:
-            old.wake('superseded')
+            old.wake(rules.SUPERSEDED)
         parked = self.parked[uuid] = Parked(client, transport)
         if self.draining:
-            parked.wake('drain')
+            parked.wake(rules.DRAIN)
         return parked
 
     def _unpark(self, uuid, parked):
@@ -221,7 +316,8 @@ class LiveApp:
             match = LIVE_PATH.search(scope['path'])
             if match is None:
                 if scope['path'].endswith('/@@live-health'):
-                    return health.respond(self.manager, scope, send)
+                    return health.respond(self.manager, scope, send,
+                                          self.probe)
                 return self.passOn(scope, receive, send)
             uuid, step = match.groups()
             method = scope['method']
@@ -277,18 +373,18 @@ class LiveApp:
                 if not message.get('more_body', False):
                     break
             receive = _replay(bytes(body), receive)
-        receive = progressReceive(receive, self.manager, scope['headers'])
+        receive = await progressReceive(receive, self, scope['headers'])
         await self.wsgi(scope, receive, send)
 
     async def close(self, send, uuid):
         try:
-            self.manager.getClient(uuid)
+            await self.step(self.manager.getClient, uuid)
+            await self.io(self.manager.unregister, uuid)
         except LiveError as e:
             return await respondError(send, e)
-        self.manager.unregister(uuid)
         parked = self.parked.get(uuid)
         if parked is not None:
-            parked.wake('superseded')
+            parked.wake(rules.SUPERSEDED)
         await respond(send, 200, '{}')
 
     # -- long-poll -------------------------------------------------------
@@ -298,61 +394,49 @@ class LiveApp:
         num = query.get('outputNum', [''])[0]
         last = query.get('lastEventId', [None])[0]
         try:
-            client, num, body, generation = self.manager.beginOutput(
-                uuid, num, last)
+            client, num, body, generation = await self.step(
+                self.manager.beginOutput, uuid, num, last)
+            if body is None:
+                body = await self.hold(scope, client, num, generation,
+                                       receive)
         except LiveError as e:
             return await respondError(send, e)
-        if body is None:
-            body = await self.hold(scope, client, num, generation,
-                                   receive)
-            if body is None:
-                return  # the client went away; nothing was recorded
-        await respond(send, 200, body)
+        if body is not None:
+            await respond(send, 200, body)
+        # else the client went away; nothing was recorded
 
     async def hold(self, scope, client, num, generation, receive):
+        """Run the core's long-poll loop (delivery.holdOutput) in the
+        loop: reads from memory or the executor, waits on a future."""
         manager = self.manager
         uuid = client.uuid
         parked = self._park(uuid)
         watcher = self._watchDisconnect(scope, receive, parked)
-        deadline = self.loop.time() + client.refreshInterval
-        cursor = client.delivery.acked
-        self.manager.holdStarted(client)
+        clock = self.loop.time
+        loop = rules.holdOutput(client, generation,
+                                clock() + client.refreshInterval, clock)
+        manager.holdStarted(client)
         try:
+            step = next(loop)
             while True:
-                texts, cursor = manager.collect(client, cursor)
-                if texts:
-                    break
-                remaining = deadline - self.loop.time()
-                if remaining <= 0:
-                    break
-                reason = await self._sleep(parked, client.group_id,
-                                           remaining)
-                if reason == 'disconnect':
-                    return None
-                if reason == 'drain':
-                    return '{"outputNum":%d,"events":[%s]}' % (
-                        num, RECONNECT_JSON)
-                if reason == 'superseded':
-                    break
-            return manager.finishOutput(client, num, generation, texts,
-                                        cursor)
+                if step[0] == rules.READ:
+                    result = await self.step(manager.collect, client,
+                                             step[1])
+                else:
+                    result = await self._sleep(parked, client.group_id,
+                                               step[2])
+                step = loop.send(result)
+        except StopIteration as stop:
+            outcome, texts, end = stop.value
         finally:
-            self.manager.holdEnded(client)
+            manager.holdEnded(client)
             if watcher is not None:
                 watcher.cancel()
             self._unpark(uuid, parked)
+        return manager.endOutput(client, num, generation, outcome, texts,
+                                 end)
 
     # -- SSE -------------------------------------------------------------
-
-    def frame(self, position, text):
-        frame = self.frames.get(position)
-        if frame is None:
-            if len(self.frames) >= FRAME_CACHE:
-                self.frames.clear()
-            frame = self.frames[position] = b'id: %s\ndata: %s\n\n' % (
-                self.manager.broker.formatPosition(position).encode(),
-                text.encode('utf-8'))
-        return frame
 
     async def events(self, scope, receive, send, uuid):
         last = None
@@ -363,7 +447,8 @@ class LiveApp:
             query = parse_qs(scope['query_string'].decode('latin-1'))
             last = query.get('lastEventId', [None])[0]
         try:
-            client, cursor = self.manager.beginStream(uuid, last)
+            client, cursor = await self.step(self.manager.beginStream, uuid,
+                                             last)
         except LiveError as e:
             return await respondError(send, e)
         # LiveServerHTTP hands over the connection's transport: Fanout
@@ -377,6 +462,8 @@ class LiveApp:
         parked = self._park(uuid, client, transport)
         watcher = self._watchDisconnect(scope, receive, parked)
         manager = self.manager
+        group_id = client.group_id
+        frames = self.frames.frames
         manager.holdStarted(client)
         # The stream's loop is written out here rather than in helper
         # coroutines: every frame a waiting stream keeps alive is memory
@@ -384,46 +471,59 @@ class LiveApp:
         try:
             await send({'type': 'http.response.start', 'status': 200,
                         'headers': SSE_HEADERS})
-            await self._send(send, b'retry: 2000\n: connected\n\n', abort)
+            await self._send(send, SSE_PREAMBLE, abort)
             while True:
-                entries, cursor = manager.collectEntries(client, cursor)
-                if entries:
-                    await self._send(send, b''.join(
-                        self.frame(position, text)
-                        for position, text in entries), abort)
-                    continue
-                if parked.reason is not None:
-                    reason = parked.reason
-                elif transport is not None:
-                    # Idle: Fanout writes what comes next and the
-                    # heartbeats; this task wakes for the end, or for what
-                    # Fanout leaves to it (a poke).
-                    self.fanout.park(parked, cursor)
-                    parked.future = future = self.loop.create_future()
-                    try:
-                        reason = await future
-                    finally:
-                        parked.future = None
-                        cursor = self.fanout.unpark(parked)
-                    reason = parked.reason or reason
+                try:
+                    entries, cursor = await self.step(
+                        manager.collectEntries, client, cursor)
+                except LiveError as e:
+                    # The broker failed: the page reconnects (and learns
+                    # of the failure from the new request's answer).
+                    log.warning('ending an SSE stream: %s', e)
+                    reason = rules.DRAIN
                 else:
-                    reason = await self._sleep(parked, client.group_id,
-                                               client.heartbeatInterval)
-                if reason == 'disconnect':
+                    if entries:
+                        await self._send(send, frames(group_id, entries),
+                                         abort)
+                        continue
+                    reason = await self._idle(parked, cursor, transport,
+                                              client)
+                    if transport is not None:
+                        cursor = parked.cursor
+                action = rules.STREAM_WAKE[reason]
+                if action == rules.STOP:
                     return
-                if reason in ('drain', 'superseded'):
-                    await self._send(send, b'data: %s\n\n'
-                                     % RECONNECT_JSON.encode(), abort,
-                                     more=False)
+                if action == rules.RECONNECT:
+                    await self._send(send, SSE_RECONNECT, abort, more=False)
                     return
-                if reason == 'timeout':
+                if action == rules.HEARTBEAT:
                     client.touch()
-                    await self._send(send, b': heartbeat\n\n', abort)
+                    await self._send(send, SSE_HEARTBEAT, abort)
         finally:
             manager.holdEnded(client)
             if watcher is not None:
                 watcher.cancel()
             self._unpark(uuid, parked)
+
+    async def _idle(self, parked, cursor, transport, client):
+        """A stream that sent everything waits: for Fanout's writes and
+        heartbeats when it has the transport, else for a publish or its
+        heartbeat time. Returns why it woke."""
+        if parked.reason is not None:
+            return parked.reason
+        if transport is None:
+            return await self._sleep(parked, client.group_id,
+                                     client.heartbeatInterval)
+        # Fanout writes what comes next and the heartbeats; this task
+        # wakes for the end, or for what Fanout leaves to it (a poke).
+        self.fanout.park(parked, cursor)
+        parked.future = future = self.loop.create_future()
+        try:
+            reason = await future
+        finally:
+            parked.future = None
+            self.fanout.unpark(parked)
+        return parked.reason or reason
 
     async def _send(self, send, body, abort=None, more=True):
         """Send a chunk; a reader slower than send-timeout is dropped: its
@@ -436,4 +536,3 @@ class LiveApp:
                         'more_body': more})
         finally:
             timer.cancel()
-

@@ -73,7 +73,8 @@ def settingsFrom(options):
 def makeBroker(url, settings):
     if url.startswith('memory:'):
         from zorg.live.broker.memory import MemoryBroker
-        return MemoryBroker(historySize=settings.history_size)
+        return MemoryBroker(historySize=settings.history_size,
+                            maxIdleGroups=settings.max_idle_groups)
     if url.startswith('redis:') or url.startswith('rediss:'):
         from zorg.live.broker.redis import RedisBroker
         from zorg.live.interfaces import BrokerUnavailable

@@ -14,17 +14,29 @@ stream's later writes through uvicorn's ``send`` continue it seamlessly.
 A stream this path must not serve is woken instead and takes the ordinary
 path in its own task, with the send timeout that drops slow readers: its
 reader has more than `BACKLOG` bytes unread (or the transport is closing),
-the log no longer covers its position (it must be told to reload), or
-there is more than one read's worth of news.
+the log no longer covers its position (it must be told to reload), there
+is more than one read's worth of news, or the broker cannot answer from
+memory (a Redis broker whose cache does not reach back that far: the
+task reads in the broker executor, never here in the loop).
 """
 
+from zorg.live.page.delivery import DISCONNECT, DRAIN, PUBLISH, TIMEOUT
 from zorg.live.page.manager import READ_LIMIT
+from zorg.live.page.wire import SSE_HEARTBEAT
 
 # Unread bytes above which a reader counts as slow; uvicorn pauses its own
 # writes at the transport's high-water mark, which is 64 KiB.
 BACKLOG = 64 * 1024
 SLICE = 1000        # streams written per callback (~10 ms of writes)
-HEARTBEAT = b'd\r\n: heartbeat\n\n\r\n'    # one chunk: an SSE comment
+
+
+def chunk(data):
+    """`data` as one HTTP/1.1 chunk (the framing uvicorn gives a response
+    without content-length)."""
+    return b'%x\r\n%s\r\n' % (len(data), data)
+
+
+HEARTBEAT = chunk(SSE_HEARTBEAT)
 
 
 def resolve(future, reason):
@@ -53,12 +65,12 @@ class Parked:
         self.since = 0.0     # when Fanout last wrote to it
 
     def wake(self, reason):
-        if self.reason is None or reason in ('disconnect', 'drain'):
+        if self.reason is None or reason in (DISCONNECT, DRAIN):
             self.reason = reason
         if self.future is not None:
             resolve(self.future, reason)
 
-    def poke(self, reason='publish'):
+    def poke(self, reason=PUBLISH):
         if self.future is not None:
             resolve(self.future, reason)
 
@@ -66,9 +78,9 @@ class Parked:
 class Fanout:
     """The idle SSE streams of one event loop, by group."""
 
-    def __init__(self, manager, frame, clock, later=None):
+    def __init__(self, manager, frames, clock, later=None):
         self.manager = manager
-        self.frame = frame          # (position, text) -> SSE frame bytes
+        self.frames = frames        # (group id, entries) -> SSE frames
         self.clock = clock          # the loop's time()
         self.later = later          # the loop's call_soon (None: no slices)
         self.idle = {}              # group id -> set of Parked
@@ -131,7 +143,7 @@ class Fanout:
                 continue
             if shared is None:
                 mine = select(parked.client, entries)
-                data = self._chunk(mine) if mine else None
+                data = self._chunk(group_id, mine) if mine else None
             else:
                 data = shared
             if data is not None:
@@ -151,7 +163,10 @@ class Fanout:
         """``(entries, end, shared chunk)`` after `cursor`; entries None
         when the stream's task must handle it; shared None when the
         entries have audiences (each stream gets its own selection)."""
-        entries, recovered = broker.read(group_id, cursor, READ_LIMIT)
+        read = broker.readLocal(group_id, cursor, READ_LIMIT)
+        if read is None:
+            return None, cursor, None
+        entries, recovered = read
         if not recovered or len(entries) >= READ_LIMIT:
             return None, cursor, None
         if not entries:
@@ -160,11 +175,10 @@ class Fanout:
         if any(audience is not None for _pos, _text, audience in entries):
             return entries, end, None
         return entries, end, self._chunk(
-            [(pos, text) for pos, text, _audience in entries])
+            group_id, [(pos, text) for pos, text, _audience in entries])
 
-    def _chunk(self, entries):
-        frames = b''.join(self.frame(pos, text) for pos, text in entries)
-        return b'%x\r\n%s\r\n' % (len(frames), frames)
+    def _chunk(self, group_id, entries):
+        return chunk(self.frames(group_id, entries))
 
     def beat(self):
         """Write a heartbeat to every idle stream that was silent for its
@@ -179,7 +193,7 @@ class Fanout:
                 if (transport.is_closing()
                         or transport.get_write_buffer_size() > BACKLOG):
                     streams.discard(parked)
-                    parked.poke('timeout')
+                    parked.poke(TIMEOUT)
                     continue
                 transport.write(HEARTBEAT)
                 parked.since = now

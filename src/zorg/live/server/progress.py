@@ -5,17 +5,26 @@ page while its body arrives.
 The bytes are counted in the event loop as they come off the socket, and
 the body still streams on to the Zope publisher in a worker thread, so the
 page's progress bar moves while the upload is being received and handled.
+The publishes go through the app's broker executor (`LiveApp.io`): a slow
+broker slows the progress events, never the loop; a failing one ends them
+(the upload itself goes on).
 """
 
+import logging
+
+from zorg.live.interfaces import LiveError
 from zorg.live.page.event import Progress
+
+log = logging.getLogger('zorg.live.server')
 
 HEADER = b'x-live-progress'
 STEP = 0.02   # publish at most every 2%: 50 events for any size
 
 
-def progressReceive(receive, manager, headers):
+async def progressReceive(receive, app, headers):
     """`receive` wrapped to publish progress, or `receive` itself when the
-    request asks for none (or names no known page)."""
+    request asks for none (or names no known page). `app` is the LiveApp
+    (its manager, and `step` and `io` to reach the broker)."""
     value = total = None
     for name, data in headers:
         if name == HEADER:
@@ -25,21 +34,30 @@ def progressReceive(receive, manager, headers):
     if not value or not total:
         return receive
     uuid, _sep, target = value.strip().partition(' ')
-    if manager.queryClient(uuid) is None or not target.strip():
+    if not target.strip():
+        return receive
+    manager = app.manager
+    try:
+        await app.step(manager.getClient, uuid)
+    except LiveError:
         return receive
     target = target.strip()
-    state = {'received': 0, 'published': 0.0}
+    state = {'received': 0, 'published': 0.0, 'failed': False}
 
     async def counting():
         message = await receive()
-        if message['type'] == 'http.request':
+        if message['type'] == 'http.request' and not state['failed']:
             state['received'] += len(message.get('body', b''))
             done = min(1.0, state['received'] / total)
             if done - state['published'] >= STEP or (
                     done == 1.0 and state['published'] < 1.0):
                 state['published'] = done
-                manager.publishToClient(Progress(
-                    target, done, '%d of %d KB received'
-                    % (state['received'] // 1024, total // 1024)), uuid)
+                try:
+                    await app.io(manager.publishToClient, Progress(
+                        target, done, '%d of %d KB received'
+                        % (state['received'] // 1024, total // 1024)), uuid)
+                except LiveError as e:
+                    state['failed'] = True
+                    log.warning('no more upload progress: %s', e)
         return message
     return counting

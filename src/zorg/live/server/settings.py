@@ -67,7 +67,29 @@ TABLE = [
      'Redis broker: seconds after its last heartbeat before the pages of '
      'a process that died, stopped or lost Redis leave their groups (the '
      'heartbeat comes every third of it).'),
+    ('max-idle-groups', int, 1000,
+     'Memory broker: logs kept of groups that no page reads (published to '
+     'by model updates nobody views, or left by their last page); the '
+     'least recently used are dropped first.'),
+    ('broker-threads', int, 4,
+     'LiveServerHTTP with the Redis broker: threads that make the broker '
+     'calls the event loop must not wait for.'),
+    ('health-timeout', float, 3.0,
+     'Seconds within which the health probe (a publish through the broker '
+     'back to this process) must come back; @@live-health answers 503 '
+     'after that.'),
 ]
+
+# Settings that must be positive, and those that may be zero.
+_POSITIVE = ('threads', 'refresh-interval', 'client-timeout',
+             'heartbeat-interval', 'max-pages-per-principal', 'history-size',
+             'max-connections', 'retry-after', 'max-body-size',
+             'header-timeout', 'send-timeout', 'presence-timeout',
+             'broker-threads', 'health-timeout')
+_NOT_NEGATIVE = ('graceful-timeout', 'max-idle-groups')
+# Browsers' timers and proxies: a page told to wait longer than this for
+# its next byte would be taken for dead by any proxy in between.
+MAX_WAIT = 3600.0
 
 _BY_NAME = {row[0]: row for row in TABLE}
 
@@ -105,7 +127,31 @@ class Settings:
                                  % (name, value, getattr(kind, '__name__',
                                                          kind)))
             setattr(self, attribute(name), converted)
+        self.check()
         return self
+
+    def check(self):
+        """Check the settings together; ValueError says what to change."""
+        for name in _POSITIVE:
+            if not getattr(self, attribute(name)) > 0:
+                raise ValueError('setting %s must be positive, got %r'
+                                 % (name, getattr(self, attribute(name))))
+        for name in _NOT_NEGATIVE:
+            if getattr(self, attribute(name)) < 0:
+                raise ValueError('setting %s must not be negative, got %r'
+                                 % (name, getattr(self, attribute(name))))
+        for name in ('refresh-interval', 'heartbeat-interval'):
+            if getattr(self, attribute(name)) > MAX_WAIT:
+                raise ValueError(
+                    'setting %s is %g seconds: proxies and browsers drop a '
+                    'connection silent for that long; use at most %d'
+                    % (name, getattr(self, attribute(name)), MAX_WAIT))
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard != resource.RLIM_INFINITY and self.max_connections > hard:
+            raise ValueError(
+                'setting max-connections is %d but this process may open '
+                'only %d files: lower max-connections or raise the '
+                'open-file limit (ulimit -n)' % (self.max_connections, hard))
 
     @classmethod
     def fromEnviron(cls, environ=None, **values):

@@ -9,10 +9,12 @@ cannot run LiveServerHTTP, and to show the difference.
 import asyncio
 import logging
 
+import zope.component
 from waitress.server import create_server
 from zope.interface import implementer, provider
 
-from zorg.live.interfaces import IServer, IServerType
+from zorg.live.interfaces import ILivePageManager, IServer, IServerType
+from zorg.live.page.manager import markRequests
 
 log = logging.getLogger('zorg.live.server')
 
@@ -23,6 +25,11 @@ class WSGIServer:
 
     def __init__(self, name, application, host, port, settings):
         self.name = name
+        # Marked like LiveServerHTTP's requests (delivery.py, rule 10); the
+        # pages learn that this server offers long-poll only.
+        application = markRequests(
+            application, lambda: zope.component.getUtility(ILivePageManager),
+            transports=('longpoll',))
         self.server = create_server(
             application, host=host or '0.0.0.0', port=port,
             threads=settings.threads,

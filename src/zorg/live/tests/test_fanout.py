@@ -99,8 +99,9 @@ class Transport:
         return self.backlog
 
 
-def frame(position, text):
-    return b'%d:%s;' % (position, text.encode())
+def frame(group_id, entries):
+    return b''.join(b'%d:%s;' % (position, text.encode())
+                    for position, text in entries)
 
 
 class Setup:
@@ -139,7 +140,7 @@ def test_one_read_one_chunk_written_to_every_idle_stream():
         setup.fanout.push('g')
         entries, _ = setup.manager.broker.read('g', start)
         assert len(entries) == 2
-        body = b''.join(frame(pos, text) for pos, text, _aud in entries)
+        body = frame('g', [(pos, text) for pos, text, _aud in entries])
         for parked in (a, b):
             # One HTTP/1.1 chunk holding both frames.
             assert parked.transport.written == [

@@ -22,13 +22,35 @@ class Silent(MemoryBroker):
 
 def test_report():
     assert health.report(LivePageManager()) == (200, {
-        'status': 'ok', 'broker': 'memory', 'connected': True, 'pages': 0,
-        'waiting': 0})
+        'status': 'ok', 'broker': 'memory', 'connected': True,
+        'delivering': True, 'pages': 0, 'waiting': 0})
     # What went wrong is for the log, not for a public endpoint.
     assert health.report(LivePageManager(Unreachable())) == (503, {
         'status': 'unavailable', 'broker': 'test', 'connected': False,
-        'pages': 0, 'waiting': 0})
+        'delivering': True, 'pages': 0, 'waiting': 0})
     assert health.report(LivePageManager(Silent()))[0] == 200
+    # Connected, but the probe did not come back: 503 all the same.
+    assert health.report(LivePageManager(), delivering=False) == (503, {
+        'status': 'unavailable', 'broker': 'memory', 'connected': True,
+        'delivering': False, 'pages': 0, 'waiting': 0})
+
+
+def test_probe_is_delivering_only_while_recent_probes_came_back():
+    probe = health.Probe(timeout=3)
+    assert probe.delivering(0.0)            # the first one is under way
+    probe.passed(10.0)
+    assert probe.delivering(10.0 + 3 + probe.interval)
+    assert not probe.delivering(10.1 + 3 + probe.interval)   # none since
+    probe.failed(11.0, TimeoutError())
+    assert not probe.delivering(11.0)
+    assert probe.error == 'TimeoutError'
+    probe.passed(12.0)
+    assert probe.delivering(12.0)
+
+
+def test_a_probe_through_the_memory_broker_comes_back():
+    broker = MemoryBroker()
+    assert health.probeOnce(broker, health.Probe(timeout=1))
 
 
 def test_memory_broker_through_both_server_types(tmp_path):
@@ -46,7 +68,7 @@ def test_memory_broker_through_both_server_types(tmp_path):
                 assert status == 200
                 assert body.decode() == (
                     '{"status": "ok", "broker": "memory", "connected": true,'
-                    ' "pages": 1, "waiting": 0}')
+                    ' "delivering": true, "pages": 1, "waiting": 0}')
                 # Any object's @@live-health, like any view.
                 status, _body = await get(s, 'livepage.html/@@live-health',
                                           port)

@@ -99,7 +99,11 @@ def test_two_processes_share_presence(fastServers):
             onA, onB = Reader(s, a, pa), Reader(s, b, pab)
             # The join on B is seen on A, once for bob's two pages.
             assert await onA.untilIdle() == [('join', ALICE), ('join', BOB)]
-            assert await onB.untilIdle() == []
+            # pab's HTML shows both; its cursor is the request's mark, a
+            # moment before the snapshot (delivery.py, rule 10), so joins
+            # published just before may come once more: nothing else.
+            seenOnB = len(await onB.untilIdle())
+            assert set(onB.changes()) <= {('join', ALICE), ('join', BOB)}
             # bob closes his page on B: he still has one on A.
             await close(s, b, pb)
             assert await onA.untilIdle() == [('join', ALICE), ('join', BOB)]
@@ -107,7 +111,7 @@ def test_two_processes_share_presence(fastServers):
             await close(s, a, pb2)
             assert await onA.untilIdle() == [
                 ('join', ALICE), ('join', BOB), ('leave', BOB)]
-            assert await onB.untilIdle() == [('leave', BOB)]
+            assert (await onB.untilIdle())[seenOnB:] == [('leave', BOB)]
             assert onA.seen[-1] == onB.seen[-1]   # the same event (its id)
             for server in (a, b):
                 _uuid, online = await openChat(s, server, 'alice')
@@ -174,12 +178,13 @@ def test_health_is_503_while_redis_is_down(fastServers, redisServer):
         async with session() as s:
             for _code, body in await waitFor(s, 200):
                 assert body == {'status': 'ok', 'broker': 'redis',
-                                'connected': True, 'pages': 0,
-                                'waiting': 0}
+                                'connected': True, 'delivering': True,
+                                'pages': 0, 'waiting': 0}
             redisServer.stop()
             for _code, body in await waitFor(s, 503):
                 assert body['status'] == 'unavailable'
-                assert body['connected'] is False
+                # The probe may fail before the reader notices.
+                assert body['connected'] is False or not body['delivering']
             redisServer.start()
             for _code, body in await waitFor(s, 200):
                 assert body['status'] == 'ok'

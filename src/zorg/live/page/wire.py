@@ -1,0 +1,92 @@
+"""The wire format: every byte zorg.live sends a page is made here.
+
+Long-poll answers, SSE frames (events, the reconnect order, heartbeats,
+the stream's preamble), the reload event of a page that cannot be
+recovered, and error bodies. PROTOCOL.txt describes them and runs against
+this module, so the protocol and the code cannot drift apart. Everything
+here is a pure function of its arguments (no I/O, no state but the frame
+cache, which is keyed by what makes a frame unique).
+
+An event's JSON text is made once per publish (``event.encode``, by the
+broker, with its id in it); the functions here only wrap it. Fast paths
+(fan-out to thousands of streams) reuse these bytes rather than writing
+their own.
+"""
+
+import json
+
+from zorg.live.page.event import Idle, encode
+
+IDLE_JSON = encode(Idle())
+RECONNECT_JSON = '{"event":"reconnect"}'
+
+# An SSE stream starts with the reconnection delay the browser should use
+# and a comment, so that proxies and the client see a first byte at once.
+SSE_PREAMBLE = b'retry: 2000\n: connected\n\n'
+SSE_HEARTBEAT = b': heartbeat\n\n'
+SSE_RECONNECT = b'data: %s\n\n' % RECONNECT_JSON.encode()
+
+
+def answer(num, texts):
+    """The JSON body of the answer to long-poll request `num`: the events'
+    texts, or one idle event when there are none."""
+    events = ','.join(texts) if texts else IDLE_JSON
+    return '{"outputNum":%d,"events":[%s]}' % (num, events)
+
+
+def reconnectAnswer(num):
+    """The answer that tells a long-polling page to reconnect (the server
+    is draining); it is never recorded as the page's pending answer."""
+    return '{"outputNum":%d,"events":[%s]}' % (num, RECONNECT_JSON)
+
+
+def reloadText(eventId):
+    """The event that tells a page its history is lost (``recovered:
+    false``): it must reload to show the current state."""
+    return json.dumps({'id': eventId, 'event': 'reload', 'recovered': False},
+                      separators=(',', ':'))
+
+
+def errorBody(error):
+    """The JSON body of a LiveError (or anything with ``asDict()``)."""
+    return json.dumps(error.asDict())
+
+
+def sseFrame(eventId, text):
+    """One SSE event: its id line and its JSON text as the data line."""
+    return b'id: %s\ndata: %s\n\n' % (eventId.encode('ascii'),
+                                       text.encode('utf-8'))
+
+
+class FrameCache:
+    """SSE frames by (group, position), so that an event published to a
+    group is framed once for all its streams.
+
+    A position is unique only within its group's log (a Redis stream id is
+    per stream: two groups can publish the same id in the same
+    millisecond), so the group is part of the key. Bounded: cleared when it
+    holds `size` frames (the frames are cheap to make again).
+    """
+
+    def __init__(self, formatPosition, size=20000):
+        self.formatPosition = formatPosition
+        self.size = size
+        self._frames = {}
+
+    def frame(self, group_id, position, text):
+        key = (group_id, position)
+        frame = self._frames.get(key)
+        if frame is None:
+            if len(self._frames) >= self.size:
+                self._frames.clear()
+            frame = self._frames[key] = sseFrame(
+                self.formatPosition(position), text)
+        return frame
+
+    def frames(self, group_id, entries):
+        """The SSE frames of ``(position, text)`` entries, joined."""
+        frame = self.frame
+        return b''.join(frame(group_id, pos, text) for pos, text in entries)
+
+    def __len__(self):
+        return len(self._frames)
