@@ -78,13 +78,6 @@ class IEvent(Interface):
         """The JSON-able fields of the event, without 'event' and 'id'."""
 
 
-class IAudience(Interface):
-    """Which pages of a group receive one published event."""
-
-    def accepts(client):
-        """True when `client` (an ILivePageClient) is meant to get it."""
-
-
 class IBroker(Interface):
     """Where group logs live: appends, reads, history and wake-ups.
 
@@ -92,7 +85,17 @@ class IBroker(Interface):
     rendered as strings on the wire and parsed back with `parsePosition`.
     A group log keeps a bounded history; a reader whose position fell out of
     it is told so (`recovered` False) instead of silently skipping events.
+
+    Some calls may wait on the network (`blocking`); the ``...Local`` ones
+    and `mark`, `dropGroup`, `parsePosition`, `formatPosition` never do,
+    so that an event loop can call them (server/asgi.py). The contract is
+    tested against every broker by tests/test_broker_contract.py.
     """
+
+    blocking = Attribute(
+        "True when publish, read, latest, bounds and the presence calls "
+        "may wait on the network (an event loop then makes them in a "
+        "thread); False when every call is answered from memory.")
 
     def publish(group_id, encode, audience):
         """Append one event to the group's log; return its position.
@@ -112,8 +115,30 @@ class IBroker(Interface):
         `after` were dropped from history (the reader missed some).
         """
 
+    def readLocal(group_id, after, limit):
+        """Like `read`, from memory only: None when the answer needs I/O
+        (the Redis broker's cache does not reach back to `after`)."""
+
     def latest(group_id):
-        """The position of the newest entry (or the log's base position)."""
+        """The position of the newest entry (or the log's base position).
+        The group is *watched* from then on (its log is kept and read by
+        this process) until `dropGroup`."""
+
+    def latestLocal(group_id):
+        """The newest position this process knows of the group, from memory:
+        never beyond `latest`, maybe a moment behind it; None when the
+        group is not watched."""
+
+    def bounds(group_id):
+        """``(base, latest, fresh)`` of the group's log (watching it):
+        reads after `base` are complete, `latest` is the newest position,
+        and `fresh` is True when `base` is the log's creation (nothing was
+        ever trimmed from it), so nothing of the group lies before it."""
+
+    def mark():
+        """A position that every later publish, to any group, exceeds;
+        taken without I/O when a request enters the server (rule 10 of
+        zorg.live.page.delivery)."""
 
     def parsePosition(text):
         """Parse a wire event id; ValueError when it is malformed."""
@@ -135,7 +160,9 @@ class IBroker(Interface):
         or `timeout` seconds pass; for threaded servers. No polling."""
 
     def dropGroup(group_id):
-        """Forget a group's log (no page of the group is left)."""
+        """No page of this process reads the group any more: stop watching
+        it. The log may be kept for a while (bounded: the memory broker's
+        ``maxIdleGroups``, the Redis stream's expiry)."""
 
     def health():
         """A dict saying whether delivery works now: ``kind`` ('memory',
@@ -246,6 +273,23 @@ class IDelivery(Interface):
 
     acked = Attribute("Position up to which the page has applied events.")
     nextNum = Attribute("The outputNum of the next fresh output request.")
+    pending = Attribute("The recorded answer to the last fresh request "
+                        "(kept until the next one acknowledges it), or "
+                        "None.")
+    generation = Attribute("Counts the requests started; a request whose "
+                           "generation is no longer current was "
+                           "superseded and records nothing.")
+
+    def begin(num, last_event_id=None, newest=None):
+        """Start long-poll request `num`: ``(body, generation)``; `body`
+        is the answer to resend, or None for a fresh request. BadRequest
+        for a number out of the window or an id newer than `newest`."""
+
+    def finish(num, generation, texts, end):
+        """Record the answer of fresh request `num`; return its body."""
+
+    def resume(last_event_id, newest):
+        """Start an SSE stream; return the position to stream from."""
 
 
 class ILivePageManager(Interface):
@@ -260,18 +304,23 @@ class ILivePageManager(Interface):
         "The IPresence that whoIsOnline and isOnline ask: the broker when "
         "it provides IPresence, else one of the manager's own.")
 
-    def register(client):
-        """Add a client; the first page of a principal in a group joins."""
+    def register(client, mark=None):
+        """Add a client; the first page of a principal in a group joins.
+        Its cursor starts at `mark`, the broker position taken when the
+        request entered the server (rule 10 of zorg.live.page.delivery),
+        or at the log's newest position without one."""
 
-    def unregister(uuid, reason='closed'):
-        """Remove a client; the last page of a principal in a group leaves."""
+    def unregister(uuid, reason='closed', expiredAt=None):
+        """Remove a client; the last page of a principal in a group leaves.
+        With `expiredAt`, only when the page is still expired then."""
 
-    def getClient(uuid):
+    def getClient(uuid, local=False):
         """The client with this page id; raises UnknownPage (404).
 
         A page id registered by another process (its record shared through
         the broker's IPageRecords) is adopted: a client of this process is
-        made from the record."""
+        made from the record. With `local`, raises WouldBlock instead of
+        asking the broker."""
 
     def queryClient(uuid, default=None):
         """The client with this page id, or `default`."""
@@ -318,6 +367,48 @@ class ILivePageManager(Interface):
         waiting for events. Raises LiveError subclasses for bad input.
         """
 
+    # The steps the servers run (the threaded one above, the event loop's
+    # in server/asgi.py). Those with `local` raise WouldBlock, having
+    # changed nothing, when they would need the broker's I/O.
+
+    def beginOutput(uuid, outputNum, lastEventId=None, local=False):
+        """Start long-poll request N: ``(client, N, body, generation)``;
+        `body` is a recorded answer to resend, or None: hold the request
+        (zorg.live.page.delivery.holdOutput), then `endOutput`."""
+
+    def endOutput(client, num, generation, outcome, texts, end):
+        """The body that ends a held request, by holdOutput's outcome
+        (None when nobody is there to answer)."""
+
+    def beginStream(uuid, lastEventId=None, local=False):
+        """Start an SSE stream: ``(client, position to stream from)``."""
+
+    def collectEntries(client, after, local=False):
+        """``([(position, json_text), ...], end)``: the events for
+        `client` after `after`, or one reload event when history lost
+        some."""
+
+    def collect(client, after, local=False):
+        """Like collectEntries, the texts only: ``(texts, end)``."""
+
+    def select(client, entries):
+        """The ``(position, json_text)`` of log entries meant for
+        `client`."""
+
+    def holdStarted(client):
+        """An output request or stream of `client` starts waiting (it is
+        not timed out while it waits)."""
+
+    def holdEnded(client):
+        """Undo holdStarted."""
+
+    def parseEventId(text):
+        """A wire event id as a position (None stays None); BadRequest."""
+
+    def rewind(client, position):
+        """Let a re-registered page continue after `position`; False when
+        history no longer covers the gap (the page must reload)."""
+
     def reapExpired(now=None):
         """Drop clients silent for longer than their timeout; their count."""
 
@@ -327,7 +418,11 @@ class ILivePage(IBrowserView):
 
     uuid = Attribute("The page id, set by render().")
     presence = Attribute("Class attribute: receive join/leave events.")
-    clientFactory = Attribute("Not used: the client comes from an adapter.")
+    presenceTarget = Attribute(
+        "Class attribute: the id of the page's list of who is online, kept "
+        "by livepage.js, or None.")
+    transport = Attribute(
+        "Class attribute: 'auto' (SSE, then long-poll) or 'longpoll'.")
 
     def getGroupId():
         """The id of the page's group (by default: its context's path)."""
@@ -340,8 +435,19 @@ class ILivePage(IBrowserView):
         """Call a declared handler; return the JSON of the reply events
         ('' when there are none)."""
 
-    def output(uuid, outputNum):
-        """The next events of the page, or idle after refreshInterval."""
+    def output(uuid, outputNum, lastEventId=None):
+        """The next events of the page, or idle after refreshInterval
+        (the threaded long-poll; LiveServerHTTP answers in its loop)."""
+
+    def publish(event):
+        """Deliver `event` to every page of this page's group."""
+
+    def publishToOthers(event):
+        """Deliver to the group, except the page that called the
+        handler."""
+
+    def publishToPrincipals(event, principal_ids):
+        """Deliver to the pages of some principals in the group."""
 
 
 class IPageIdGenerator(Interface):

@@ -225,6 +225,25 @@ class UploadView:
         return '{"size": %d}' % size
 
 
+class RoomLivePage(TestLivePage):
+    """Pages of the group 'room:<view name>': several groups at once.
+    `burst` publishes `count` numbered custom events to the group, every
+    `every`-th of them to one of `uuids` only (round robin)."""
+
+    def getGroupId(self):
+        return 'room:%s' % self.__name__
+
+    @handler
+    def burst(self, count, prefix, uuids=(), every=10):
+        for n in range(int(count)):
+            data = {'n': n, 'p': str(prefix)}
+            if uuids and n % int(every) == 0:
+                data['to'] = uuid = uuids[(n // int(every)) % len(uuids)]
+                self.manager.publishToClient(Custom('msg', data), uuid)
+            else:
+                self.publish(Custom('msg', data))
+
+
 class BenchLivePage(TestLivePage):
     """The benchmarks' page: every render is a page of the one group
     'bench'; input handler ``publish(data)`` sends a custom event to it."""

@@ -58,7 +58,9 @@ The Delivery object is guarded by the manager's lock; it does no locking
 itself and nothing here does I/O.
 """
 
-from zorg.live.interfaces import BadRequest
+from zope.interface import implementer
+
+from zorg.live.interfaces import BadRequest, IDelivery
 from zorg.live.page.wire import answer
 
 # Why a waiting request woke up.
@@ -147,6 +149,7 @@ class Pending:
         self.end = end
 
 
+@implementer(IDelivery)
 class Delivery:
     """Delivery state of one page (see the module's rules)."""
 

@@ -7,6 +7,7 @@ fail and say how to get it.
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -77,6 +78,14 @@ class RedisServer:
                                    % self.port)
             time.sleep(0.02)
         return self
+
+    def hang(self):
+        """SIGSTOP: the server keeps its sockets and answers nothing (calls
+        hang rather than fail)."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.process.send_signal(signal.SIGCONT)
 
     def stop(self):
         """Kill the server (as a crash would) and wait for it."""

@@ -1,0 +1,235 @@
+"""What every broker must do: one suite, run unchanged against the memory
+broker and the Redis broker (on a real redis-server), as Django Channels
+runs one channel-layer spec against every backend. A new broker is
+correct when this suite passes for it.
+"""
+
+import threading
+import time
+
+import pytest
+from zope.interface.verify import verifyObject
+
+from zorg.live.broker.memory import MemoryBroker
+from zorg.live.broker.redis import RedisBroker
+from zorg.live.interfaces import IBroker, IPageRecords, IPresence
+from zorg.live.tests.redisfixture import RedisServer
+
+
+def text(event_id, body='x'):
+    return '{"id":"%s","event":"custom","name":"t","data":"%s"}' % (
+        event_id, body)
+
+
+@pytest.fixture(scope='module')
+def redisURL():
+    server = RedisServer()
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(params=['memory', 'redis'])
+def make(request):
+    """make(historySize=...) -> a new broker of the kind (closed after)."""
+    made = []
+
+    def make(historySize=1000):
+        if request.param == 'memory':
+            broker = MemoryBroker(historySize=historySize)
+        else:
+            # A prefix of its own: each test sees empty logs.
+            broker = RedisBroker(request.getfixturevalue('redisURL'),
+                                 historySize=historySize,
+                                 prefix='contract:%d:%d:' % (
+                                     id(made), len(made)))
+        made.append(broker)
+        return broker
+    yield make
+    for broker in made:
+        if hasattr(broker, 'close'):
+            broker.close()
+
+
+def publish(broker, group, body='x', audience=None):
+    """Publish, and return once this process can read it: a broker may
+    learn of its own publishes a moment later (the Redis reader), and
+    readers are woken only then (listeners, waitFor)."""
+    position = broker.publish(group, lambda event_id: text(event_id, body),
+                              audience)
+    local = broker.latestLocal(group)
+    if local is not None:
+        until(lambda: broker.latestLocal(group) >= position)
+    return position
+
+
+def until(condition, limit=10):
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def test_provides_its_interfaces(make):
+    broker = make()
+    verifyObject(IBroker, broker)
+    verifyObject(IPresence, broker)
+    if IPageRecords.providedBy(broker):
+        verifyObject(IPageRecords, broker)
+
+
+def test_publish_then_read_in_order_with_ids_in_the_text(make):
+    broker = make()
+    start = broker.latest('g')
+    positions = [publish(broker, 'g', str(n)) for n in range(5)]
+    assert positions == sorted(positions) and len(set(positions)) == 5
+    assert all(p > start for p in positions)
+    entries, recovered = broker.read('g', start, 100)
+    assert recovered
+    assert [p for p, _t, _a in entries] == positions
+    for position, body, audience in entries:
+        assert '"id":"%s"' % broker.formatPosition(position) in body
+        assert audience is None
+    # After a position: only what came later; limit respected.
+    entries, _ = broker.read('g', positions[1], 2)
+    assert [p for p, _t, _a in entries] == positions[2:4]
+
+
+def test_audience_is_kept_with_the_entry(make):
+    broker = make()
+    start = broker.latest('g')
+    publish(broker, 'g', audience={'to': 'client', 'uuid': 'p1'})
+    entries, _ = broker.read('g', start, 10)
+    assert entries[0][2] == {'to': 'client', 'uuid': 'p1'}
+
+
+def test_groups_are_separate_logs(make):
+    broker = make()
+    a, b = broker.latest('a'), broker.latest('b')
+    publish(broker, 'a', 'for a')
+    publish(broker, 'b', 'for b')
+    assert ['for a' in t for _p, t, _a in broker.read('a', a, 10)[0]] == [
+        True]
+    assert ['for b' in t for _p, t, _a in broker.read('b', b, 10)[0]] == [
+        True]
+
+
+def test_positions_round_trip_and_bad_ids_are_refused(make):
+    broker = make()
+    position = publish(broker, 'g')
+    assert broker.parsePosition(broker.formatPosition(position)) == position
+    for bad in ('', 'x', '1.5', '-1', '1-2-3', '²', '9' * 40):
+        with pytest.raises(ValueError):
+            broker.parsePosition(bad)
+
+
+def test_history_is_trimmed_and_a_reader_behind_it_is_not_recovered(make):
+    broker = make(historySize=4)
+    start = broker.latest('g')
+    positions = [publish(broker, 'g', str(n)) for n in range(12)]
+    entries, recovered = broker.read('g', start, 100)
+    assert not recovered               # it missed what was trimmed
+    entries, recovered = broker.read('g', positions[-3], 100)
+    assert recovered
+    assert [p for p, _t, _a in entries] == positions[-2:]
+    base, latest, fresh = broker.bounds('g')
+    assert latest == positions[-1]
+    assert not fresh                   # trimmed: the base is a trim
+    assert start < base <= positions[-4]
+
+
+def test_a_position_from_before_the_log_is_not_recovered(make):
+    broker = make()
+    old = publish(broker, 'g')
+    other = make()
+    # Another broker (a restart, an empty Redis): the log it has does not
+    # reach back to a position of the old one.
+    other.latest('g2')
+    _entries, recovered = other.read('g2', (old[0] - 10**6, 0)
+                                     if isinstance(old, tuple)
+                                     else old - 10**6, 10)
+    assert not recovered
+
+
+def test_mark_is_below_every_later_publish_to_any_group(make):
+    broker = make()
+    broker.latest('g')
+    mark = broker.mark()
+    assert publish(broker, 'g') > mark
+    assert publish(broker, 'never seen before') > mark
+
+
+def test_bounds_of_a_new_log(make):
+    broker = make()
+    base, latest, _fresh = broker.bounds('new')
+    assert base <= latest
+    _entries, recovered = broker.read('new', latest, 10)
+    assert recovered
+
+
+def test_local_calls_agree_with_the_others(make):
+    broker = make()
+    start = broker.latest('g')
+    position = publish(broker, 'g')
+    until(lambda: broker.latestLocal('g') == position)
+    assert broker.latestLocal('g') <= broker.latest('g')
+    local = broker.readLocal('g', start, 10)
+    assert local is None or local == broker.read('g', start, 10)
+    assert broker.latestLocal('not watched') is None or not broker.blocking
+
+
+def test_listeners_are_called_with_the_group_after_a_publish(make):
+    broker = make()
+    broker.latest('g')        # watched, as a page of the group would
+    heard = []
+    listener = heard.append
+    broker.addListener(listener)
+    publish(broker, 'g')
+    until(lambda: any('g' in groups for groups in heard))
+    broker.removeListener(listener)
+    count = len(heard)
+    publish(broker, 'g')   # returns once this process has seen it
+    assert len(heard) == count
+
+
+def test_waitFor_wakes_on_publish_and_times_out_without(make):
+    broker = make()
+    after = broker.latest('g')
+    assert broker.waitFor('g', after, 0.05) is False
+    threading.Timer(0.1, broker.publish,
+                    ('g', lambda event_id: text(event_id))).start()
+    assert broker.waitFor('g', after, 10) is True
+
+
+def test_presence_first_join_and_last_leave(make):
+    broker = make()
+    assert broker.join('room', 'alice', 'Alice', 'p1') is True
+    assert broker.join('room', 'alice', 'Alice', 'p2') is False
+    assert broker.join('room', 'bob', 'Bob', 'p3') is True
+    assert broker.members('room') == ['alice', 'bob']
+    assert broker.isOnline('alice')
+    assert broker.leave('room', 'alice', 'p1') is False
+    assert broker.leave('room', 'alice', 'p2') is True
+    assert broker.members('room') == ['bob']
+    assert not broker.isOnline('alice')
+
+
+def test_dropGroup_keeps_delivery_correct(make):
+    broker = make()
+    start = broker.latest('g')
+    first = publish(broker, 'g')
+    broker.dropGroup('g')
+    second = publish(broker, 'g')
+    entries, recovered = broker.read('g', start, 10)
+    # Either the log was kept (both entries) or the reader is told it
+    # missed some: never a silent gap.
+    assert (recovered and [p for p, _t, _a in entries] == [first, second]
+            ) or not recovered
+
+
+def test_health_says_connected(make):
+    state = make().health()
+    assert state['connected'] is True
+    assert state['kind'] in ('memory', 'redis')
