@@ -11,7 +11,7 @@ import zope.component.testing
 from zope.interface import implementer
 from zope.publisher.browser import TestRequest
 
-from zorg.live.interfaces import IPageIdGenerator
+from zorg.live.interfaces import ILivePageManager, IPageIdGenerator
 from zorg.live.page.client import LivePageClient
 from zorg.live.page.event import Append, Custom
 from zorg.live.page.page import LivePage, handler
@@ -242,6 +242,97 @@ class RoomLivePage(TestLivePage):
                 self.manager.publishToClient(Custom('msg', data), uuid)
             else:
                 self.publish(Custom('msg', data))
+
+
+SNAPSHOT_GROUP = 'snapshot'
+_pendingPublishes = []
+
+
+def _snapshotLine(text):
+    from html import escape
+    from zorg.live.page.event import safe
+    key = 'line-%s' % text
+    return key, safe('<p class="msg" data-live-key="%s">%s</p>'
+                     % (escape(key, quote=True), escape(text)))
+
+
+def _publishLine(text):
+    manager = zope.component.getUtility(ILivePageManager)
+    key, html = _snapshotLine(text)
+    manager.publish(Append('log', html, key=key), SNAPSHOT_GROUP)
+
+
+def _commitLine(db, text):
+    """Append a line to the stored log in a transaction of its own, as
+    another request's thread would."""
+    import transaction
+    manager = transaction.TransactionManager()
+    connection = db.open(transaction_manager=manager)
+    try:
+        root = connection.root()['Application']
+        root.zorg_live_snapshot_lines = tuple(
+            getattr(root, 'zorg_live_snapshot_lines', ())) + (text,)
+        manager.commit()
+    finally:
+        connection.close()
+
+
+class SnapshotLivePage(LivePage):
+    """A log stored in the ZODB (on the root folder), rendered from the
+    request's snapshot; its lines carry keys (delivery.py, rule 10).
+
+    ``?race=commit&text=T``: another thread commits and publishes line T
+    after this request's connection has opened, before the page
+    registers. ``?race=publish``: the publishes held back by
+    `SnapshotCommitView` happen then (their commits came before this
+    request)."""
+
+    def getGroupId(self):
+        return SNAPSHOT_GROUP
+
+    def render(self):
+        from zope.security.proxy import removeSecurityProxy
+        root = removeSecurityProxy(self.context)
+        lines = tuple(getattr(root, 'zorg_live_snapshot_lines', ()))
+        race = self.request.form.get('race')
+        if race == 'commit':
+            import threading
+            text = self.request.form['text']
+
+            def commitAndPublish():
+                _commitLine(root._p_jar.db(), text)
+                _publishLine(text)
+            thread = threading.Thread(target=commitAndPublish)
+            thread.start()
+            thread.join()
+        elif race == 'publish':
+            while _pendingPublishes:
+                _publishLine(_pendingPublishes.pop(0))
+        self.lines = lines
+        return super().render()
+
+    def renderBody(self):
+        body = ''.join(str(_snapshotLine(text)[1]) for text in self.lines)
+        return ('<html><head><title>snapshot</title></head><body>'
+                '<div id="log">%s</div></body></html>' % body)
+
+
+class SnapshotCommitView:
+    """``@@snapshot-commit?text=T``: store line T; its event is published
+    only by the next ``snapshot.html?race=publish``, as a slow after-commit
+    hook would."""
+
+    def __init__(self, context, request):
+        self.context, self.request = context, request
+
+    def __call__(self):
+        from zope.security.proxy import removeSecurityProxy
+        root = removeSecurityProxy(self.context)
+        text = self.request.form['text']
+        lines = tuple(getattr(root, 'zorg_live_snapshot_lines', ()))
+        root.zorg_live_snapshot_lines = lines + (text,)
+        _pendingPublishes.append(text)
+        return 'stored'
 
 
 class BenchLivePage(TestLivePage):

@@ -15,9 +15,7 @@ from zorg.live import testing
 HERE = os.path.dirname(os.path.dirname(__file__))
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
-DOCFILES = sorted(
-    name for name in os.listdir(HERE)
-    if name.endswith('.txt') and name not in ('PROTOCOL.txt',))
+DOCFILES = sorted(name for name in os.listdir(HERE) if name.endswith('.txt'))
 
 
 def suite_for(name):
