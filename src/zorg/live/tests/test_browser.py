@@ -264,3 +264,29 @@ def test_200_quick_events_arrive_in_order_and_once(
     assert state['status'] == 'open'
     assert json.loads(state['last']) > 0
     screenshot(page)
+
+
+def test_under_wsgi_http_the_page_long_polls_from_the_start(
+        tmp_path, new_context):
+    """WSGI-HTTP offers no SSE, and the page knows it from its script tag:
+    no SSE attempt, no 501, a clean console, and input still arrives."""
+    server = RunningServer(tmp_path, types=('WSGI-HTTP',), threads=4,
+                           refresh_interval=2)
+    with server:
+        context = new_context(**credentials(server, 'alice'))
+        errors, streams = [], []
+        # (The browser's own favicon request may 404: not the page's.)
+        context.on('console', lambda message: message.type == 'error'
+                   and not message.location.get('url', '').endswith(
+                       '/favicon.ico')
+                   and errors.append(message.text))
+        context.on('request', lambda request: EVENTS_URL.search(request.url)
+                   and streams.append(request.url))
+        page = openPage(context, server.url('browser-chat.html'))
+        waitOpen(page, 'longpoll')
+        other = openPage(context, server.url('browser-chat.html'))
+        waitOpen(other, 'longpoll')
+        say(other, 'over long-poll')
+        waitForMessage(page, 'over long-poll')
+        assert streams == []
+        assert errors == []

@@ -43,3 +43,56 @@ def test_every_setting_is_documented_in_the_readme():
         text = f.read()
     missing = [name for name, *_ in TABLE if '\n%s ' % name not in text]
     assert missing == []
+
+
+# -- checked together --------------------------------------------------------
+
+@pytest.mark.parametrize('name, value, message', [
+    ('refresh-interval', '0', 'must be positive'),
+    ('heartbeat-interval', '-1', 'must be positive'),
+    ('threads', '0', 'must be positive'),
+    ('max-idle-groups', '-1', 'must not be negative'),
+    ('refresh-interval', '7200', 'use at most 3600'),
+    ('heartbeat-interval', '4000', 'use at most 3600'),
+    ('max-connections', '100000000', 'raise the open-file limit'),
+])
+def test_settings_out_of_range_are_refused_with_what_to_do(name, value,
+                                                           message):
+    with pytest.raises(ValueError, match=message) as error:
+        Settings(**{name: value})
+    assert name in str(error.value)
+
+
+def test_settings_from_the_environment_are_checked_too():
+    with pytest.raises(ValueError, match='health-timeout'):
+        Settings.fromEnviron({'ZORG_LIVE_HEALTH_TIMEOUT': '0'})
+
+
+def test_the_page_tells_the_script_the_server_timings(monkeypatch):
+    from zope.publisher.browser import TestRequest
+
+    from zorg.live import testing
+    from zorg.live.page.manager import MARK, TRANSPORTS
+    testing.setUp()
+    try:
+        from zorg.live.interfaces import ILivePageManager
+        from zorg.live.page.manager import LivePageManager
+        import zope.component
+        manager = LivePageManager()
+        zope.component.provideUtility(manager, ILivePageManager)
+        Settings(refresh_interval='90', heartbeat_interval='70'
+                 ).applyToPages()
+        request = TestRequest(environ={TRANSPORTS: 'longpoll'})
+        html = testing.TestLivePage(None, request).render()
+        assert 'data-refresh-interval="90"' in html
+        assert 'data-heartbeat-interval="70"' in html
+        assert 'data-transports="longpoll"' in html
+        # A request marked by the server starts the page's cursor there.
+        mark = manager.broker.mark()
+        page = testing.TestLivePage(None, TestRequest(environ={MARK: mark}))
+        manager.publish(testing.Append('target', 'meanwhile'),
+                        page.getGroupId())
+        page.render()
+        assert page.client.delivery.acked == mark
+    finally:
+        testing.tearDown()
