@@ -3,12 +3,12 @@
 import secrets
 import time
 
-from zope.interface import implementer
+from zope.interface import implementer, provider
 
 from zorg.live.interfaces import ILivePageClient, IPageIdGenerator
 
 
-@implementer(IPageIdGenerator)
+@provider(IPageIdGenerator)
 def randomPageId():
     """128 random bits as URL-safe text: unguessable, never reused."""
     return secrets.token_urlsafe(16)
