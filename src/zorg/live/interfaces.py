@@ -107,6 +107,13 @@ class IBroker(Interface):
         receivers. Wakes the listeners.
         """
 
+    def publishMany(items):
+        """Publish several events at once: `items` are ``(group_id,
+        encode, audience)`` as `publish` takes them. All of them are
+        appended, in order, or none (BrokerUnavailable); returns their
+        positions. A transaction's events go out this way when it
+        commits (zorg.live.page.transactional)."""
+
     def read(group_id, after, limit):
         """Entries after position `after`: ``(entries, recovered)``.
 

@@ -234,12 +234,12 @@ class RoomLivePage(TestLivePage):
         return 'room:%s' % self.__name__
 
     @handler
-    def burst(self, count, prefix, uuids=(), every=10):
-        for n in range(int(count)):
+    def burst(self, count, prefix, uuids=(), every=10, start=0):
+        for n in range(int(start), int(start) + int(count)):
             data = {'n': n, 'p': str(prefix)}
             if uuids and n % int(every) == 0:
                 data['to'] = uuid = uuids[(n // int(every)) % len(uuids)]
-                self.manager.publishToClient(Custom('msg', data), uuid)
+                self.publishToClient(Custom('msg', data), uuid)
             else:
                 self.publish(Custom('msg', data))
 
@@ -310,6 +310,16 @@ class SnapshotLivePage(LivePage):
                 _publishLine(_pendingPublishes.pop(0))
         self.lines = lines
         return super().render()
+
+    @handler
+    def say(self, text):
+        """Store a line and publish it, in the request's transaction."""
+        from zope.security.proxy import removeSecurityProxy
+        root = removeSecurityProxy(self.context)
+        root.zorg_live_snapshot_lines = tuple(
+            getattr(root, 'zorg_live_snapshot_lines', ())) + (str(text),)
+        key, html = _snapshotLine(str(text))
+        self.publish(Append('log', html, key=key))
 
     def renderBody(self):
         body = ''.join(str(_snapshotLine(text)[1]) for text in self.lines)

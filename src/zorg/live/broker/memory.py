@@ -97,23 +97,35 @@ class MemoryBroker(LocalPresence):
                 self._watermark = log.latest()
 
     def publish(self, group_id, encode, audience=None):
+        return self.publishMany([(group_id, encode, audience)])[0]
+
+    def publishMany(self, items):
+        # Encoded before anything is appended: an encode() that fails
+        # publishes nothing of the batch.
         with self._cond:
-            self._counter += 1
-            position = self._counter
-            text = encode(str(position))
-            log = self._publishLog(group_id)
-            log.positions.append(position)
-            log.entries.append((position, text, audience))
-            excess = len(log.positions) - self.historySize
-            # Trim in batches so that the cost per publish stays constant.
-            if excess >= max(1, self.historySize // 4):
-                log.base = log.positions[excess - 1]
-                del log.positions[:excess]
-                del log.entries[:excess]
+            start = self._counter
+            texts = [encode(str(start + n + 1))
+                     for n, (_g, encode, _a) in enumerate(items)]
+            positions = []
+            for (group_id, _encode, audience), text in zip(items, texts):
+                self._counter += 1
+                position = self._counter
+                log = self._publishLog(group_id)
+                log.positions.append(position)
+                log.entries.append((position, text, audience))
+                excess = len(log.positions) - self.historySize
+                # Trim in batches so that the cost per publish stays
+                # constant.
+                if excess >= max(1, self.historySize // 4):
+                    log.base = log.positions[excess - 1]
+                    del log.positions[:excess]
+                    del log.entries[:excess]
+                positions.append(position)
             self._cond.notify_all()
+        groups = tuple(dict.fromkeys(group for group, _e, _a in items))
         for listener in self._listeners:
-            listener((group_id,))
-        return position
+            listener(groups)
+        return positions
 
     def read(self, group_id, after, limit=1000):
         with self._cond:

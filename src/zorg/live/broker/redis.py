@@ -149,6 +149,39 @@ redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return id
 """
 
+# KEYS: the logs of the events, in order (a log may repeat); ARGV:
+# historySize, trim slack, ttl ms, deadline (ms of Redis's clock), then per
+# event its field count and fields -> {ids}. One script: all of the events
+# are appended, or none. Past the deadline it appends nothing: a call that
+# a hung Redis runs only when it wakes up, after the caller gave up on it
+# (and aborted its transaction), must not publish a phantom.
+PUBLISH_MANY = _LUA_COMMON + """
+local t = redis.call('TIME')
+if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    > tonumber(ARGV[4]) then
+  return redis.error_reply('LATE the caller gave up on this publish')
+end
+local ids = {}
+local arg = 5
+for k = 1, #KEYS do
+  local key = KEYS[k]
+  local n = tonumber(ARGV[arg])
+  ensure(key, ARGV[3])
+  local id = redis.call('XADD', key, '*', unpack(ARGV, arg + 1, arg + n))
+  arg = arg + n + 1
+  local size = tonumber(ARGV[1])
+  local len = redis.call('XLEN', key)
+  if len >= size + tonumber(ARGV[2]) then
+    local dropped = redis.call('XRANGE', key, '-', '+', 'COUNT', len - size)
+    redis.call('XTRIM', key, 'MAXLEN', size)
+    redis.call('XSETID', key, id, 'MAXDELETEDID', dropped[#dropped][1])
+  end
+  redis.call('PEXPIRE', key, ARGV[3])
+  ids[k] = id
+end
+return ids
+"""
+
 # KEYS[1] log; ARGV: ttl ms -> {last id, base, fresh}
 LATEST = _LUA_COMMON + """
 ensure(KEYS[1], ARGV[1])
@@ -223,6 +256,14 @@ class RedisBroker:
     # A mark is this much older than Redis's clock as this process
     # estimates it, beside the round trip of the estimate (see mark()).
     markMargin = 0.05
+    # publishMany (a transaction's events, published in its vote): Redis
+    # appends them only within `publishDeadline` seconds, and we wait
+    # `publishTimeout` for the answer, without retrying; the difference
+    # is the answer's time to come back. So a publish we gave up on was
+    # not appended, and the storage's commit lock is held that long at
+    # most while Redis hangs.
+    publishDeadline = 1.5
+    publishTimeout = 3.0
 
     def __init__(self, url, historySize=1000, prefix=None, streamTTL=None,
                  presenceTimeout=None):
@@ -260,12 +301,16 @@ class RedisBroker:
         self.reconnects = 0
         self.clockOffset = 0.0  # Redis's clock minus ours, in seconds
         self.clockError = 0.0   # how far off that may be (a round trip)
+        self._publishFailed = -1e9   # monotonic time publishMany failed
         options = dict(decode_responses=True, socket_connect_timeout=2,
                        health_check_interval=0)
         try:
             self._redis = redis.Redis.from_url(
                 url, socket_timeout=5, retry=Retry(NoBackoff(), 1),
                 **options)
+            self._voter = redis.Redis.from_url(
+                url, socket_timeout=self.publishTimeout,
+                retry=Retry(NoBackoff(), 0), **options)
             self._reader = redis.Redis.from_url(
                 url, socket_timeout=self.block + 10,
                 single_connection_client=True, retry=Retry(NoBackoff(), 0),
@@ -287,6 +332,7 @@ class RedisBroker:
         self._measureClock(self._redis)
         self.available = True
         self._publish = self._redis.register_script(PUBLISH)
+        self._publishMany = self._redis.register_script(PUBLISH_MANY)
         self._latest = self._redis.register_script(LATEST)
         self._read = self._redis.register_script(READ)
         self.presence = RedisPresence(
@@ -311,7 +357,8 @@ class RedisBroker:
 
     # -- the IBroker API -------------------------------------------------
 
-    def publish(self, group_id, encode, audience=None):
+    def _fields(self, encode, audience):
+        """The stream fields of one event (see the module's docstring)."""
         text = encode(self._placeholder)
         cut = text.find(self._marker)
         if cut < 0:
@@ -323,6 +370,35 @@ class RedisBroker:
             fields += ['h', head]
         if audience is not None:
             fields += ['a', json.dumps(audience, separators=(',', ':'))]
+        return fields
+
+    def publishMany(self, items):
+        if time.monotonic() - self._publishFailed < 1.0:
+            # It failed a moment ago: answer at once rather than hold
+            # another commit for the timeout.
+            raise self._unavailable('it did not answer a moment ago')
+        deadline = int((time.time() + self.clockOffset - self.clockError
+                        + self.publishDeadline) * 1000)
+        keys = []
+        args = [self.historySize, self._slack, self._ttl, deadline]
+        for group_id, encode, audience in items:
+            fields = self._fields(encode, audience)
+            keys.append(self._key(group_id))
+            args += [len(fields)] + fields
+        try:
+            ids = self._publishMany(keys=keys, args=args, client=self._voter)
+        except UNAVAILABLE as e:
+            self._publishFailed = time.monotonic()
+            raise self._unavailable(e)
+        except redis.ResponseError as e:
+            if not str(e).startswith('LATE'):
+                raise
+            self._publishFailed = time.monotonic()
+            raise self._unavailable('it answered too late')
+        return [parseId(event_id) for event_id in ids]
+
+    def publish(self, group_id, encode, audience=None):
+        fields = self._fields(encode, audience)
         try:
             event_id = self._publish(
                 keys=[self._key(group_id)],
@@ -485,6 +561,7 @@ class RedisBroker:
                 pass
             self._thread.join(5)
         self._reader.close()
+        self._voter.close()
         self._redis.close()
 
     # -- internals -------------------------------------------------------

@@ -460,6 +460,14 @@ class LivePageManager:
     def publish(self, event, group_id):
         return self._publish(event, group_id)
 
+    def publishMany(self, items):
+        """Publish ``(event, group_id, audience)`` items at once: all or
+        none (a transaction's events, zorg.live.page.transactional)."""
+        self.published += len(items)
+        return self.broker.publishMany([
+            (group_id, (lambda event_id, event=event: encode(event, event_id)),
+             audience) for event, group_id, audience in items])
+
     def publishToPrincipals(self, event, group_id, principal_ids):
         return self._publish(event, group_id,
                              _audience.principals(principal_ids))

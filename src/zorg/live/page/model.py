@@ -28,7 +28,6 @@ model.txt.
 
 import logging
 
-import transaction
 import zope.component
 import zope.interface
 import zope.schema
@@ -65,16 +64,13 @@ def groupOf(obj):
 
 
 def publishOnCommit(event, group_id, manager=None):
-    """Publish `event` to `group_id` when the current transaction commits
-    successfully; nothing is published when it aborts or fails (a conflict
-    that the publisher retries runs the handler, and publishes, again)."""
-    if manager is None:
-        manager = zope.component.getUtility(ILivePageManager)
-
-    def hook(committed):
-        if committed:
-            manager.publish(event, group_id)
-    transaction.get().addAfterCommitHook(hook)
+    """Publish `event` to `group_id` when the current transaction commits;
+    nothing is published when it aborts or fails (a conflict that the
+    publisher retries runs the handler, and publishes, again), and a
+    broker that cannot take it fails the commit: nothing is stored
+    (zorg.live.page.transactional)."""
+    from zorg.live.page.transactional import publishOnCommit as publish
+    publish(event, group_id, manager)
 
 
 class ModelUpdate:

@@ -21,7 +21,9 @@ from zorg.live.interfaces import (
     IPageIdGenerator, TooLarge)
 from zorg.live.page.client import LivePageClient, randomPageId
 from zorg.live.page.event import IEvent, encode
+from zorg.live.page import audience as _audience
 from zorg.live.page.manager import TRANSPORTS, requestEnviron, requestMark
+from zorg.live.page.transactional import publishOnCommit
 
 HANDLER_MARK = '_zorg_live_handler'
 SCRIPT_PATH = '++resource++zorgajax/livepage.js'
@@ -223,17 +225,34 @@ class LivePage(BrowserPage):
 
     # -- publishing helpers for handlers ---------------------------------
 
+    def publishing(self):
+        """True when this page's request runs in a transaction that a
+        server began for it (it came through LiveServerHTTP or WSGI-HTTP):
+        the handlers' events then go out when it commits, all or none
+        (zorg.live.page.transactional). Else they go out at once."""
+        return requestMark(self.request) is not None
+
+    def _publish(self, event, audience=None):
+        group_id = self.getGroupId()
+        if self.publishing():
+            return publishOnCommit(event, group_id, self.manager, audience)
+        return self.manager._publish(event, group_id, audience)
+
     def publish(self, event):
         """Send to every page of this page's group."""
-        return self.manager.publish(event, self.getGroupId())
+        return self._publish(event)
 
     def publishToOthers(self, event):
         """Send to the group, except the page that called the handler."""
-        return self.manager.publishToOthers(event, self.uuid)
+        return self._publish(event, _audience.others(self.uuid))
 
     def publishToPrincipals(self, event, principal_ids):
-        return self.manager.publishToPrincipals(event, self.getGroupId(),
-                                                principal_ids)
+        """Send to the pages of some principals in this page's group."""
+        return self._publish(event, _audience.principals(principal_ids))
+
+    def publishToClient(self, event, uuid):
+        """Send to one page of this page's group."""
+        return self._publish(event, _audience.client(uuid))
 
 
 def pageClient(page):

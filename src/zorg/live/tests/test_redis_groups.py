@@ -25,6 +25,7 @@ ROOMS = ('room-a.html', 'room-b.html')
 EVENTS = 1500          # per group
 EVERY = 7              # every 7th event goes to one page only
 PAGES = 4              # per group and transport
+CHUNK = 100            # events per request
 
 
 async def openPage(s, server, room):
@@ -98,13 +99,17 @@ def test_two_groups_publishing_at_once_never_cross(servers):
             await asyncio.sleep(0)   # the readers connect while we post
 
             async def burst(room):
+                # In requests of CHUNK events: a request's events go out
+                # together when its transaction commits.
                 uuids = [uuid for _t, uuid in pages[room]]
                 url = server.url('@@%s/@@client/%s/input'
                                  % (room, uuids[0]))
-                async with s.post(url, json={
-                        'handler': 'burst',
-                        'arguments': [EVENTS, room, uuids, EVERY]}) as r:
-                    assert r.status == 200, await r.text()
+                for start in range(0, EVENTS, CHUNK):
+                    async with s.post(url, json={
+                            'handler': 'burst',
+                            'arguments': [CHUNK, room, uuids, EVERY,
+                                          start]}) as r:
+                        assert r.status == 200, await r.text()
 
             await asyncio.gather(*(burst(room) for room in ROOMS))
             want = {uuid: list(expected(room, uuid,
