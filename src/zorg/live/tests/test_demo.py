@@ -405,7 +405,6 @@ def test_banner_commands_work_when_started_from_a_script(tmp_path):
         script.chmod(0o755)
     port = freePort()
     env = dict(os.environ, ZORG_LIVE_PASSWORD='admin')
-    env.pop('PYTHONPATH', None)
     process = subprocess.Popen(
         [str(bin / 'demo'), '--port', str(port), '--dir',
          str(tmp_path / 'demo')], stdout=subprocess.PIPE,
