@@ -45,9 +45,9 @@ def serve(app, global_conf, host='127.0.0.1', port='8080',
             'unknown server type %r: use LiveServerHTTP or WSGI-HTTP, and '
             'include zorg.live in site.zcml' % type)
     raiseFileLimit()
-    server = _config.bindServer(factory, 'main', app, host, int(port),
-                                settings, 'the ini file\'s [server:main]')
     try:
+        server = _config.bindServer(factory, 'main', app, host, int(port),
+                                    settings, 'the ini file\'s [server:main]')
         runLoop(serveAll([server]))
     finally:
         _config.closeDatabases()   # the FileStorage saves its index

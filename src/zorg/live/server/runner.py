@@ -57,8 +57,10 @@ def runLoop(main):
 
 def serve(configfile):
     raiseFileLimit()
-    servers, _settings = createServers(configfile)
     try:
+        # (A server that cannot bind its address fails after the database
+        # was opened: it is closed all the same.)
+        servers, _settings = createServers(configfile)
         runLoop(serveAll(servers))
     finally:
         # After SIGINT/SIGTERM (or a failure): close the database, so a

@@ -191,6 +191,15 @@ def test_port_in_use(tmp_path, config, where):
         message = failure(site, config)
     assert ('127.0.0.1:%d is in use: choose another address in %s'
             % (port, where)) in message
+    # The database was opened (and its root created) before the address
+    # was tried: it was closed properly all the same.
+    done = run(['new', 'other', '--port', '0'], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    shutil.copy(tmp_path / 'other' / config, site / config)
+    with Served(site / config, cwd=tmp_path) as served:
+        assert get(served.url('poll.html'), 'alice')[0] == 200
+        served.stop()
+    assert 'Ignoring index' not in served.log()
 
 
 def test_missing_site_zcml(tmp_path):
