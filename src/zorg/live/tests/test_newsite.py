@@ -3,7 +3,9 @@
 PasteDeploy ini), with clear errors and a clean stop."""
 
 import base64
+import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -23,9 +25,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
 README = os.path.join(ROOT, 'README.txt')
 
 
-def get(url, login=None):
-    """(status, body) of a GET, with HTTP basic auth for `login`."""
+def get(url, login=None, data=None):
+    """(status, body) of a GET (a POST of JSON `data`), with HTTP basic
+    auth for `login`."""
     request = urllib.request.Request(url)
+    if data is not None:
+        request.data = json.dumps(data).encode()
+        request.add_header('Content-Type', 'application/json')
     if login:
         token = base64.b64encode(('%s:%s' % (login, login)).encode())
         request.add_header('Authorization', 'Basic ' + token.decode())
@@ -126,6 +132,23 @@ def test_serve_from_another_folder_with_logins_and_favicon(tmp_path):
         assert status == 200 and 'You are <b>Bob</b>' in body
         status, body = get(served.url(''), 'alice')   # the default view
         assert status == 200 and 'You are <b>Alice</b>' in body
+        # A vote for something else is refused, and nothing is stored.
+        client = re.search(r'data-client-url="([^"]+)"', body).group(1)
+        status, answer = get(client + '/input', 'alice', {
+            'handler': 'vote', 'arguments': ['<b>Pizza</b>']})
+        assert status == 400
+        assert json.loads(answer)['message'] == \
+            'vote for one of Pizza, Sushi, Tacos'
+        status, answer = get(client + '/input', 'alice', {
+            'handler': 'vote', 'arguments': ['Tacos']})
+        assert status == 200, answer
+        status, body = get(served.url(''), 'bob')
+        assert '<li>Tacos: <b>1</b> Alice</li>' in body
+        assert 'Pizza: <b>0</b>' in body
+        # Bob cannot vote through Alice's page.
+        status, answer = get(client + '/input', 'bob', {
+            'handler': 'vote', 'arguments': ['Sushi']})
+        assert status == 403
         status, body = get(served.url('favicon.ico'))
         assert status == 404
         status, body = get(served.url('no-such-page'), 'alice')
