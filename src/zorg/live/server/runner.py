@@ -12,6 +12,7 @@ etc/zope.conf --group /lobby "text"`` pushes a message into a running site
 
 import argparse
 import asyncio
+import configparser
 import logging
 import os
 import re
@@ -117,9 +118,13 @@ def servePaste(inifile):
     try:
         app = loadapp(url)
         server = loadserver(url)
-    except LookupError as e:
-        raise ConfigError('%s: %s (it needs [app:main] and [server:main], '
-                          'see site.ini of `zorg-live new`)' % (inifile, e))
+    except BaseException as e:
+        closeDatabases()    # the application may have opened it
+        if isinstance(e, (LookupError, configparser.Error)):
+            raise ConfigError(
+                '%s: %s (it needs [app:main] and [server:main], see '
+                'site.ini of `zorg-live new`)' % (inifile, e)) from None
+        raise
     server(app)     # closes the database when it stops
 
 
@@ -128,7 +133,8 @@ def main(argv=None):
         prog='zorg-live', description='Run a Zope site with live pages.')
     commands = parser.add_subparsers(dest='command', required=True)
     serve_cmd = commands.add_parser(
-        'serve', help='start every <server> of zope.conf in one process')
+        'serve', help='start every <server> of zope.conf (or the '
+                      '[server:main] of a PasteDeploy .ini) in one process')
     serve_cmd.add_argument('config', help='path of zope.conf, or of a '
                            'PasteDeploy .ini file')
     new_cmd = commands.add_parser(
@@ -150,9 +156,9 @@ def main(argv=None):
             config = newSite(args.directory, args.port)
             print('zorg-live: wrote the site %s\n'
                   'start it:  zorg-live serve %s\n'
-                  'then open: http://127.0.0.1:%d/poll.html  (log in as '
-                  'alice/alice or bob/bob)'
-                  % (args.directory, config, args.port))
+                  'then open: http://127.0.0.1:%s/  (log in as alice/alice '
+                  'or bob/bob)' % (args.directory, config, args.port or
+                                   '<the port it says it listens on>'))
         elif args.command == 'send':
             return send.command(args)
     except ConfigError as e:

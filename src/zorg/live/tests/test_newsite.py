@@ -225,6 +225,20 @@ def test_port_in_use(tmp_path, config, where):
     assert 'Ignoring index' not in served.log()
 
 
+def test_broken_ini(tmp_path):
+    site = newSite(tmp_path)
+    ini = site / 'site.ini'
+    ini.write_text(ini.read_text().replace('[server:main]', '[server:other]'))
+    message = failure(site, 'site.ini')
+    assert 'it needs [app:main] and [server:main]' in message
+    # The application was loaded, and its database closed properly.
+    assert 'Ignoring index' not in run(
+        ['serve', str(site / 'site.ini')], cwd=tmp_path).stdout
+    ini.write_text('[app:main\nuse = egg:zorg.live#main\n')
+    message = failure(site, 'site.ini')
+    assert 'site.ini' in message
+
+
 def test_missing_site_zcml(tmp_path):
     site = newSite(tmp_path)
     (site / 'site.zcml').unlink()
