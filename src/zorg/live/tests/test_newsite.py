@@ -72,12 +72,34 @@ def test_new_writes_the_example_and_overwrites_nothing(tmp_path):
     assert done.returncode == 0, done.stderr
     for name in EXAMPLE_FILES:
         assert (tmp_path / 'default' / name).read_text() == example(name)
+    (tmp_path / 'empty').mkdir()
+    done = run(['new', 'empty'], cwd=tmp_path)    # an empty folder is fine
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / 'empty' / 'zope.conf').read_text() == \
+        example('zope.conf')
     (site / 'poll.py').write_text('# mine\n')
     again = run(['new', 'first'], cwd=tmp_path)
     assert again.returncode == 2
     assert 'exists and is not an empty folder' in again.stderr
     assert 'Traceback' not in again.stderr
     assert (site / 'poll.py').read_text() == '# mine\n'
+
+
+def test_readme_complete_zope_conf_loads(tmp_path):
+    """"Serving a site" shows a complete zope.conf: it loads as it is."""
+    from zorg.live.server.config import loadOptions
+    with open(README) as f:
+        readme = f.read()
+    start = readme.index('A complete one::\n\n') + len('A complete one::\n\n')
+    end = readme.index('\n\n``$here``', start)
+    conf = tmp_path / 'zope.conf'
+    conf.write_text(textwrap.dedent(readme[start:end]) + '\n')
+    (tmp_path / 'var').mkdir()
+    options = loadOptions(str(conf))
+    assert options.site_definition == str(tmp_path / 'site.zcml')
+    assert [s.type for s in options.servers] == ['LiveServerHTTP',
+                                                 'WSGI-HTTP']
+    assert len(options.databases) == 1 and options.eventlog is not None
 
 
 # -- bluebream.zcml is all a site needs ------------------------------------
