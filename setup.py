@@ -27,7 +27,8 @@ setup(
     packages=find_namespace_packages('src', include=['zorg.*']),
     include_package_data=True,
     package_data={'': ['*.txt', '*.zcml', '*.js', '*.css', '*.pt',
-                       '*.xml', '*.conf', '*.html', '*.png']},
+                       '*.xml', '*.conf', '*.html', '*.png',
+                       '*.ini']},
     zip_safe=False,
     python_requires='>=3.11',
     install_requires=[

@@ -64,6 +64,28 @@ def portMessage(host, port, error):
             % (port, host, why, port + 1, port + 1))
 
 
+def commands():
+    """(demo, zorg-live): how to run this demo's ``send`` and the
+    ``zorg-live`` command from a shell, for the banner. Started as a
+    script (buildout's ``bin/demo``), the script itself and the
+    ``zorg-live`` script beside it: their interpreter may not find
+    zorg.live by itself (buildout puts the eggs on the path in each
+    script). Started with ``python -m``, that python."""
+    started = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] \
+        else ''
+    if started and os.path.basename(started) not in ('__main__.py', '-c') \
+            and os.path.isfile(started):
+        folder = os.path.dirname(started)
+        demo = started
+    else:
+        folder = os.path.dirname(sys.executable)
+        demo = '%s -m zorg.live.demo' % sys.executable
+    zorgLive = os.path.join(folder, 'zorg-live')
+    if not os.path.exists(zorgLive):
+        zorgLive = '%s -m zorg.live' % sys.executable
+    return demo, zorgLive
+
+
 def serveDemo(argv):
     parser = argparse.ArgumentParser(
         prog='python -m zorg.live.demo',
@@ -90,12 +112,12 @@ def serveDemo(argv):
           % (url, url, url, url, url))
     print('zorg.live demo: logins (user/password): %s'
           % ', '.join('%s/%s' % login for login in LOGINS))
-    print('zorg.live demo: push a message: python -m zorg.live.demo send '
-          '--port %d --group /lobby "hello"' % args.port)
+    demo, zorgLive = commands()
+    print('zorg.live demo: push a message: %s send '
+          '--port %d --group /lobby "hello"' % (demo, args.port))
     print('zorg.live demo: or, as for any site: ZORG_LIVE_PASSWORD=admin '
           '%s send --config %s --user admin --group /lobby "hello"'
-          % (os.path.join(os.path.dirname(sys.executable), 'zorg-live'),
-             config))
+          % (zorgLive, config))
     print('zorg.live demo: Ctrl-C stops the server; the data stays in %s'
           % os.path.join(os.path.dirname(config), 'var'))
     sys.stdout.flush()

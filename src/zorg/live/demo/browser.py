@@ -19,6 +19,7 @@ from zorg.live.interfaces import BadRequest, Forbidden
 from zorg.live.page.event import Append, safe
 from zorg.live.page.model import publishOnCommit
 from zorg.live.page.page import LivePage, handler
+from zorg.live.site import UnauthorizedView
 
 MAX_TEXT = 2000
 LOGINS = [('alice', 'Alice'), ('bob', 'Bob'), ('carol', 'Carol'),
@@ -78,9 +79,11 @@ class IndexView(DemoMixin, BrowserView):
 
 
 class ChatPage(DemoMixin, LivePage):
-    """chat.html: a room's last 50 messages, who is online, and `say`."""
+    """chat.html: a room's last 50 messages, who is online (rendered by
+    zorg.live's @@live-presence), and `say`."""
 
     presence = True
+    presenceTarget = 'online'
     template = ViewPageTemplateFile('chat.pt')
 
     def title(self):
@@ -89,17 +92,6 @@ class ChatPage(DemoMixin, LivePage):
     def messages(self):
         return [messageHTML(m)
                 for m in removeSecurityProxy(self.context).last(50)]
-
-    def online(self):
-        """Who is online here now (this page is registered already)."""
-        manager = self.manager
-        group = self.getGroupId()
-        found = []
-        for principal in manager.whoIsOnline(group):
-            clients = manager.getClientsFor(principal, group)
-            title = clients[0].title if clients else principal
-            found.append({'id': principal, 'title': title})
-        return found
 
     def canPost(self):
         return checkPermission('demo.Post', self.context)
@@ -130,15 +122,22 @@ class CounterValue(BrowserView):
 
 
 class CounterPage(DemoMixin, LivePage):
-    """counter.html: one number, shared by every browser."""
+    """counter.html: one number, shared by every browser; anybody watches,
+    logged-in users count."""
 
     template = ViewPageTemplateFile('counter.pt')
 
     def value(self):
         return CounterValue(self.context, self.request)()
 
+    def canCount(self):
+        return checkPermission('demo.Post', self.context)
+
     @handler
     def increment(self):
+        if not self.canCount():
+            raise Forbidden('Anonymous visitors may only watch: log in '
+                            '(alice/alice, bob/bob, carol/carol) to count.')
         self.context.increment()
         # <live:update for="ICounter" view="counter-value" target="counter">
         # turns this into one Update for every page showing the counter.
@@ -167,6 +166,20 @@ class LoginView(BrowserView):
             camefrom = self.request.getApplicationURL() + '/'
         response.redirect(camefrom)
         return ''
+
+
+class ForbiddenPage(DemoMixin, UnauthorizedView):
+    """The demo's page for Unauthorized: the same challenge (401) or 403 as
+    zorg.live's view, in the demo's style (registered in overrides.zcml)."""
+
+    template = ViewPageTemplateFile('forbidden.pt')
+
+    def __call__(self):
+        message = super().__call__()
+        self.request.response.setHeader('Content-Type',
+                                        'text/html;charset=utf-8')
+        return self.template(message=message,
+                             status=self.request.response.getStatus())
 
 
 def roomNotification(notification):

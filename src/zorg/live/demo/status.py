@@ -23,6 +23,7 @@ from zorg.live.demo.browser import DemoMixin
 from zorg.live.interfaces import ILivePageManager
 from zorg.live.page.event import Custom, Update, safe
 from zorg.live.page.page import LivePage, handler
+from zorg.live.page.presenceview import principalTitle
 
 GROUP = '@@live-status'
 log = logging.getLogger('zorg.live.demo')
@@ -39,7 +40,8 @@ def stats(manager, own=0):
     for group in manager.groups():
         pages = [c for c in clients if c.group_id == group]
         groups.append({'group': group, 'pages': len(pages),
-                       'online': manager.whoIsOnline(group)})
+                       'online': [principalTitle(p, manager, group)
+                                  for p in manager.whoIsOnline(group)]})
     return {'pages': len(clients), 'waiting': manager.waiting,
             'peakWaiting': manager.peakWaiting,
             'published': manager.published - own, 'groups': groups,

@@ -15,24 +15,21 @@
 
 Every zorg.live setting (see zorg.live.server.settings) may be given in the
 server section; zope.conf's <server> sections are not used here.
+``zorg-live serve site.ini`` runs such a file.
 """
 
-import asyncio
-import io
-
-import zope.app.wsgi
 import zope.component
 
 from zorg.live.interfaces import ILivePageManager, IServerType
 from zorg.live.server import config as _config
-from zorg.live.server.runner import raiseFileLimit, serveAll
+from zorg.live.server.runner import raiseFileLimit, runLoop, serveAll
 from zorg.live.server.settings import Settings
 
 
 def app_factory(global_conf, config, **local_conf):
-    """The Zope publisher of the site that zope.conf describes."""
-    schema = io.StringIO(_config.SCHEMA % Settings().schemaKeys())
-    return zope.app.wsgi.getWSGIApplication(config, schemafile=schema)
+    """The Zope publisher of the site that zope.conf describes (with
+    ``$here`` and its folder on the import path, as ``zorg-live serve``)."""
+    return _config.openApplication(config)
 
 
 def serve(app, global_conf, host='127.0.0.1', port='8080',
@@ -48,5 +45,9 @@ def serve(app, global_conf, host='127.0.0.1', port='8080',
             'unknown server type %r: use LiveServerHTTP or WSGI-HTTP, and '
             'include zorg.live in site.zcml' % type)
     raiseFileLimit()
-    server = factory('main', app, host, int(port), settings)
-    asyncio.run(serveAll([server]))
+    try:
+        server = _config.bindServer(factory, 'main', app, host, int(port),
+                                    settings, 'the ini file\'s [server:main]')
+        runLoop(serveAll([server]))
+    finally:
+        _config.closeDatabases()   # the FileStorage saves its index

@@ -1,20 +1,28 @@
 """The ``zorg-live`` command.
 
-``zorg-live serve etc/zope.conf`` starts every server of zope.conf in one
-process and one event loop (uvloop) and stops them cleanly on SIGINT or
-SIGTERM. ``zorg-live send --config etc/zope.conf --group /lobby "text"``
-pushes a message into a running site (see send.py).
+``zorg-live new mysite`` writes a site to start from (the example poll
+site: zope.conf, site.zcml, poll.py, poll.pt, site.ini and var/).
+``zorg-live serve mysite/zope.conf`` starts every server of zope.conf in
+one process and one event loop (uvloop) and stops them cleanly on SIGINT
+or SIGTERM, closing the database; ``zorg-live serve mysite/site.ini``
+does the same for a PasteDeploy ini file. ``zorg-live send --config
+etc/zope.conf --group /lobby "text"`` pushes a message into a running site
+(see send.py).
 """
 
 import argparse
 import asyncio
+import configparser
 import logging
+import os
+import re
 import resource
 import signal
 import sys
 
 from zorg.live.server import send
-from zorg.live.server.config import ConfigError, createServers
+from zorg.live.server.config import (
+    ConfigError, closeDatabases, createServers)
 
 log = logging.getLogger('zorg.live.server')
 
@@ -40,14 +48,84 @@ async def serveAll(servers):
     await asyncio.gather(*(server.serve() for server in servers))
 
 
-def serve(configfile):
-    raiseFileLimit()
-    servers, _settings = createServers(configfile)
+def runLoop(main):
     try:
         import uvloop
-        uvloop.run(serveAll(servers))
     except ImportError:
-        asyncio.run(serveAll(servers))
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
+def serve(configfile):
+    raiseFileLimit()
+    try:
+        # (A server that cannot bind its address fails after the database
+        # was opened: it is closed all the same.)
+        servers, _settings = createServers(configfile)
+        runLoop(serveAll(servers))
+    finally:
+        # After SIGINT/SIGTERM (or a failure): close the database, so a
+        # FileStorage saves its index and the next start does not warn
+        # "Ignoring index" and rebuild it.
+        closeDatabases()
+
+
+EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), 'example')
+EXAMPLE_FILES = ('zope.conf', 'site.zcml', 'poll.py', 'poll.pt', 'site.ini')
+
+
+def newSite(directory, port=8080):
+    """Write the example site into `directory` (new or empty), listening
+    on 127.0.0.1:`port`; returns the path of its zope.conf."""
+    if os.path.exists(directory) and (not os.path.isdir(directory)
+                                      or os.listdir(directory)):
+        raise ConfigError('%s exists and is not an empty folder: name a new '
+                          'folder (nothing is overwritten)' % directory)
+    os.makedirs(os.path.join(directory, 'var'))
+    for name in EXAMPLE_FILES:
+        with open(os.path.join(EXAMPLE, name)) as f:
+            text = f.read()
+        if port != 8080:
+            text = re.sub(r'(address 127\.0\.0\.1:|port = )8080',
+                          r'\g<1>%d' % port, text)
+        with open(os.path.join(directory, name), 'w') as f:
+            f.write(text)
+    return os.path.join(directory, 'zope.conf')
+
+
+def isIni(path):
+    """A PasteDeploy file: *.ini, or a file that starts with a [section]."""
+    if path.endswith('.ini'):
+        return True
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.strip() and not line.lstrip().startswith(('#', ';')):
+                    return line.lstrip().startswith('[')
+    except OSError:
+        pass
+    return False
+
+
+def servePaste(inifile):
+    """Load [app:main] and [server:main] of a PasteDeploy file and serve."""
+    from paste.deploy import loadapp, loadserver
+    if not os.path.exists(inifile):
+        raise ConfigError('%s does not exist; give the path of your '
+                          'PasteDeploy file' % inifile)
+    url = 'config:' + os.path.abspath(inifile)
+    try:
+        app = loadapp(url)
+        server = loadserver(url)
+    except BaseException as e:
+        closeDatabases()    # the application may have opened it
+        if isinstance(e, (LookupError, configparser.Error)):
+            raise ConfigError(
+                '%s: %s (it needs [app:main] and [server:main], see '
+                'site.ini of `zorg-live new`)' % (inifile, e)) from None
+        raise
+    server(app)     # closes the database when it stops
 
 
 def main(argv=None):
@@ -55,15 +133,32 @@ def main(argv=None):
         prog='zorg-live', description='Run a Zope site with live pages.')
     commands = parser.add_subparsers(dest='command', required=True)
     serve_cmd = commands.add_parser(
-        'serve', help='start every <server> of zope.conf in one process')
-    serve_cmd.add_argument('config', help='path of zope.conf')
+        'serve', help='start every <server> of zope.conf (or the '
+                      '[server:main] of a PasteDeploy .ini) in one process')
+    serve_cmd.add_argument('config', help='path of zope.conf, or of a '
+                           'PasteDeploy .ini file')
+    new_cmd = commands.add_parser(
+        'new', help='write a site to start from (the example poll site) '
+                    'into a new folder')
+    new_cmd.add_argument('directory', help='the new folder')
+    new_cmd.add_argument('--port', type=int, default=8080,
+                         help='port of its server (default 8080)')
     send.addArguments(commands.add_parser(
         'send', help='push a message into a group of a running site '
                      '(POST to its @@notify)'))
     args = parser.parse_args(argv)
     try:
-        if args.command == 'serve':
+        if args.command == 'serve' and isIni(args.config):
+            servePaste(args.config)
+        elif args.command == 'serve':
             serve(args.config)
+        elif args.command == 'new':
+            config = newSite(args.directory, args.port)
+            print('zorg-live: wrote the site %s\n'
+                  'start it:  zorg-live serve %s\n'
+                  'then open: http://127.0.0.1:%s/  (log in as alice/alice '
+                  'or bob/bob)' % (args.directory, config, args.port or
+                                   '<the port it says it listens on>'))
         elif args.command == 'send':
             return send.command(args)
     except ConfigError as e:

@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -174,7 +175,7 @@ def counterValue(html):
 def test_the_counter_updates_every_page_once_per_click(tmp_path):
     async def run(server):
         async with session() as s:
-            one = await Page(server, s, 'counter/counter.html').open()
+            one = await Page(server, s, 'counter/counter.html', BOB).open()
             two = await Page(server, s, 'counter/counter.html', ALICE).open()
             start = counterValue(one.html)
             assert counterValue(two.html) == start
@@ -197,6 +198,54 @@ def test_the_counter_updates_every_page_once_per_click(tmp_path):
                                   if e['event'] == 'update']
             later = await Page(server, s, 'counter/counter.html').open()
             assert counterValue(later.html) == start + 2
+
+    with demoServer(tmp_path) as server:
+        asyncio.run(run(server))
+
+
+def test_anonymous_may_watch_the_counter_but_not_count(tmp_path):
+    async def run(server):
+        async with session() as s:
+            anonymous = await Page(server, s, 'counter/counter.html').open()
+            alice = await Page(server, s, 'counter/counter.html',
+                               ALICE).open()
+            start = counterValue(anonymous.html)
+            assert re.search(r'<button id="increment" type="button"\s+'
+                             r'disabled="disabled"', anonymous.html)
+            assert 'disabled' not in alice.html.split('id="increment"')[1] \
+                .split('>')[0]
+            status, body = await anonymous.send('increment')
+            assert status == 403, body
+            assert 'log in' in json.loads(body)['message']
+            # Nothing changed, nothing was published.
+            later = await Page(server, s, 'counter/counter.html').open()
+            assert counterValue(later.html) == start
+            status, body = await alice.send('increment')
+            assert status == 200, body
+            [update] = await anonymous.waitFor('update')
+            assert update['html'] == '<span class="value">%d</span>' % (
+                start + 1)
+
+    with demoServer(tmp_path) as server:
+        asyncio.run(run(server))
+
+
+def test_forbidden_and_login_pages_are_styled_like_the_demo(tmp_path):
+    async def run(server):
+        async with session() as s:
+            async with s.get(server.url('@@live-status'), headers=BOB) as r:
+                assert r.status == 403
+                assert r.headers['Content-Type'].startswith('text/html')
+                html = await r.text()
+            assert '<title>Not allowed - zorg.live demo</title>' in html
+            assert 'you are\n      <b>Bob</b>' in html
+            assert 'You may not do this as Bob' in html
+            async with s.get(server.url('@@live-status')) as r:
+                assert r.status == 401
+                assert r.headers['WWW-Authenticate'].lower().startswith(
+                    'basic')
+                html = await r.text()
+            assert '<title>Log in - zorg.live demo</title>' in html
 
     with demoServer(tmp_path) as server:
         asyncio.run(run(server))
@@ -257,7 +306,8 @@ def test_live_status_is_for_managers(tmp_path):
             async with s.get(server.url('@@live-status'), headers=BOB) as r:
                 assert r.status == 403
             status = await Page(server, s, '@@live-status', ADMIN).open()
-            assert '<td>/lobby</td><td>1</td><td>demo.alice</td>' \
+            # Names, not principal ids.
+            assert '<td>/lobby</td><td>1</td><td>Alice</td>' \
                 in status.html
             updates = await status.waitFor('update')
             assert updates[0]['target'] == 'stats'
@@ -329,6 +379,62 @@ def test_python_m_zorg_live_demo_serves_and_stops(tmp_path):
     conf = (tmp_path / 'demo' / 'zope.conf').read_text()
     assert '127.0.0.1:%d' % port in conf
     assert (tmp_path / 'demo' / 'var' / 'Data.fs').exists()
+
+
+SCRIPT = """#!%(python)s
+# Like the scripts zc.buildout writes: the eggs' paths, then the entry
+# point (the interpreter alone would not find zorg.live under buildout).
+import sys
+sys.path[0:0] = [%(src)r]
+import %(module)s
+sys.exit(%(module)s.main())
+"""
+
+
+def test_banner_commands_work_when_started_from_a_script(tmp_path):
+    """Under buildout the demo runs as bin/demo: the banner's commands are
+    bin/demo send and bin/zorg-live send, and both push into the room."""
+    src = os.path.dirname(os.path.dirname(os.path.dirname(DEMO)))
+    bin = tmp_path / 'bin'
+    bin.mkdir()
+    for name, module in (('demo', 'zorg.live.demo.__main__'),
+                         ('zorg-live', 'zorg.live.server.runner')):
+        script = bin / name
+        script.write_text(SCRIPT % {'python': sys.executable, 'src': src,
+                                    'module': module})
+        script.chmod(0o755)
+    port = freePort()
+    env = dict(os.environ, ZORG_LIVE_PASSWORD='admin')
+    process = subprocess.Popen(
+        [str(bin / 'demo'), '--port', str(port), '--dir',
+         str(tmp_path / 'demo')], stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, cwd=str(tmp_path), env=env)
+    try:
+        banner = []
+        while not any('as for any site' in line for line in banner):
+            line = process.stdout.readline().decode()
+            assert line, ''.join(banner)
+            banner.append(line)
+        waitForPort(port, process)
+        push = [line.split(': ', 2)[2].strip() for line in banner
+                if 'push a message' in line or 'as for any site' in line]
+        assert push[0].startswith('%s send ' % (bin / 'demo')), push
+        assert push[1].startswith('ZORG_LIVE_PASSWORD=admin %s send '
+                                  % (bin / 'zorg-live')), push
+        for command in push:
+            done = subprocess.run(
+                shlex.split(command.split(' ', 1)[1] if command.startswith(
+                    'ZORG_LIVE_PASSWORD') else command),
+                capture_output=True, text=True, timeout=60, env=env,
+                cwd=str(tmp_path))
+            assert done.returncode == 0, (command, done.stderr)
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0
 
 
 def test_python_m_zorg_live_demo_says_when_the_port_is_taken(tmp_path):

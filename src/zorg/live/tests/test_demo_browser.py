@@ -83,12 +83,14 @@ def test_chat_and_counter_in_a_browser(demo, new_context, screenshot):
         timeout=WAIT)
 
     counter = demo.url('counter/counter.html')
-    one = openPage(new_context, counter)
+    watcher = openPage(new_context, counter)
+    assert watcher.is_disabled('#increment')   # anonymous only watches
+    one = openPage(new_context, counter, 'bob')
     two = openPage(new_context, counter, 'alice')
     start = int(one.inner_text('#counter'))
     one.click('#increment')
     two.click('#increment')
-    for page in (one, two):
+    for page in (one, two, watcher):
         page.wait_for_function(
             "document.getElementById('counter').textContent.trim() "
             "=== '%d'" % (start + 2), timeout=WAIT)
