@@ -27,15 +27,26 @@ LOGINS = [('alice', 'Alice'), ('bob', 'Bob'), ('carol', 'Carol'),
 
 
 def messageHTML(message):
-    """One chat line; every piece of user text is escaped."""
+    """One chat line; every piece of user text is escaped. Its key lets
+    livepage.js add a line that the page's HTML shows already only once
+    (delivery.txt, "Render and subscribe")."""
     when = time.strftime('%H:%M', time.localtime(message['time']))
+    key = ' data-live-key="%s"' % escape(message['key'], quote=True) if (
+        message.get('key')) else ''
     if message.get('system'):
-        return ('<p class="msg system"><span class="time">%s</span> '
+        return ('<p class="msg system"%s><span class="time">%s</span> '
                 '<span class="text">%s</span></p>'
-                % (when, escape(message['text'])))
-    return ('<p class="msg"><span class="time">%s</span> '
+                % (key, when, escape(message['text'])))
+    return ('<p class="msg"%s><span class="time">%s</span> '
             '<b class="nick">%s</b> <span class="text">%s</span></p>'
-            % (when, escape(message['nickname']), escape(message['text'])))
+            % (key, when, escape(message['nickname']),
+               escape(message['text'])))
+
+
+def messageEvent(message):
+    """The event that appends a stored message to the room's pages."""
+    return Append('messages', safe(messageHTML(message)),
+                  key=message.get('key'))
 
 
 def isAnonymous(request):
@@ -108,8 +119,8 @@ class ChatPage(DemoMixin, LivePage):
             raise BadRequest('a message has at most %d characters' % MAX_TEXT)
         _id, nickname, _anonymous = self.principalInfo()
         message = self.context.add(nickname, text, principal=_id)
-        publishOnCommit(Append('messages', safe(messageHTML(message))),
-                        self.getGroupId(), self.manager)
+        publishOnCommit(messageEvent(message), self.getGroupId(),
+                        self.manager)
         return None
 
 
@@ -192,6 +203,6 @@ def roomNotification(notification):
     if not IRoom.providedBy(room) or not notification.text:
         return
     message = room.add('system', notification.text[:MAX_TEXT], system=True)
-    publishOnCommit(Append('messages', safe(messageHTML(message))), group)
+    publishOnCommit(messageEvent(message), group)
     notification.handled = True
     notification.answer['stored'] = True

@@ -37,7 +37,7 @@ class Room(Persistent, Contained):
             key += 1
         message = {'nickname': str(nickname), 'text': str(text),
                    'time': now, 'principal': principal,
-                   'system': bool(system)}
+                   'system': bool(system), 'key': 'm%d' % key}
         self.messages[key] = message
         self.count.change(1)
         while self.count() > KEEP:
