@@ -13,6 +13,8 @@ SCENARIO_TITLES = {
     'reconnect': 'Reconnect storm: server restart with N pages open',
     'publish-cost': 'Cost of one publish: in-memory broker against the '
                     'redis broker (LivePageManager.publish in one process)',
+    'slow-redis': 'Redis answering slowly, then hung: latency of the work '
+                  'that needs no broker (heartbeats, health)',
 }
 
 
@@ -35,6 +37,15 @@ def machine():
             'date': time.strftime('%Y-%m-%d %H:%M:%S %Z')}
 
 
+def loadavg1():
+    """The 1-minute load average (str), '?' if unknown."""
+    try:
+        with open('/proc/loadavg') as f:
+            return f.read().split()[0]
+    except OSError:
+        return '?'
+
+
 def fmt(v):
     if v is None:
         return '–'
@@ -44,7 +55,9 @@ def fmt(v):
 
 
 def transport(name):
-    return 'lp' if name.endswith('-lp') else 'sse'
+    """'lp' or 'sse', from a system's name or its label (the tables
+    compare only systems of one transport)."""
+    return 'lp' if name.endswith('-lp') or 'long-poll' in name else 'sse'
 
 
 def size_of(row):
@@ -68,13 +81,27 @@ def table(rows, data, systems, kinds, baselines=None):
     head = ['metric'] + systems + ['%s / %s' % rp for rp in ratios]
     lines = ['| ' + ' | '.join(head) + ' |',
              '|' + '---|' * len(head)]
+    def marked(s, row):
+        return data.get(s, {}).get('_marks', {}).get(row)
     for row in rows:
-        cells = [row] + [fmt(data.get(s, {}).get(row)) for s in systems]
+        if row.startswith('_'):
+            continue
+        cells = [row]
+        for s in systems:
+            m = marked(s, row)
+            cells.append(fmt(data.get(s, {}).get(row)) +
+                         (' (**%s**)' % m if m else ''))
         for z, p in ratios:
             a, b = data.get(z, {}).get(row), data.get(p, {}).get(row)
             ok = all(isinstance(x, (int, float)) and not isinstance(x, bool)
                      for x in (a, b))
-            cells.append('%.2f' % (a / b) if ok and b else '–')
+            cell = '%.2f' % (a / b) if ok and b else '–'
+            # a ratio of figures that the generator bounded says little
+            if ok and b and (marked(z, row) or marked(p, row)):
+                cell += ' (%s)' % ', '.join(
+                    '%s %s' % (who, marked(x, row)) for who, x in (
+                        ('zorg.live', z), ('peer', p)) if marked(x, row))
+            cells.append(cell)
         lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 
@@ -113,6 +140,10 @@ def write(results, outdir, argv):
         md += ['## ' + SCENARIO_TITLES.get(scen, scen), '',
                table(rows, per_sys, systems, kinds,
                      results.get('baselines')), '']
+        notes = ['- %s, %s' % (s, note) for s in systems
+                 for note in per_sys[s].get('_notes', ())]
+        if notes:
+            md += notes + ['']
     md += ['![fan-out and memory](latest.png)', '']
     with open(os.path.join(outdir, 'latest.md'), 'w') as f:
         f.write('\n'.join(md))
