@@ -1,4 +1,5 @@
-"""Write results/latest.md (+ latest.json) and results/latest.png."""
+"""Write results/latest.md (+ latest.json) and results/latest.png (or
+NAME.md, .json, .png with run.py --name NAME)."""
 import json
 import os
 import platform
@@ -106,7 +107,7 @@ def table(rows, data, systems, kinds, baselines=None):
     return '\n'.join(lines)
 
 
-def write(results, outdir, argv):
+def write(results, outdir, argv, name='latest'):
     os.makedirs(outdir, exist_ok=True)
     meta = results['meta']
     kinds = results['kinds']
@@ -144,12 +145,12 @@ def write(results, outdir, argv):
                  for note in per_sys[s].get('_notes', ())]
         if notes:
             md += notes + ['']
-    md += ['![fan-out and memory](latest.png)', '']
-    with open(os.path.join(outdir, 'latest.md'), 'w') as f:
+    md += ['![fan-out and memory](%s.png)' % name, '']
+    with open(os.path.join(outdir, name + '.md'), 'w') as f:
         f.write('\n'.join(md))
-    with open(os.path.join(outdir, 'latest.json'), 'w') as f:
+    with open(os.path.join(outdir, name + '.json'), 'w') as f:
         json.dump(results, f, indent=1, default=str)
-    plot(results['plot'], os.path.join(outdir, 'latest.png'))
+    plot(results['plot'], os.path.join(outdir, name + '.png'))
 
 
 def plot(data, path):

@@ -43,6 +43,9 @@ def parse():
                    help='generator processes (default: 1 per 4,000 pages,'
                    ' at least 2)')
     p.add_argument('--out', default=os.path.join(HERE, 'results'))
+    p.add_argument('--name', default='latest',
+                   help='results file names: NAME.md, NAME.json, NAME.png'
+                   ' (default latest)')
     p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
                    help='override one setting of scenarios.QUICK / FULL '
                    '(a number, or numbers separated by commas for a list),'
@@ -137,13 +140,14 @@ async def main(args):
             if system.baseline:
                 results['baselines'][label] = \
                     systems.SYSTEMS[system.baseline].label
-            report.write(results, args.out, ['python'] + sys.argv)  # partial
+            report.write(results, args.out, ['python'] + sys.argv,
+                         args.name)  # partial
     finally:
         await pool.shutdown()
         import shutil
         shutil.rmtree(memprobe, ignore_errors=True)
-    report.write(results, args.out, ['python'] + sys.argv)
-    log('wrote %s' % os.path.join(args.out, 'latest.md'))
+    report.write(results, args.out, ['python'] + sys.argv, args.name)
+    log('wrote %s' % os.path.join(args.out, args.name + '.md'))
 
 
 if __name__ == '__main__':

@@ -48,7 +48,7 @@ class CpuWindow:
         self.ctx, self.server = ctx, server
         self.wall = 0.0
         self.workers = None
-        self.coord = self.aux = self.busy = 0.0
+        self.coord = self.aux = self.busy = self.irq = 0.0
         self.server_procs = {}
 
     def _aux(self):
@@ -80,6 +80,8 @@ class CpuWindow:
         self.aux += self._aux() - self._a0
         busy, total = m1[0] - self._m0[0], m1[1] - self._m0[1]
         self.busy += busy / max(1e-9, total) * (t1 - self._t0)
+        self.irq += (m1[2] - self._m0[2]) / max(1e-9, total) * (
+            t1 - self._t0)
         self.wall += t1 - self._t0
 
     def figures(self):
@@ -98,6 +100,12 @@ class CpuWindow:
             'redis-server CPU cores': round(self.aux / wall, 2)
             if self.server.aux_pids() else None,
             'machine idle cores (of %d)' % nproc: round(nproc - busy, 2),
+            # other engineers' tests on the shared machine
+            'interrupts CPU cores (loopback traffic)': round(
+                self.irq / wall * nproc, 2),
+            'other processes CPU cores': round(max(
+                0.0, busy - self.irq / wall * nproc - gen - server -
+                self.aux / wall), 2),
         }
 
     def limit(self, publishers_short=False):
@@ -113,6 +121,11 @@ class CpuWindow:
             return 'load generator (its busiest process %d %% of a ' \
                 'core)' % f['busiest generator process CPU %']
         gen = f['generator CPU cores (pages + publishers)']
+        others = f['other processes CPU cores']
+        if idle <= (1 - BUSY) * nproc and others >= max(0.25, gen):
+            return 'other processes (the machine is saturated; they take ' \
+                '%.2f of its %d cores, the generator %.2f, the server ' \
+                '%.2f)' % (others, nproc, gen, f['server CPU cores'])
         if idle <= (1 - BUSY) * nproc and gen >= 0.25:
             return 'load generator (the machine is saturated; the ' \
                 'generator takes %.2f of its %d cores, the server %.2f)' % (
