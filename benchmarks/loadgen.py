@@ -267,24 +267,35 @@ class Worker:
         self.endpoints = [tuple(e) for e in endpoints]
         return {'pid': os.getpid(), 'nofile': raise_nofile()}
 
+    def _new_pages(self, n, first):
+        k = len(self.endpoints)
+        new = [Page(self, len(self.pages) + i, (first + i) % k)
+               for i in range(n)]
+        self.pages.extend(new)
+        return new
+
+    async def _connect(self, pages, concurrency, timeout, done):
+        """Connect pages (at most `concurrency` at once) and wait until
+        done(page) holds for each of them, or the timeout."""
+        sem = asyncio.Semaphore(concurrency)
+        t0 = time.time()
+        for page in pages:
+            self.loop.create_task(page.connect(sem))
+        deadline = t0 + timeout
+        while time.time() < deadline:
+            if all(done(p) or p.dead for p in pages):
+                break
+            await asyncio.sleep(0.02)
+        return t0
+
     async def cmd_open(self, n, timeout, reconnect, first=0,
                        concurrency=256):
         """Open n pages, numbered first.. in the whole pool."""
         self.reconnect = reconnect
         self.closing = False
-        sem = asyncio.Semaphore(concurrency)
-        k = len(self.endpoints)
-        new = [Page(self, len(self.pages) + i, (first + i) % k)
-               for i in range(n)]
-        self.pages.extend(new)
-        t0 = time.time()
-        for page in new:
-            self.loop.create_task(page.connect(sem))
-        deadline = t0 + timeout
-        while time.time() < deadline:
-            if all(p.live or p.dead for p in new):
-                break
-            await asyncio.sleep(0.02)
+        new = self._new_pages(n, first)
+        t0 = await self._connect(new, concurrency, timeout,
+                                 lambda p: p.live)
         return self.status_dict(t0=t0, last_live=max(
             (p.live_at for p in new if p.live), default=0.0))
 
@@ -295,38 +306,21 @@ class Worker:
         registered page and of an open stream, apart)."""
         self.reconnect = False
         self.closing = False
-        sem = asyncio.Semaphore(concurrency)
-        k = len(self.endpoints)
-        new = [Page(self, len(self.pages) + i, (first + i) % k)
-               for i in range(n)]
+        new = self._new_pages(n, first)
         for page in new:
             page.hold_after_render = True
-        self.pages.extend(new)
-        t0 = time.time()
-        for page in new:
-            self.loop.create_task(page.connect(sem))
-        deadline = t0 + timeout
-        while time.time() < deadline:
-            if all(p.registered or p.dead for p in new):
-                break
-            await asyncio.sleep(0.02)
+        t0 = await self._connect(new, concurrency, timeout,
+                                 lambda p: p.registered)
         return self.status_dict(t0=t0, registered=sum(
             p.registered for p in new), last_registered=max(
             (p.registered_at for p in new), default=0.0))
 
     async def cmd_stream(self, timeout, concurrency=256):
         """Open the streams of the pages cmd_register registered."""
-        sem = asyncio.Semaphore(concurrency)
         todo = [p for p in self.pages
                 if p.registered and not p.live and not p.dead]
-        t0 = time.time()
-        for page in todo:
-            self.loop.create_task(page.connect(sem))
-        deadline = t0 + timeout
-        while time.time() < deadline:
-            if all(p.live or p.dead for p in todo):
-                break
-            await asyncio.sleep(0.02)
+        t0 = await self._connect(todo, concurrency, timeout,
+                                 lambda p: p.live)
         return self.status_dict(t0=t0, last_live=max(
             (p.live_at for p in todo if p.live), default=0.0))
 

@@ -102,6 +102,18 @@ class ZorgLiveServer:
             self._cleanup()
 
 
+def end_process(proc, timeout=5):
+    """SIGTERM a subprocess we started (by its pid), SIGKILL it if it
+    has not ended within timeout."""
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+
+
 class RedisProcess:
     """A redis-server of the benchmark's own: free loopback port, temp dir,
     no persistence (--save '' --appendonly no); stop() ends it by pid."""
@@ -165,13 +177,7 @@ class RedisProcess:
 
     def stop(self):
         self.resume()
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        end_process(self.proc)
         if self.proc is not None:
             self.log.close()
             shutil.rmtree(self.dir, ignore_errors=True)
@@ -214,13 +220,7 @@ class DelayProxy:
         self.proc.send_signal(signal.SIGUSR1 if on else signal.SIGUSR2)
 
     def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        end_process(self.proc)
         if self.proc is not None:
             self.proc.stdout.close()
         self.proc = None
