@@ -10,6 +10,7 @@ APT_PACKAGES = chromium redis-server
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all demo test install system-deps bench bench-deps bench-quick clean
+.PHONY: bench-issue11
 
 all: test
 
@@ -53,6 +54,14 @@ bench: bench-deps
 
 bench-quick: bench-deps
 	$(BIN)/python benchmarks/run.py --quick
+
+# issue 11: Redis, long-poll and slow Redis beside the peers at 10,000 pages;
+# writes results/$(BENCH_NAME).md/.json and the table against the before run
+BENCH_NAME ?= after-issue11
+BENCH_ISSUE11 = --systems zorg-live-sse,zorg-redis-sse,aiohttp-sse,nchan-sse,zorg-live-lp,nchan-lp --scenarios capacity,fanout,sustained,chat,slow-redis --sizes 10000
+bench-issue11: bench-deps
+	$(BIN)/python benchmarks/run.py $(BENCH_ISSUE11) --name $(BENCH_NAME)
+	$(BIN)/python benchmarks/compare.py benchmarks/results/before-issue11.json benchmarks/results/$(BENCH_NAME).json --out benchmarks/results/$(BENCH_NAME)-vs-before.md
 
 clean:
 	rm -rf $(VENV) src/*.egg-info .pytest_cache

@@ -158,6 +158,9 @@ class _Zorg(Adapter):
             m = LAST_ID_RE.search(body)
             page.last_id = m.group(1).decode() if m else None
             page.num = 0
+            if page.hold_after_render:      # capacity: registered only
+                page.hold()
+                return None
             return self.stream_request(page)
         if state == 'register':
             if status != 200:

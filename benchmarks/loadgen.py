@@ -59,6 +59,9 @@ class Page(asyncio.Protocol):
         self.num = 0
         self.zstate = None
         self.registrations = 0
+        self.hold_after_render = False   # cmd_register: stop after render
+        self.registered = False
+        self.registered_at = 0.0
 
     # --- bookkeeping used by adapters --------------------------------------
     def deliver(self, seq, t):
@@ -92,6 +95,16 @@ class Page(asyncio.Protocol):
 
     def retry_later(self):
         self.drop(reconnect=True)
+
+    def hold(self):
+        """Registered (rendered), stream not opened yet: close the
+        connection without giving the page up (cmd_stream opens it)."""
+        self.hold_after_render = False
+        self.registered = True
+        self.registered_at = time.time()
+        if self.transport is not None:
+            t, self.transport = self.transport, None
+            t.close()
 
     # --- connection ----------------------------------------------------------
     async def connect(self, sem=None):
@@ -254,26 +267,62 @@ class Worker:
         self.endpoints = [tuple(e) for e in endpoints]
         return {'pid': os.getpid(), 'nofile': raise_nofile()}
 
+    def _new_pages(self, n, first):
+        k = len(self.endpoints)
+        new = [Page(self, len(self.pages) + i, (first + i) % k)
+               for i in range(n)]
+        self.pages.extend(new)
+        return new
+
+    async def _connect(self, pages, concurrency, timeout, done):
+        """Connect pages (at most `concurrency` at once) and wait until
+        done(page) holds for each of them, or the timeout."""
+        sem = asyncio.Semaphore(concurrency)
+        t0 = time.time()
+        for page in pages:
+            self.loop.create_task(page.connect(sem))
+        deadline = t0 + timeout
+        while time.time() < deadline:
+            if all(done(p) or p.dead for p in pages):
+                break
+            await asyncio.sleep(0.02)
+        return t0
+
     async def cmd_open(self, n, timeout, reconnect, first=0,
                        concurrency=256):
         """Open n pages, numbered first.. in the whole pool."""
         self.reconnect = reconnect
         self.closing = False
-        sem = asyncio.Semaphore(concurrency)
-        k = len(self.endpoints)
-        new = [Page(self, len(self.pages) + i, (first + i) % k)
-               for i in range(n)]
-        self.pages.extend(new)
-        t0 = time.time()
-        for page in new:
-            self.loop.create_task(page.connect(sem))
-        deadline = t0 + timeout
-        while time.time() < deadline:
-            if all(p.live or p.dead for p in new):
-                break
-            await asyncio.sleep(0.02)
+        new = self._new_pages(n, first)
+        t0 = await self._connect(new, concurrency, timeout,
+                                 lambda p: p.live)
         return self.status_dict(t0=t0, last_live=max(
             (p.live_at for p in new if p.live), default=0.0))
+
+    async def cmd_register(self, n, timeout, first=0, concurrency=256):
+        """Register n pages (render them: zorg.live only) without opening
+        their streams; each render's connection is closed once answered.
+        cmd_stream opens the streams later (capacity: the memory of a
+        registered page and of an open stream, apart)."""
+        self.reconnect = False
+        self.closing = False
+        new = self._new_pages(n, first)
+        for page in new:
+            page.hold_after_render = True
+        t0 = await self._connect(new, concurrency, timeout,
+                                 lambda p: p.registered)
+        return self.status_dict(t0=t0, registered=sum(
+            p.registered for p in new), last_registered=max(
+            (p.registered_at for p in new), default=0.0))
+
+    async def cmd_stream(self, timeout, concurrency=256):
+        """Open the streams of the pages cmd_register registered."""
+        todo = [p for p in self.pages
+                if p.registered and not p.live and not p.dead]
+        t0 = await self._connect(todo, concurrency, timeout,
+                                 lambda p: p.live)
+        return self.status_dict(t0=t0, last_live=max(
+            (p.live_at for p in todo if p.live), default=0.0))
 
     def status_dict(self, **extra):
         by_endpoint = [0] * len(self.endpoints)
@@ -310,7 +359,8 @@ class Worker:
             if got is not None and len(got) >= self.nlive:
                 break
             await asyncio.sleep(0.005)
-        return {'count': len((self.recs.get(seq) or ())), 'live': self.nlive}
+        return {'count': len((self.recs.get(seq) or ())), 'live': self.nlive,
+                'cpu': time.process_time()}
 
     async def cmd_collect(self, lo, hi):
         """Latencies of events lo..hi (then forgotten) and page counts."""
@@ -405,12 +455,19 @@ class Pool:
         return await self.all('config', adapter, list(endpoints),
                               options or {})
 
-    async def open(self, n, timeout=60.0, reconnect=False):
+    def shares(self, n):
+        """[(pages, number of the first)] of each worker."""
         k = len(self.conns)
         shares = [n // k + (1 if i < n % k else 0) for i in range(k)]
-        firsts = [sum(shares[:i]) for i in range(k)]
-        return await self.each([('open', s, timeout, reconnect, f)
-                                for s, f in zip(shares, firsts)])
+        return [(s, sum(shares[:i])) for i, s in enumerate(shares)]
+
+    async def open(self, n, timeout=60.0, reconnect=False, concurrency=256):
+        return await self.each([('open', s, timeout, reconnect, f,
+                                 concurrency) for s, f in self.shares(n)])
+
+    async def register(self, n, timeout=60.0, concurrency=256):
+        return await self.each([('register', s, timeout, f, concurrency)
+                                for s, f in self.shares(n)])
 
     async def live(self):
         return sum(s['live'] for s in await self.all('status'))

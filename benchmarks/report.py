@@ -1,4 +1,5 @@
-"""Write results/latest.md (+ latest.json) and results/latest.png."""
+"""Write results/latest.md (+ latest.json) and results/latest.png (or
+NAME.md, .json, .png with run.py --name NAME)."""
 import json
 import os
 import platform
@@ -13,6 +14,8 @@ SCENARIO_TITLES = {
     'reconnect': 'Reconnect storm: server restart with N pages open',
     'publish-cost': 'Cost of one publish: in-memory broker against the '
                     'redis broker (LivePageManager.publish in one process)',
+    'slow-redis': 'Redis answering slowly, then hung: latency of the work '
+                  'that needs no broker (heartbeats, health)',
 }
 
 
@@ -35,6 +38,15 @@ def machine():
             'date': time.strftime('%Y-%m-%d %H:%M:%S %Z')}
 
 
+def loadavg1():
+    """The 1-minute load average (str), '?' if unknown."""
+    try:
+        with open('/proc/loadavg') as f:
+            return f.read().split()[0]
+    except OSError:
+        return '?'
+
+
 def fmt(v):
     if v is None:
         return '–'
@@ -44,7 +56,9 @@ def fmt(v):
 
 
 def transport(name):
-    return 'lp' if name.endswith('-lp') else 'sse'
+    """'lp' or 'sse', from a system's name or its label (the tables
+    compare only systems of one transport)."""
+    return 'lp' if name.endswith('-lp') or 'long-poll' in name else 'sse'
 
 
 def size_of(row):
@@ -68,18 +82,32 @@ def table(rows, data, systems, kinds, baselines=None):
     head = ['metric'] + systems + ['%s / %s' % rp for rp in ratios]
     lines = ['| ' + ' | '.join(head) + ' |',
              '|' + '---|' * len(head)]
+    def marked(s, row):
+        return data.get(s, {}).get('_marks', {}).get(row)
     for row in rows:
-        cells = [row] + [fmt(data.get(s, {}).get(row)) for s in systems]
+        if row.startswith('_'):
+            continue
+        cells = [row]
+        for s in systems:
+            m = marked(s, row)
+            cells.append(fmt(data.get(s, {}).get(row)) +
+                         (' (**%s**)' % m if m else ''))
         for z, p in ratios:
             a, b = data.get(z, {}).get(row), data.get(p, {}).get(row)
             ok = all(isinstance(x, (int, float)) and not isinstance(x, bool)
                      for x in (a, b))
-            cells.append('%.2f' % (a / b) if ok and b else '–')
+            cell = '%.2f' % (a / b) if ok and b else '–'
+            # a ratio of figures that the generator bounded says little
+            if ok and b and (marked(z, row) or marked(p, row)):
+                cell += ' (%s)' % ', '.join(
+                    '%s %s' % (who, marked(x, row)) for who, x in (
+                        ('zorg.live', z), ('peer', p)) if marked(x, row))
+            cells.append(cell)
         lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 
 
-def write(results, outdir, argv):
+def write(results, outdir, argv, name='latest'):
     os.makedirs(outdir, exist_ok=True)
     meta = results['meta']
     kinds = results['kinds']
@@ -113,12 +141,16 @@ def write(results, outdir, argv):
         md += ['## ' + SCENARIO_TITLES.get(scen, scen), '',
                table(rows, per_sys, systems, kinds,
                      results.get('baselines')), '']
-    md += ['![fan-out and memory](latest.png)', '']
-    with open(os.path.join(outdir, 'latest.md'), 'w') as f:
+        notes = ['- %s, %s' % (s, note) for s in systems
+                 for note in per_sys[s].get('_notes', ())]
+        if notes:
+            md += notes + ['']
+    md += ['![fan-out and memory](%s.png)' % name, '']
+    with open(os.path.join(outdir, name + '.md'), 'w') as f:
         f.write('\n'.join(md))
-    with open(os.path.join(outdir, 'latest.json'), 'w') as f:
+    with open(os.path.join(outdir, name + '.json'), 'w') as f:
         json.dump(results, f, indent=1, default=str)
-    plot(results['plot'], os.path.join(outdir, 'latest.png'))
+    plot(results['plot'], os.path.join(outdir, name + '.png'))
 
 
 def plot(data, path):

@@ -43,6 +43,13 @@ def parse():
                    help='generator processes (default: 1 per 4,000 pages,'
                    ' at least 2)')
     p.add_argument('--out', default=os.path.join(HERE, 'results'))
+    p.add_argument('--name', default='latest',
+                   help='results file names: NAME.md, NAME.json, NAME.png'
+                   ' (default latest)')
+    p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
+                   help='override one setting of scenarios.QUICK / FULL '
+                   '(a number, or numbers separated by commas for a list),'
+                   ' e.g. --set slow_pages=200 --set sustained_rates=5,10')
     args = p.parse_args()
     if args.systems is None:
         args.systems = ','.join(n for n, s in systems.SYSTEMS.items()
@@ -64,18 +71,29 @@ def parse():
 
 async def main(args):
     loadgen.raise_nofile()
+    memprobe = systems.enable_memprobe()     # before any server starts
     settings = dict(scenarios.QUICK if args.quick else scenarios.FULL)
     sizes = None
     if args.sizes:
         sizes = [int(x) for x in args.sizes.split(',')]
         settings['capacity_sizes'] = settings['fanout_sizes'] = sizes
+    overrides = {}
+    for item in args.set:
+        key, _, value = item.partition('=')
+        if key not in settings:
+            raise SystemExit('--set: unknown setting %r' % key)
+        values = [float(v) if '.' in v else int(v)
+                  for v in value.split(',')]
+        overrides[key] = values if isinstance(settings[key], list) \
+            else values[0]
+    settings.update(overrides)
     biggest = max(settings['capacity_sizes'] + settings['fanout_sizes'] +
                   settings['reconnect_sizes'] +
                   [settings['sustained_size'], settings['chat_receivers']])
     nworkers = args.workers or max(2, math.ceil(biggest / 4000.0))
     results = {'meta': dict(report.machine(),
                             mode='quick' if args.quick else 'full',
-                            workers=nworkers),
+                            workers=nworkers, overrides=overrides),
                'systems': [], 'kinds': {}, 'baselines': {}, 'scenarios': {},
                'plot': {}, 'notes': []}
     log('generator: %d worker processes; systems %s; scenarios %s' % (
@@ -91,6 +109,7 @@ async def main(args):
                 mine.update(system.quick)
                 if sizes:
                     mine['capacity_sizes'] = mine['fanout_sizes'] = sizes
+                mine.update(overrides)
             ctx = scenarios.Ctx(system, pool, mine, log)
             try:
                 for scen in args.scenarios:
@@ -99,9 +118,14 @@ async def main(args):
                             scen not in system.quick_scenarios):
                         continue
                     t = time.time()
+                    load0 = report.loadavg1()
                     data = await scenarios.SCENARIOS[scen](ctx)
                     if data is None:        # not measured for this system
                         continue
+                    # the machine is shared: the 1-min load average at the
+                    # start and end of this scenario, in its table
+                    data['load avg 1 min, start -> end'] = '%s -> %s' % (
+                        load0, report.loadavg1())
                     results['scenarios'].setdefault(scen, {})[label] = data
                     if label not in results['systems']:
                         results['systems'].append(label)
@@ -116,11 +140,14 @@ async def main(args):
             if system.baseline:
                 results['baselines'][label] = \
                     systems.SYSTEMS[system.baseline].label
-            report.write(results, args.out, ['python'] + sys.argv)  # partial
+            report.write(results, args.out, ['python'] + sys.argv,
+                         args.name)  # partial
     finally:
         await pool.shutdown()
-    report.write(results, args.out, ['python'] + sys.argv)
-    log('wrote %s' % os.path.join(args.out, 'latest.md'))
+        import shutil
+        shutil.rmtree(memprobe, ignore_errors=True)
+    report.write(results, args.out, ['python'] + sys.argv, args.name)
+    log('wrote %s' % os.path.join(args.out, args.name + '.md'))
 
 
 if __name__ == '__main__':

@@ -32,6 +32,109 @@ def ms(x):
     return None if x is None else x * 1000.0
 
 
+# a process at or above this share of one core is the limit
+BUSY = 0.90
+
+
+class CpuWindow:
+    """Who used the CPU during a window: the generator's worker processes
+    (the pages) and the coordinator (this process: the publishers), the
+    server's processes, its helpers (redis-server) and the whole machine
+    (/proc/stat), to tell whether the load generator, not the server, was
+    the limit. start() / stop() may be called several times: the windows
+    add up (fan-out: one window per repeat)."""
+
+    def __init__(self, ctx, server):
+        self.ctx, self.server = ctx, server
+        self.wall = 0.0
+        self.workers = None
+        self.coord = self.aux = self.busy = self.irq = 0.0
+        self.server_procs = {}
+
+    def _aux(self):
+        return sum(systems.cpu_s([pid])
+                   for pid in self.server.aux_pids().values())
+
+    async def start(self):
+        status = await self.ctx.pool.all('status')
+        self._w0 = [a['cpu'] for a in status]
+        self._c0 = time.process_time()
+        self._s0 = self.server.cpu_by_process()
+        self._a0 = self._aux()
+        self._m0 = systems.machine_cpu()
+        self._t0 = time.time()
+
+    def stop(self, answers):
+        """answers: the workers' answers at the end of the window (each
+        with 'cpu', their time.process_time())."""
+        t1 = time.time()
+        m1 = systems.machine_cpu()
+        s1 = self.server.cpu_by_process()
+        w = [a['cpu'] - c for a, c in zip(answers, self._w0)]
+        self.workers = w if self.workers is None else [
+            x + y for x, y in zip(self.workers, w)]
+        self.coord += time.process_time() - self._c0
+        for pid, c in s1.items():
+            self.server_procs[pid] = self.server_procs.get(pid, 0.0) + \
+                c - self._s0.get(pid, 0.0)
+        self.aux += self._aux() - self._a0
+        busy, total = m1[0] - self._m0[0], m1[1] - self._m0[1]
+        self.busy += busy / max(1e-9, total) * (t1 - self._t0)
+        self.irq += (m1[2] - self._m0[2]) / max(1e-9, total) * (
+            t1 - self._t0)
+        self.wall += t1 - self._t0
+
+    def figures(self):
+        wall = max(1e-6, self.wall)
+        nproc = os.cpu_count() or 1
+        gen = (sum(self.workers or [0]) + self.coord) / wall
+        server = sum(self.server_procs.values()) / wall
+        busy = self.busy / wall * nproc
+        return {
+            'busiest generator process CPU %': round(100 * max(
+                (self.workers or [0]) + [self.coord]) / wall),
+            'generator CPU cores (pages + publishers)': round(gen, 2),
+            'server CPU cores': round(server, 2),
+            'busiest server process CPU %': round(100 * max(
+                list(self.server_procs.values()) or [0]) / wall),
+            'redis-server CPU cores': round(self.aux / wall, 2)
+            if self.server.aux_pids() else None,
+            'machine idle cores (of %d)' % nproc: round(nproc - busy, 2),
+            # other engineers' tests on the shared machine
+            'interrupts CPU cores (loopback traffic)': round(
+                self.irq / wall * nproc, 2),
+            'other processes CPU cores': round(max(
+                0.0, busy - self.irq / wall * nproc - gen - server -
+                self.aux / wall), 2),
+        }
+
+    def limit(self, publishers_short=False):
+        """What bounded the figure: 'load generator', 'server',
+        'publishers' or None (none of them at its limit)."""
+        f = self.figures()
+        nproc = os.cpu_count() or 1
+        idle = f['machine idle cores (of %d)' % nproc]
+        if f['busiest server process CPU %'] >= 100 * BUSY:
+            return 'server (its busiest process %d %% of a core)' % (
+                f['busiest server process CPU %'])
+        if f['busiest generator process CPU %'] >= 100 * BUSY:
+            return 'load generator (its busiest process %d %% of a ' \
+                'core)' % f['busiest generator process CPU %']
+        gen = f['generator CPU cores (pages + publishers)']
+        others = f['other processes CPU cores']
+        if idle <= (1 - BUSY) * nproc and others >= max(0.25, gen):
+            return 'other processes (the machine is saturated; they take ' \
+                '%.2f of its %d cores, the generator %.2f, the server ' \
+                '%.2f)' % (others, nproc, gen, f['server CPU cores'])
+        if idle <= (1 - BUSY) * nproc and gen >= 0.25:
+            return 'load generator (the machine is saturated; the ' \
+                'generator takes %.2f of its %d cores, the server %.2f)' % (
+                    gen, nproc, f['server CPU cores'])
+        if publishers_short:
+            return 'publishers (all in flight, rate not reached)'
+        return None
+
+
 class Session:
     """A fresh server of ctx.system with n pages open (async with)."""
 
@@ -83,40 +186,194 @@ class Session:
         await asyncio.sleep(0.2)
 
 
+async def settled_rss(server, least=1.0, most=5.0):
+    """Server RSS (kB) once it has stopped moving, (as read, after
+    collecting): sampled every 0.25 s after `least` seconds, until two
+    samples in a row differ by less than 0.5 % (or `most` seconds); then
+    the Python servers collect their garbage and trim their heaps
+    (memprobe/) and RSS is read again."""
+    await asyncio.sleep(least)
+    t_end = time.time() + most - least
+    prev = server.rss_kb()
+    while time.time() < t_end:
+        await asyncio.sleep(0.25)
+        now = server.rss_kb()
+        if abs(now - prev) <= 0.005 * max(now, 1):
+            break
+        prev = now
+    else:
+        now = prev
+    traced = await asyncio.get_running_loop().run_in_executor(
+        None, server.collect_memory)
+    if traced is not None:
+        TRACED.append(traced)
+    return now, server.rss_kb()
+
+
+TRACED = []     # capacity_tracemalloc: bytes traced at each step
+
+
 async def capacity(ctx):
+    """N pages held open; memory per page in two parts for zorg.live.
+
+    Measured in steps on one fresh server: (1) warm-up: WARM pages opened
+    in full and closed (the first requests' lazy imports, caches and
+    thread arenas are not the pages'); baseline RSS once settled; (2)
+    zorg.live only: N pages registered (rendered, no stream), RSS once
+    settled -> KB per registered page; (3) their N streams opened, RSS
+    once settled -> KB per open stream. The peers have no registration:
+    step 3 alone (per open stream = per page)."""
     out = {}
-    for n in ctx.s['capacity_sizes']:
-        ctx.log(' capacity N=%d' % n)
-        async with Session(ctx, n) as sess:
+    warm = ctx.s.get('capacity_warmup', 300)
+    # requests in flight per generator worker: each one queued in the
+    # server holds request objects; 256 per worker left ~10 MB of freed
+    # memory in the server after the burst, which RSS counts and the next
+    # step reuses
+    conc = ctx.s.get('capacity_concurrency', 64)
+    passes = [(n, False) for n in ctx.s['capacity_sizes']]
+    traced_n = ctx.s.get('capacity_tracemalloc', 0)
+    if traced_n and ctx.system.kind == 'zorg':
+        # once more with tracemalloc in the server (1: at the largest
+        # size, N > 1: at N pages; slow): Python's bytes per registered
+        # page and per stream (RSS cannot tell them apart: the streams
+        # reuse memory the renders freed)
+        passes.append((max(ctx.s['capacity_sizes']) if traced_n == 1
+                       else traced_n, True))
+    for n, trace in passes:
+        ctx.log(' capacity N=%d%s' % (n, ' (tracemalloc)' if trace else ''))
+        port = systems.free_port()
+        if trace:       # slower, but counts Python's bytes
+            os.environ['PYTHONTRACEMALLOC'] = '1'
+        try:
+            server = await ctx.system.start(port)
+        finally:
+            os.environ.pop('PYTHONTRACEMALLOC', None)
+        del TRACED[:]
+        try:
+            await ctx.pool.configure(ctx.system.adapter, server.endpoints,
+                                     ctx.system.adapter_options(server))
+            await asyncio.sleep(0.3)
+            rss_start = server.rss_kb()
+            if 'wsgi' in ctx.system.name:
+                # its long-polls would hold its few threads past the
+                # warm-up: registrations only
+                await ctx.pool.register(warm, ctx.s['open_timeout'], conc)
+            else:
+                await ctx.pool.open(warm, ctx.s['open_timeout'],
+                                    concurrency=conc)
+            await ctx.pool.close_pages()
+            rss0r, rss0 = await settled_rss(server)
+            t0 = time.time()
+            zorg = ctx.system.kind == 'zorg'
+            rss_reg_r, rss_reg = rss0r, rss0
+            registered = n
+            if zorg:
+                regs = await ctx.pool.register(n, ctx.s['open_timeout'],
+                                               conc)
+                registered = sum(a['registered'] for a in regs)
+                t_reg = max((a['last_registered'] for a in regs),
+                            default=t0) - t0
+                rss_reg_r, rss_reg = await settled_rss(server)
+                t1 = time.time()
+                opened = await ctx.pool.all('stream', ctx.s['open_timeout'],
+                                            conc)
+            else:
+                t_reg = 0.0
+                t1 = time.time()
+                opened = await ctx.pool.open(n, ctx.s['open_timeout'],
+                                             concurrency=conc)
+            last_live = max((a['last_live'] for a in opened), default=0.0)
+            t_stream = last_live - t1 if last_live else None
             await asyncio.sleep(1.0)
             status = await ctx.pool.all('status')
             held = sum(a['live'] for a in status)
-            rss1 = sess.server.rss_kb()
-            per = (rss1 - sess.rss0) / float(n)
-            out['pages held @%d' % n] = held
-            out['failures @%d' % n] = n - held
-            out['open time s @%d' % n] = (None if sess.open_time is None
-                                          else round(sess.open_time, 2))
-            out['server RSS KB/page @%d' % n] = round(per, 1)
-            ctx.plot.setdefault('memory', []).append((n, per))
-            aux = ''
-            for name, pid in sess.server.aux_pids().items():
-                # not in the server's KB/page: a process of its own
-                # (redis-server), its RSS after the pages opened
-                a1 = systems.rss_kb([pid])
-                out['%s RSS MB @%d' % (name, n)] = round(a1 / 1024., 1)
-                aux += '; %s RSS %.1f -> %.1f MB' % (
-                    name, sess.aux_rss0.get(name, 0) / 1024., a1 / 1024.)
-            ctx.log('  held %d, RSS %.0f -> %.0f MB, %.1f KB/page%s' % (
-                held, sess.rss0 / 1024., rss1 / 1024., per, aux))
+            rss1r, rss1 = await settled_rss(server, least=0.0)
+            aux = {name: systems.rss_kb([pid])
+                   for name, pid in server.aux_pids().items()}
+        finally:
+            try:
+                await ctx.pool.close_pages()
+            finally:
+                server.stop()
+            await asyncio.sleep(0.2)
+        if trace:
+            if len(TRACED) == 3:
+                out['server Python KB per registered page (tracemalloc) '
+                    '@%d' % n] = round((TRACED[1] - TRACED[0]) / 1024. / n, 1)
+                out['server Python KB per open stream (tracemalloc) @%d'
+                    % n] = round((TRACED[2] - TRACED[1]) / 1024. /
+                                 max(1, held), 1)
+                ctx.log('  tracemalloc: %.1f KB per registered page, %.1f '
+                        'KB per open stream' % (
+                            (TRACED[1] - TRACED[0]) / 1024. / n,
+                            (TRACED[2] - TRACED[1]) / 1024. / max(1, held)))
+            continue
+        per = (rss1 - rss0) / float(n)
+        out['pages held @%d' % n] = held
+        out['failures @%d' % n] = n - held
+        out['open time s (register + streams) @%d' % n] = (
+            None if t_stream is None else round(t_reg + t_stream, 2))
+        out['server RSS KB/page (registered + stream) @%d' % n] = \
+            round(per, 1)
+        # RSS steps: per registered page (upper bound: it holds memory
+        # the renders freed) and per stream (lower bound: streams reuse
+        # it); the tracemalloc pass splits them exactly
+        out['server RSS KB per registered page (RSS step) @%d' % n] = (
+            round((rss_reg - rss0) / float(registered), 1) if zorg and
+            registered else None)
+        out['server RSS KB per open stream (RSS step) @%d' % n] = round(
+            (rss1 - rss_reg) / float(max(1, held)), 1)
+        # the old figure: RSS as read, baseline 0.3 s after the start
+        # (before any page: the first requests' imports and caches and
+        # the garbage of the renders counted as the pages')
+        out['server RSS KB/page, old way (as read, baseline at start) @%d'
+            % n] = round((rss1r - rss_start) / float(n), 1)
+        out['server RSS MB at start / after warm-up / registered / '
+            'streams (as read -> collected) @%d' % n] = \
+            '%.0f / %.0f->%.0f / %.0f->%.0f / %.0f->%.0f' % (
+                rss_start / 1024., rss0r / 1024., rss0 / 1024.,
+                rss_reg_r / 1024., rss_reg / 1024., rss1r / 1024.,
+                rss1 / 1024.)
+        ctx.plot.setdefault('memory', []).append((n, per))
+        note = ''
+        for name, kb in aux.items():
+            # not in the server's KB/page: a process of its own
+            # (redis-server), its RSS after the pages opened
+            out['%s RSS MB @%d' % (name, n)] = round(kb / 1024., 1)
+            note += '; %s RSS %.1f MB' % (name, kb / 1024.)
+        ctx.log('  held %d; RSS MB at start / after %d warm-up pages / '
+                'registered / streams (as read -> collected): %s; %.1f '
+                'KB/page = %s registered + %.1f stream (old way %.1f)%s' % (
+                    held, warm, out['server RSS MB at start / after warm-up '
+                                    '/ registered / streams (as read -> '
+                                    'collected) @%d' % n], per,
+                    out['server RSS KB per registered page (RSS step) @%d'
+                        % n],
+                    out['server RSS KB per open stream (RSS step) @%d' % n],
+                    out['server RSS KB/page, old way (as read, baseline at '
+                        'start) @%d' % n], note))
     return out
 
 
-async def publish_and_wait(ctx, pub, seq, timeout):
+async def publish_and_wait(ctx, pub, seq, timeout, window=None):
+    if window is not None:
+        await window.start()
     ok, t = await pub.publish(seq)
-    await ctx.pool.all('await', seq, timeout)
+    done = await ctx.pool.all('await', seq, timeout)
+    if window is not None:
+        window.stop(done)
     answers = await ctx.pool.all('collect', seq, seq)
     return ok, t, loadgen.latencies(answers, seq), answers
+
+
+def mark(out, row, limit):
+    """Mark a figure of the table with what bounded it (report.py prints
+    it beside the figure and its ratios)."""
+    if limit:
+        out.setdefault('_marks', {})[row] = 'bound by the ' + limit.split(
+            ' (')[0]
+        out.setdefault('_notes', []).append('%s: bound by the %s' % (
+            row, limit))
 
 
 async def fanout(ctx):
@@ -129,8 +386,12 @@ async def fanout(ctx):
             await publish_and_wait(ctx, pub, 0, 5.0)          # warm-up
             cpu0 = sum(a['cpu'] for a in await ctx.pool.all('status'))
             scpu0 = sess.server.cpu_s()
+            # CPU during the fan-outs only (publish until every page has
+            # it): was the generator the limit?
+            window = CpuWindow(ctx, sess.server)
             for i in range(1, ctx.s['fanout_repeats'] + 1):
-                ok, t, lat, _ = await publish_and_wait(ctx, pub, i, 10.0)
+                ok, t, lat, _ = await publish_and_wait(ctx, pub, i, 10.0,
+                                                       window)
                 missing += sess.live - len(lat)
                 if lat:
                     lasts.append(max(lat))
@@ -151,22 +412,34 @@ async def fanout(ctx):
         # publish-cost (too little here for /proc's 10 ms ticks)
         out['server CPU us/delivery @%d' % n] = round(
             scpu / max(1, delivered) * 1e6, 1)
+        for k, v in window.figures().items():
+            out['%s, during fan-out @%d' % (k, n)] = v
+        limit = window.limit()
+        out['bound by @%d' % n] = limit.split(' (')[0] if limit else '–'
+        for row in ('last page ms p50 @%d' % n, 'last page ms p99 @%d' % n):
+            mark(out, row, limit)
         ctx.plot.setdefault('fanout', []).append((n, ms(pct(lasts, 50))))
-        ctx.log('  last page p50 %.1f ms p99 %.1f ms, missed %d' % (
-            ms(pct(lasts, 50)) or -1, ms(pct(lasts, 99)) or -1, missing))
+        ctx.log('  last page p50 %.1f ms p99 %.1f ms, missed %d; %s' % (
+            ms(pct(lasts, 50)) or -1, ms(pct(lasts, 99)) or -1, missing,
+            'bound by the ' + limit if limit else 'no limit reached'))
     return out
 
 
 async def sustained(ctx):
-    """Steady publish rate ladder; stops after two rates not kept up."""
+    """Steady publish rate ladder; stops after two rates not kept up.
+
+    Up to publish_slots publishes in flight (nchan answers a publisher
+    only once its subscribers have the message, so 4 capped nchan at ~10
+    events/s); each step records who used the CPU (CpuWindow) and whether
+    the publishers ran short."""
     n = ctx.s['sustained_size']
-    ctx.log(' sustained N=%d rates %s ev/s' % (n, ctx.s['sustained_rates']))
+    slots = ctx.s.get('publish_slots', 16)
+    ctx.log(' sustained N=%d rates %s ev/s, %d publishes in flight at '
+            'most' % (n, ctx.s['sustained_rates'], slots))
     best = None
     seq = misses = 0
     async with Session(ctx, n) as sess:
-        # up to 4 publishes in flight (nchan answers a publisher only once
-        # its subscribers have the message)
-        pubs = [sess.server.publisher() for _ in range(4)]
+        pubs = [sess.server.publisher() for _ in range(slots)]
         idle = asyncio.Queue()
         for p in pubs:
             idle.put_nowait(p)
@@ -176,10 +449,12 @@ async def sustained(ctx):
             seq += 1
             first = seq
             times = {}
-            cpu0 = [a['cpu'] for a in await ctx.pool.all('status')]
+            window = CpuWindow(ctx, sess.server)
+            await window.start()
             t_start = time.time()
             count = int(rate * ctx.s['sustained_seconds'])
             tasks = []
+            starved = 0         # a publish waited for a free slot
 
             async def one(p, s):
                 ok, times[s] = await p.publish(s)
@@ -188,16 +463,21 @@ async def sustained(ctx):
                 delay = t_start + k / float(rate) - time.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
+                if idle.empty():
+                    starved += 1
                 tasks.append(asyncio.ensure_future(one(await idle.get(),
                                                        seq)))
                 seq += 1
             await asyncio.gather(*tasks)
             seq -= 1
-            pub_rate = count / max(1e-6, time.time() - t_start)
-            await ctx.pool.all('await', seq, ctx.s['drain_timeout'])
+            # achieved rate: between the first and the last publish sent
+            # (count - 1 intervals; count / elapsed overstated it)
+            pub_rate = (count - 1) / max(1e-6, times[seq] - times[first]) \
+                if count > 1 else float(rate)
+            done = await ctx.pool.all('await', seq, ctx.s['drain_timeout'])
+            window.stop(done)
             await asyncio.sleep(0.2)       # publishes may arrive reordered
             answers = await ctx.pool.all('collect', first, seq)
-            cpu = [a['cpu'] - c for a, c in zip(answers, cpu0)]
             lat, last_recv = [], t_start
             for s in range(first, seq + 1):
                 ls = loadgen.latencies(answers, s)
@@ -205,23 +485,34 @@ async def sustained(ctx):
                 if ls:
                     last_recv = max(last_recv, times[s] + max(ls))
             span = max(1e-6, last_recv - times[first])
-            if not lat:         # nothing arrived: CPU over the wall time
+            if not lat:         # nothing arrived: over the wall time
                 span = max(1e-6, time.time() - t_start)
             expected = count * sess.live
             got = len(lat)
             dps = got / span
-            gen_cpu = max(cpu) / span * 100.0
+            fig = window.figures()
+            short = pub_rate < 0.9 * rate and starved > 0
+            limit = window.limit(publishers_short=short)
             ctx.log('  %g ev/s (published %.1f/s): %d/%d delivered, %.0f '
-                    'deliveries/s, p50 %.1f ms p99 %.1f ms, busiest '
-                    'generator worker %.0f%% CPU' % (
+                    'deliveries/s, p50 %.1f ms p99 %.1f ms; CPU: busiest '
+                    'generator process %d%%, generator %.2f cores, server '
+                    '%.2f cores, idle %.2f; %s' % (
                         rate, pub_rate, got, expected, dps,
                         ms(pct(lat, 50)) or -1, ms(pct(lat, 99)) or -1,
-                        gen_cpu))
+                        fig['busiest generator process CPU %'],
+                        fig['generator CPU cores (pages + publishers)'],
+                        fig['server CPU cores'],
+                        fig['machine idle cores (of %d)' % (
+                            os.cpu_count() or 1)],
+                        'bound by the ' + limit if limit else 'no limit '
+                        'reached'))
             kept_up = (got >= 0.99 * expected and pub_rate >= 0.9 * rate
                        and (pct(lat, 99) or 9) < 1.0)
-            row = {'rate': rate, 'pub_rate': pub_rate, 'dps': dps, 'p50': ms(pct(lat, 50)),
-                   'p99': ms(pct(lat, 99)), 'gen_cpu': gen_cpu,
-                   'kept_up': kept_up}
+            row = {'rate': rate, 'pub_rate': pub_rate, 'dps': dps,
+                   'p50': ms(pct(lat, 50)), 'p99': ms(pct(lat, 99)),
+                   'fig': fig, 'limit': limit, 'kept_up': kept_up,
+                   'server_us': sum(window.server_procs.values()) /
+                   max(1, got) * 1e6}
             if best is None or dps > best['dps']:
                 best = row
             misses = 0 if kept_up else misses + 1
@@ -229,15 +520,21 @@ async def sustained(ctx):
                 break
         for p in pubs:
             p.close()
-    return {'pages': n,
-            'max deliveries/s': round(best['dps']),
-            'at publish rate ev/s (asked)': best['rate'],
-            'publish rate ev/s (achieved)': round(best['pub_rate'], 1),
-            'latency ms p50 there': best['p50'],
-            'latency ms p99 there': best['p99'],
-            'kept up with all rates': 'yes' if best['kept_up'] and
-            best['rate'] == ctx.s['sustained_rates'][-1] else 'no',
-            'busiest generator CPU %': round(best['gen_cpu'])}
+    out = {'pages': n,
+           'max deliveries/s': round(best['dps']),
+           'bound by': best['limit'].split(' (')[0] if best['limit']
+           else '–',
+           'at publish rate ev/s (asked)': best['rate'],
+           'publish rate ev/s (achieved)': round(best['pub_rate'], 1),
+           'publishes in flight at most': slots,
+           'latency ms p50 there': best['p50'],
+           'latency ms p99 there': best['p99'],
+           'kept up with all rates': 'yes' if best['kept_up'] and
+           best['rate'] == ctx.s['sustained_rates'][-1] else 'no',
+           'server CPU us/delivery there': round(best['server_us'], 1)}
+    out.update(best['fig'])
+    mark(out, 'max deliveries/s', best['limit'])
+    return out
 
 
 async def chat(ctx):
@@ -331,6 +628,275 @@ async def reconnect(ctx):
     return out
 
 
+# --- slow-redis ---------------------------------------------------------------
+
+class Phases:
+    """Named time spans of a scenario; figures are attributed to the
+    phase(s) they fall in."""
+
+    def __init__(self):
+        self.spans = []           # (name, t0, t1)
+
+    def begin(self, name):
+        if self.spans and self.spans[-1][2] is None:
+            self.end()
+        self.spans.append([name, time.time(), None])
+
+    def end(self):
+        self.spans[-1][2] = time.time()
+
+    def at(self, t):
+        for name, t0, t1 in self.spans:
+            if t0 <= t < (t1 or 1e300):
+                return name
+        return None
+
+    def overlapping(self, a, b):
+        return [name for name, t0, t1 in self.spans
+                if a < (t1 or 1e300) and b > t0]
+
+
+async def idle_stream(port, path, beats, stop, log):
+    """One idle SSE stream (a page of a group nothing is published to):
+    records the arrival time of every heartbeat in `beats` until `stop`
+    is set. Reconnects (bounded by `stop`) if the server ends it."""
+    client = systems.HttpClient(port)
+    from adapters import CLIENT_URL_RE, _path
+    while not stop.is_set():
+        status, body = await client.request('GET', path, timeout=15.0)
+        m = CLIENT_URL_RE.search(body) if status == 200 else None
+        if not m:
+            await asyncio.sleep(0.5)
+            continue
+        url = _path(m.group(1).decode()) + '/events'
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(
+                systems.HOST, port), 5.0)
+        except (OSError, asyncio.TimeoutError):
+            await asyncio.sleep(0.5)
+            continue
+        writer.write(('GET %s HTTP/1.1\r\nHost: %s:%d\r\nAccept: '
+                      'text/event-stream\r\n\r\n' % (
+                          url, systems.HOST, port)).encode())
+        try:
+            while not stop.is_set():
+                try:
+                    line = await asyncio.wait_for(reader.readline(), 0.5)
+                except asyncio.TimeoutError:
+                    continue
+                if not line:
+                    break
+                if b': heartbeat' in line:
+                    beats.append(time.time())
+        except OSError:
+            pass
+        finally:
+            writer.close()
+    client.close()
+
+
+async def slow_redis(ctx):
+    """Redis answering slowly, then hung: does work that needs no broker
+    keep its latency? zorg-redis-* only.
+
+    Two zorg.live processes reach a redis-server of their own through
+    delayproxy.py (heartbeat-interval 1 s). Load: slow_pages pages of the
+    system's transport in group 'bench', events published to them
+    (slow_rate ev/s, one in flight, through the processes' input in
+    turn), a page rendered and its stream opened and closed again every
+    0.2 s (registration and beginStream need the broker). Probes: idle
+    SSE streams of a group of their own (`quiet.html`; only heartbeats
+    reach them), half on each process, and GET /@@live-health on each
+    process every 0.2 s. Phases of slow_phase_seconds each: normal;
+    slow (every Redis answer slow_delay late); normal again; hung
+    (redis-server SIGSTOPped, its pid, for slow_hung_seconds, then
+    SIGCONT); after."""
+    if not ctx.system.name.startswith('zorg-redis'):
+        return None
+    n = ctx.s['slow_pages']
+    phase_s, hung_s = ctx.s['slow_phase_seconds'], ctx.s['slow_hung_seconds']
+    delay = ctx.s['slow_delay']
+    ctx.log(' slow-redis: %d pages, phases of %gs, answers %g ms late, '
+            'then redis-server stopped %gs' % (n, phase_s, delay * 1000,
+                                               hung_s))
+    server = systems.ZorgRedisServer(systems.free_port(), proxy=True,
+                                     heartbeat_interval=1)
+    server.proxy.delay = delay
+    await server.start()
+    phases = Phases()
+    stop = asyncio.Event()
+    tasks = []
+    beats = []
+    health = []          # (t sent, status, seconds)
+    opens = []           # (t, ok, seconds)
+    published = []       # (seq, t)
+    try:
+        await ctx.pool.configure(ctx.system.adapter, server.endpoints,
+                                 ctx.system.adapter_options(server))
+        await ctx.pool.open(n, ctx.s['open_timeout'])
+        live = await ctx.pool.live()
+        ctx.log('  %d/%d pages live' % (live, n))
+        for i in range(ctx.s['slow_probes']):
+            b = []
+            beats.append(b)
+            tasks.append(asyncio.ensure_future(idle_stream(
+                server.ports[i % len(server.ports)], '/@@quiet.html', b,
+                stop, ctx.log)))
+
+        async def poll_health(port):
+            client = systems.HttpClient(port)
+            while not stop.is_set():
+                t = time.time()
+                status, _ = await client.request('GET', '/@@live-health',
+                                                 timeout=5.0)
+                health.append((t, status, time.time() - t))
+                await asyncio.sleep(max(0.0, 0.2 - (time.time() - t)))
+            client.close()
+
+        async def churn(port):
+            client = systems.HttpClient(port)
+            from adapters import CLIENT_URL_RE, _path
+            while not stop.is_set():
+                t = time.time()
+                ok = False
+                status, body = await client.request('GET', server.page_url,
+                                                    timeout=10.0)
+                m = CLIENT_URL_RE.search(body) if status == 200 else None
+                if m:
+                    url = _path(m.group(1).decode()) + '/events'
+                    try:
+                        r, w = await asyncio.wait_for(
+                            asyncio.open_connection(systems.HOST, port), 5)
+                        w.write(('GET %s HTTP/1.1\r\nHost: x\r\nAccept: '
+                                 'text/event-stream\r\n\r\n' % url
+                                 ).encode())
+                        head = await asyncio.wait_for(r.readuntil(
+                            b'\r\n\r\n'), max(0.1, 10 - (time.time() - t)))
+                        ok = b' 200 ' in head.split(b'\r\n', 1)[0]
+                        w.close()
+                    except (OSError, asyncio.TimeoutError,
+                            asyncio.IncompleteReadError):
+                        pass
+                opens.append((t, ok, time.time() - t))
+                await asyncio.sleep(0.2)
+            client.close()
+
+        async def publish():
+            pubs = [server.publisher() for _ in server.ports]
+            seq = 0
+            while not stop.is_set():
+                seq += 1
+                p = pubs[seq % len(pubs)]
+                t = time.time()
+                try:
+                    ok, t = await asyncio.wait_for(p.publish(seq), 10.0)
+                except asyncio.TimeoutError:
+                    ok = False
+                    p.close()
+                if ok:
+                    published.append((seq, t))
+                await asyncio.sleep(max(0.0, 1.0 / ctx.s['slow_rate'] -
+                                        (time.time() - t)))
+            for p in pubs:
+                p.close()
+
+        for port in server.ports:
+            tasks.append(asyncio.ensure_future(poll_health(port)))
+            tasks.append(asyncio.ensure_future(churn(port)))
+        tasks.append(asyncio.ensure_future(publish()))
+        await asyncio.sleep(2.0)            # probes connected, first beats
+        for name, action, secs in [
+                ('normal Redis', None, phase_s),
+                ('Redis answers %d ms late' % (delay * 1000),
+                 lambda: server.proxy.slow(True), phase_s),
+                ('normal again', lambda: server.proxy.slow(False), phase_s),
+                ('redis-server stopped (SIGSTOP)', server.redis.pause,
+                 hung_s),
+                ('after SIGCONT', server.redis.resume, phase_s)]:
+            if action is not None:
+                action()
+            phases.begin(name)
+            ctx.log('  phase: %s (%gs)' % (name, secs))
+            await asyncio.sleep(secs)
+        phases.end()
+        server.redis.resume()
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks,
+                                              return_exceptions=True), 15)
+        last = published[-1][0] if published else 0
+        await ctx.pool.all('await', last, 5.0)
+        answers = await ctx.pool.all('collect', 1, last)
+        live = await ctx.pool.live()
+    finally:
+        stop.set()
+        for t in tasks:
+            t.cancel()
+        server.redis.resume()
+        try:
+            await ctx.pool.close_pages()
+        finally:
+            server.stop()
+        await asyncio.sleep(0.2)
+
+    out = {'pages (load)': n, 'idle SSE probe streams':
+           ctx.s['slow_probes'], 'heartbeat interval s': 1}
+    for name, t0, t1 in phases.spans:
+        silences, gaps = [], []
+        for b in beats:
+            # gaps between heartbeats, each in the phase that holds its
+            # middle (a stall from one phase into the next counts once)
+            d = [y - x for x, y in zip(b, b[1:]) if t0 <= (x + y) / 2 < t1]
+            if d:
+                silences.append(max(d))
+                gaps.extend(d)
+        h = [(st, sec) for t, st, sec in health if t0 <= t < t1]
+        o = [(ok, sec) for t, ok, sec in opens if t0 <= t < t1]
+        lat = []
+        nev = 0
+        for seq, t in published:
+            if t0 <= t < t1:
+                nev += 1
+                lat.extend(loadgen.latencies(answers, seq))
+        p = ' [%s]' % name
+        out['idle stream: longest silence ms' + p] = ms(max(silences)) \
+            if silences else None
+        out['idle stream: heartbeat gap ms p50' + p] = ms(pct(gaps, 50))
+        out['@@live-health ms p50' + p] = ms(pct([x for _, x in h], 50))
+        out['@@live-health ms max' + p] = ms(max((x for _, x in h),
+                                                 default=None))
+        out['@@live-health answers (200/other/no answer in 5 s)' + p] = \
+            '%d/%d/%d' % (sum(1 for st, _ in h if st == 200),
+                          sum(1 for st, _ in h if st not in (0, 200)),
+                          sum(1 for st, _ in h if st == 0))
+        out['page render + stream open ms p50 (needs the broker)' + p] = \
+            ms(pct([x for ok, x in o if ok], 50))
+        out['page render + stream open ms max' + p] = ms(
+            max((x for _, x in o), default=None))
+        out['page opens failed' + p] = '%d/%d' % (
+            sum(1 for ok, _ in o if not ok), len(o))
+        out['publish -> page ms p50 (needs the broker)' + p] = ms(
+            pct(lat, 50))
+        out['publish -> page ms p99' + p] = ms(pct(lat, 99))
+        out['events published, deliveries missed' + p] = '%d, %d' % (
+            nev, nev * live - len(lat))
+        ctx.log('  %s: longest heartbeat silence %.0f ms, health p50 %.1f '
+                'max %.0f ms (%s), open p50 %s ms, publish->page p50 %s '
+                'ms' % (name, out['idle stream: longest silence ms' + p] or
+                        -1, out['@@live-health ms p50' + p] or -1,
+                        out['@@live-health ms max' + p] or -1,
+                        out['@@live-health answers (200/other/no answer in '
+                            '5 s)' + p],
+                        fmt1(out['page render + stream open ms p50 (needs '
+                                 'the broker)' + p]),
+                        fmt1(out['publish -> page ms p50 (needs the '
+                                 'broker)' + p])))
+    return out
+
+
+def fmt1(x):
+    return '–' if x is None else '%.0f' % x
+
+
 _publish_cost_done = []
 
 
@@ -414,19 +980,28 @@ async def publish_cost(ctx):
 
 SCENARIOS = {'capacity': capacity, 'fanout': fanout, 'sustained': sustained,
              'chat': chat, 'reconnect': reconnect,
-             'publish-cost': publish_cost}
+             'publish-cost': publish_cost, 'slow-redis': slow_redis}
 
 QUICK = dict(capacity_sizes=[1000, 5000], fanout_sizes=[1000, 5000],
+             capacity_warmup=300, capacity_concurrency=64, publish_slots=16,
+             capacity_tracemalloc=1000,
              fanout_repeats=5, sustained_size=2000,
              sustained_rates=[5, 10, 20, 40, 80], sustained_seconds=1.5,
              chat_receivers=1000, chat_senders=5, chat_rate=2.0,
              chat_seconds=3.0, reconnect_sizes=[2000], reconnect_timeout=20,
              drain_timeout=8.0, open_timeout=30.0,
-             publish_count=2000, publish_rounds=300, publish_runs=3)
+             publish_count=2000, publish_rounds=300, publish_runs=3,
+             slow_pages=500, slow_phase_seconds=5.0, slow_hung_seconds=5.0,
+             slow_delay=0.05, slow_rate=5.0, slow_probes=10)
 FULL = dict(capacity_sizes=[1000, 5000, 10000, 15000],
+            capacity_warmup=300, capacity_concurrency=64, publish_slots=16,
+            capacity_tracemalloc=1,
             fanout_sizes=[1000, 5000, 10000, 15000], fanout_repeats=20,
             sustained_size=10000, sustained_rates=[1, 2, 5, 10, 20, 40],
             sustained_seconds=4.0, chat_receivers=1000, chat_senders=10,
             chat_rate=2.0, chat_seconds=10.0, reconnect_sizes=[5000, 10000],
             reconnect_timeout=40, drain_timeout=15.0, open_timeout=90.0,
-            publish_count=10000, publish_rounds=2000, publish_runs=3)
+            publish_count=10000, publish_rounds=2000, publish_runs=3,
+            slow_pages=1000, slow_phase_seconds=10.0,
+            slow_hung_seconds=10.0, slow_delay=0.05, slow_rate=5.0,
+            slow_probes=10)

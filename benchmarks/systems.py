@@ -14,6 +14,7 @@ zorg.live servers through start_zorglive().
 import asyncio
 import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -101,6 +102,18 @@ class ZorgLiveServer:
             self._cleanup()
 
 
+def end_process(proc, timeout=5):
+    """SIGTERM a subprocess we started (by its pid), SIGKILL it if it
+    has not ended within timeout."""
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+
+
 class RedisProcess:
     """A redis-server of the benchmark's own: free loopback port, temp dir,
     no persistence (--save '' --appendonly no); stop() ends it by pid."""
@@ -149,17 +162,67 @@ class RedisProcess:
     def pid(self):
         return self.proc.pid
 
-    def stop(self):
+    def pause(self):
+        """SIGSTOP this redis-server (by its pid): calls hang rather
+        than fail. resume() (SIGCONT) must follow; stop() resumes too."""
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+            self.proc.send_signal(signal.SIGSTOP)
+            self.paused = True
+
+    def resume(self):
+        if getattr(self, 'paused', False) and self.proc is not None and \
+                self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+        self.paused = False
+
+    def stop(self):
+        self.resume()
+        end_process(self.proc)
         if self.proc is not None:
             self.log.close()
             shutil.rmtree(self.dir, ignore_errors=True)
+        self.proc = None
+
+
+class DelayProxy:
+    """delayproxy.py in a subprocess of its own between the zorg.live
+    processes and redis-server: slow(True) makes every Redis answer
+    `delay` seconds late (SIGUSR1), slow(False) ends that (SIGUSR2); stop()
+    ends it by pid."""
+
+    def __init__(self, delay=0.05):
+        self.delay = delay
+        self.proc = None
+
+    @property
+    def url(self):
+        return 'redis://%s:%d/0' % (HOST, self.port)
+
+    def start(self, target_port, timeout=10.0):
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.join(HERE, 'delayproxy.py'),
+             '--listen', str(self.port), '--target',
+             '%s:%d' % (HOST, target_port), '--delay', str(self.delay)],
+            stdout=subprocess.PIPE)
+        line = b''
+        deadline = time.time() + timeout
+        while time.time() < deadline and self.proc.poll() is None:
+            if select.select([self.proc.stdout], [], [], 0.2)[0]:
+                line = self.proc.stdout.readline()
+                break
+        if not line.startswith(b'ready'):
+            self.stop()
+            raise NotAvailable('delayproxy.py did not start')
+        return self
+
+    def slow(self, on):
+        self.proc.send_signal(signal.SIGUSR1 if on else signal.SIGUSR2)
+
+    def stop(self):
+        end_process(self.proc)
+        if self.proc is not None:
+            self.proc.stdout.close()
         self.proc = None
 
 
@@ -216,6 +279,86 @@ def rss_kb(pids):
     return total
 
 
+MEMPROBE = os.path.join(HERE, 'memprobe')
+
+
+def enable_memprobe():
+    """Python processes started from now on load memprobe/sitecustomize
+    (PYTHONPATH), which collects garbage and trims the heap on SIGUSR2;
+    returns its directory (removed by the caller)."""
+    d = tempfile.mkdtemp(prefix='zorg-bench-memprobe-')
+    os.environ['ZORG_BENCH_MEMPROBE'] = d
+    os.environ['PYTHONPATH'] = os.pathsep.join(
+        [MEMPROBE] + [p for p in os.environ.get('PYTHONPATH', '').split(
+            os.pathsep) if p])
+    return d
+
+
+def catches_sigusr2(pid):
+    """Whether pid has a handler for SIGUSR2 (SigCgt in /proc): only
+    then is it sent (its default action ends a process, and nginx takes
+    it for a binary upgrade)."""
+    try:
+        with open('/proc/%d/status' % pid) as f:
+            for line in f:
+                if line.startswith('SigCgt:'):
+                    return bool(int(line.split()[1], 16) &
+                                (1 << (signal.SIGUSR2 - 1)))
+    except (OSError, ValueError):
+        pass
+    return False
+
+
+def collect_memory(pids, timeout=5.0):
+    """Ask the memory probe of each of pids (and their children) that
+    has one to collect its garbage and trim its heap; wait until all have
+    (bounded). Returns the bytes their Python allocations hold
+    (tracemalloc, when they run with PYTHONTRACEMALLOC) or None."""
+    d = os.environ.get('ZORG_BENCH_MEMPROBE')
+    if not d:
+        return 0
+    asked = []
+    for root in pids:
+        for pid in descendants(root):
+            if catches_sigusr2(pid):
+                path = os.path.join(d, str(pid))
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+                os.kill(pid, signal.SIGUSR2)
+                asked.append(path)
+    deadline = time.time() + timeout
+    while time.time() < deadline and not all(os.path.exists(p)
+                                             for p in asked):
+        time.sleep(0.02)
+    traced = []
+    for p in asked:
+        try:
+            with open(p) as f:
+                traced.append(int(f.read().split()[2]))
+        except (OSError, ValueError, IndexError):
+            traced.append(-1)
+    # bytes Python holds (tracemalloc), None unless every process traced
+    return sum(traced) if traced and min(traced) >= 0 else None
+
+
+def cpu_by_process(pids):
+    """{pid: user + system CPU seconds} of pids and their children, each
+    process apart (which one is at 100 % of a core?)."""
+    tick = float(os.sysconf('SC_CLK_TCK'))
+    out = {}
+    for root in pids:
+        for pid in descendants(root):
+            try:
+                with open('/proc/%d/stat' % pid) as f:
+                    fields = f.read().rsplit(')', 1)[1].split()
+                out[pid] = (int(fields[11]) + int(fields[12])) / tick
+            except (OSError, ValueError, IndexError):
+                pass
+    return out
+
+
 def cpu_s(pids):
     """Sum of user + system CPU seconds of pids and their children
     (/proc/<pid>/stat)."""
@@ -230,6 +373,19 @@ def cpu_s(pids):
             except (OSError, ValueError, IndexError):
                 pass
     return total / float(tick)
+
+
+def machine_cpu():
+    """(busy, total, interrupts) CPU seconds of the whole machine, all
+    cores (/proc/stat; idle and iowait count as not busy; interrupts: irq
+    + softirq, mostly the loopback traffic, in no process's figures)."""
+    tick = float(os.sysconf('SC_CLK_TCK'))
+    with open('/proc/stat') as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    total = sum(fields[:8])             # without guest (counted in user)
+    idle = fields[3] + fields[4]
+    return (total - idle) / tick, total / tick, \
+        (fields[5] + fields[6]) / tick
 
 
 class Server:
@@ -252,6 +408,12 @@ class Server:
 
     def cpu_s(self):
         return cpu_s(self.pids)
+
+    def collect_memory(self):
+        return collect_memory(self.pids)
+
+    def cpu_by_process(self):
+        return cpu_by_process(self.pids)
 
     def aux_pids(self):
         """{name: pid} of helper processes not counted as the server
@@ -373,11 +535,16 @@ class ZorgRedisServer(Server):
     same ports; redis-server and its history stay."""
     kind = 'zorg'
 
-    def __init__(self, port, processes=2, server_type='liveserver-http'):
+    def __init__(self, port, processes=2, server_type='liveserver-http',
+                 proxy=False, **settings):
         Server.__init__(self, port)
         self.ports = [port] + [free_port() for _ in range(processes - 1)]
         self.server_type = server_type
+        self.settings = settings
         self.redis = RedisProcess()
+        # proxy: the zorg.live processes reach redis-server through a
+        # DelayProxy (slow-redis scenario), delay off until slow(True)
+        self.proxy = DelayProxy() if proxy else None
         self.handles = []
         self._turn = 0
 
@@ -385,10 +552,16 @@ class ZorgRedisServer(Server):
         loop = asyncio.get_running_loop()
         if self.redis.proc is None:
             await loop.run_in_executor(None, self.redis.start)
+        url = self.redis.url
+        if self.proxy is not None:
+            if self.proxy.proc is None:
+                await loop.run_in_executor(None, self.proxy.start,
+                                           self.redis.port)
+            url = self.proxy.url
         # all at once (each start is mostly Python importing Zope)
         started = await asyncio.gather(*(loop.run_in_executor(
             None, lambda p=port: start_zorglive(
-                self.server_type, p, broker=self.redis.url))
+                self.server_type, p, broker=url, **self.settings))
             for port in self.ports), return_exceptions=True)
         self.handles = [h for h in started
                         if not isinstance(h, BaseException)]
@@ -420,9 +593,12 @@ class ZorgRedisServer(Server):
 
     def stop(self):
         try:
+            self.redis.resume()        # never leave it stopped
             while self.handles:
                 self.handles.pop().stop()
         finally:
+            if self.proxy is not None:
+                self.proxy.stop()
             self.redis.stop()
 
     def kill(self):
