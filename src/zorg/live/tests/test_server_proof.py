@@ -6,7 +6,6 @@ WSGI-HTTP with the same two threads can only hold two.
 """
 
 import asyncio
-import json
 import re
 import time
 
