@@ -55,7 +55,10 @@ SETUP = textwrap.dedent("""\
         app.acl_users._doAddUser(login, login, [], [])
     app.manage_addFolder('room', 'Room')
     app.manage_addFolder('private', 'Private')
-    # Only managers may view the private folder.
+    # Logged-in users may view the room (so the browser logs in), only
+    # managers the private folder.
+    app.room.manage_permission('View', ['Authenticated', 'Manager'],
+                               acquire=0)
     app.private.manage_permission('View', ['Manager'], acquire=0)
     transaction.commit()
     app._p_jar.close()

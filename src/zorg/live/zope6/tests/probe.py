@@ -21,3 +21,12 @@ class ConnectionCount(BrowserView):
         self.request.response.setHeader('Content-Type', 'text/plain')
         monitor = self.context._p_jar.db().getActivityMonitor()
         return str(len(monitor.log))
+
+
+class AddThenFail(BrowserView):
+    """Adds a folder (which notifies the container's modification), then
+    fails: ZPublisher aborts the transaction."""
+
+    def __call__(self, id):
+        self.context.manage_addFolder(id)
+        raise RuntimeError('failing after adding %s, on purpose' % id)
