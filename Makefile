@@ -19,7 +19,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: $(BIN)/python setup.py
 	@echo "== installing zorg.live and its test tools into $(VENV)"
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,zope6,grok]'
 	touch $@
 
 install: $(VENV)/.installed

@@ -65,6 +65,15 @@ setup(
             'zope.testrunner >= 6.0',
             'playwright >= 1.40',
         ],
+        # Zope 6 instances (zorg.live.zope6); Paste for the translogger
+        # of the zope.ini that mkwsgiinstance writes.
+        'zope6': [
+            'Zope >= 6.0',
+            'Paste >= 3.0',
+        ],
+        'grok': [
+            'grok >= 6.0',
+        ],
     },
     entry_points={
         'console_scripts': [

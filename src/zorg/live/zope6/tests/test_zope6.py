@@ -7,24 +7,18 @@ whose ``[server:main]`` is ``use = egg:zorg.live#main`` (LiveServerHTTP in
 front of Zope's own WSGI pipeline). Pages run in headless chromium.
 """
 
-import base64
-import http.client
 import json
-import re
 
 import pytest
 
 from zorg.live.tests.browserfixture import (  # noqa: F401 (fixtures)
     WAIT, artifacts, browser, new_context, screenshot)
+from zorg.live.tests.platforms import (
+    MESSAGES, Client, credentials, openChat, openPage, waitForMessage,
+    waitOnline)
 from zorg.live.zope6.tests.instance import ZopeInstance
 
 pytestmark = pytest.mark.browser
-
-ONLINE = "() => Array.from(document.querySelectorAll('#online li'), " \
-         "(li) => li.dataset.principal + '=' + li.textContent).join(' ')"
-MESSAGES = "() => Array.from(document.querySelectorAll('#log .msg'), " \
-           "(p) => p.textContent)"
-
 
 @pytest.fixture(scope='module')
 def zope(tmp_path_factory):
@@ -33,68 +27,6 @@ def zope(tmp_path_factory):
                             heartbeat_interval=2)
     with instance:
         yield instance
-
-
-class Client:
-    """HTTP/1.1 on one kept-alive connection, with basic auth."""
-
-    def __init__(self, zope, login=None):
-        self.conn = http.client.HTTPConnection('127.0.0.1', zope.port,
-                                               timeout=30)
-        self.headers = {}
-        if login:
-            token = base64.b64encode(('%s:%s' % (login, login)).encode())
-            self.headers['Authorization'] = 'Basic ' + token.decode()
-
-    def request(self, method, path, body=None, headers=()):
-        all_headers = dict(self.headers, **dict(headers))
-        self.conn.request(method, path, body=body, headers=all_headers)
-        response = self.conn.getresponse()
-        return response.status, response.read().decode('utf-8', 'replace')
-
-    def get(self, path):
-        return self.request('GET', path)
-
-    def input(self, client_path, handler, arguments):
-        return self.request(
-            'POST', client_path + '/input',
-            json.dumps({'handler': handler, 'arguments': arguments}),
-            {'Content-Type': 'application/json'})
-
-    def close(self):
-        self.conn.close()
-
-
-def openChat(client, path='/room/@@live-chat'):
-    """Render a chat page; returns its @@client path."""
-    status, html = client.get(path)
-    assert status == 200, html
-    url = re.search(r'data-client-url="([^"]+)"', html).group(1)
-    return re.sub(r'^http://[^/]+', '', url)
-
-
-def credentials(zope, login):
-    return {'http_credentials': {'username': login, 'password': login,
-                                 'origin': zope.url().rstrip('/')}}
-
-
-def openPage(context, url):
-    page = context.new_page()
-    page.goto(url)
-    page.wait_for_function('() => window.LivePage && LivePage.status === '
-                           '"open"', timeout=WAIT)
-    return page
-
-
-def waitOnline(page, expected):
-    page.wait_for_function('(expected) => (%s)() === expected' % ONLINE,
-                           arg=expected, timeout=WAIT)
-
-
-def waitForMessage(page, text):
-    page.wait_for_function(
-        '(text) => (%s)().includes(text)' % MESSAGES, arg=text,
-        timeout=WAIT)
 
 
 # -- two users in chromium ----------------------------------------------------
