@@ -52,14 +52,14 @@ class LivePage(core.LivePage):
     def getGroupId(self):
         return physicalGroup(self.context)
 
-    def render(self):
+    def scriptTag(self):
         # The core builds the script's URL with zope.publisher's
         # getApplicationURL(); ZPublisher's name for the (virtual-host
         # aware) root URL is BASE1. A request looks up attributes it lacks
         # in `other`, so the core finds it there.
         request = self.request
         request.other.setdefault('getApplicationURL', lambda: request['BASE1'])
-        return super().render()
+        return super().scriptTag()
 
     def principalInfo(self):
         return userInfo()

@@ -60,8 +60,9 @@ SETUP = textwrap.dedent("""\
     app.room.manage_permission('View', ['Authenticated', 'Manager'],
                                acquire=0)
     app.private.manage_permission('View', ['Manager'], acquire=0)
-    transaction.commit()
+    app._p_jar.transaction_manager.commit()
     app._p_jar.close()
+    Zope2.DB.close()
     """)
 
 
@@ -77,6 +78,7 @@ class ZopeInstance:
 
     packages = ('zorg.live.zope6.example', 'zorg.live.zope6.tests')
     zcmlFiles = {'zorg.live.zope6.tests': 'probe.zcml'}
+    setupScript = SETUP
 
     def __init__(self, directory, server='zorg.live', threads=2,
                  **settings):
@@ -102,7 +104,10 @@ class ZopeInstance:
         with open(os.path.join(includes, 'zorglive-configure.zcml'),
                   'w') as f:
             f.write(INCLUDES % lines)
-        subprocess.run([sys.executable, '-c', SETUP, self.zopeConf],
+        script = os.path.join(self.dir, 'setup-instance.py')
+        with open(script, 'w') as f:
+            f.write(self.setupScript)
+        subprocess.run([sys.executable, script, self.zopeConf],
                        check=True, cwd=self.dir)
 
     @property
