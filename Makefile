@@ -9,7 +9,8 @@ PORT ?= 8080
 APT_PACKAGES = chromium redis-server
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all demo test install system-deps bench bench-deps bench-quick clean
+.PHONY: all demo test install system-deps bench bench-deps bench-quick clean \
+	test-plone
 
 all: test
 
@@ -39,6 +40,20 @@ system-deps:
 test: install system-deps
 	$(BIN)/pytest
 
+# The Plone 6 add-on's tests: heavier (Plone is some 200 packages), so not
+# part of `make test`; Plone gets a virtualenv of its own.
+PLONE_VENV ?= .venv-plone
+
+$(PLONE_VENV)/.installed: setup.py
+	$(PYTHON) -m venv $(PLONE_VENV)
+	$(PLONE_VENV)/bin/pip install -q --upgrade pip setuptools wheel
+	@echo "== installing zorg.live with Plone 6 into $(PLONE_VENV)"
+	$(PLONE_VENV)/bin/pip install -q -e '.[test,plone]'
+	touch $@
+
+test-plone: $(PLONE_VENV)/.installed system-deps
+	$(PLONE_VENV)/bin/pytest src/zorg/live/plone
+
 demo: install
 	$(BIN)/python -m zorg.live.demo --port $(PORT)
 
@@ -55,4 +70,4 @@ bench-quick: bench-deps
 	$(BIN)/python benchmarks/run.py --quick
 
 clean:
-	rm -rf $(VENV) src/*.egg-info .pytest_cache
+	rm -rf $(VENV) $(PLONE_VENV) src/*.egg-info .pytest_cache

@@ -74,6 +74,13 @@ setup(
         'grok': [
             'grok >= 6.0',
         ],
+        # The Plone add-on (zorg.live.plone); `make test-plone` installs
+        # it into a virtualenv of its own.
+        'plone': [
+            'Zope >= 6.0',
+            'Paste >= 3.0',
+            'Plone >= 6.0',
+        ],
     },
     entry_points={
         'console_scripts': [
@@ -84,6 +91,12 @@ setup(
         ],
         'paste.app_factory': [
             'main = zorg.live.server.paste:app_factory',
+        ],
+        # Plone includes the add-on's ZCML (plone.autoinclude); the
+        # add-on is then installed with its profile.
+        'plone.autoinclude.plugin': [
+            'target = plone',
+            'module = zorg.live.plone',
         ],
     },
 )

@@ -1,7 +1,7 @@
 """A real Plone 6 site in a Zope instance made by ``mkwsgiinstance``.
 
-The site (classic UI), its users and a private document shared with two
-of them are created through Plone's API before the instance serves; the
+The site (classic UI), its users and a private document shared with
+them are created through Plone's API before the instance serves; the
 add-on is *not* installed: the test installs it through the add-ons
 control panel, as a site administrator would.
 """
@@ -52,6 +52,8 @@ SETUP = textwrap.dedent("""\
 
 
 class PloneInstance(ZopeInstance):
-    packages = ('zorg.live.plone',)
-    zcmlFiles = {}
+    # No ZCML of ours in the instance: Plone includes the add-on's
+    # (plone.autoinclude, through zorg.live's entry point), as it does
+    # for any add-on that is installed with pip.
+    packages = ()
     setupScript = SETUP

@@ -95,15 +95,16 @@ class ZopeInstance:
         subprocess.run([os.path.join(BIN, 'mkwsgiinstance'), '-d', self.dir,
                         '-u', 'admin:admin'], check=True,
                        stdout=subprocess.DEVNULL)
-        includes = os.path.join(self.dir, 'etc', 'package-includes')
-        os.makedirs(includes, exist_ok=True)
-        lines = ''.join(
-            '  <include package="%s" file="%s" />\n'
-            % (name, self.zcmlFiles.get(name, 'configure.zcml'))
-            for name in self.packages)
-        with open(os.path.join(includes, 'zorglive-configure.zcml'),
-                  'w') as f:
-            f.write(INCLUDES % lines)
+        if self.packages:
+            includes = os.path.join(self.dir, 'etc', 'package-includes')
+            os.makedirs(includes, exist_ok=True)
+            lines = ''.join(
+                '  <include package="%s" file="%s" />\n'
+                % (name, self.zcmlFiles.get(name, 'configure.zcml'))
+                for name in self.packages)
+            with open(os.path.join(includes, 'zorglive-configure.zcml'),
+                      'w') as f:
+                f.write(INCLUDES % lines)
         script = os.path.join(self.dir, 'setup-instance.py')
         with open(script, 'w') as f:
             f.write(self.setupScript)
