@@ -28,16 +28,6 @@ class PresencePage(LivePage):
         return '%s/@@live-presence/@@client/%s' % (
             aq_inner(self.context).absolute_url(), self.uuid)
 
-    def online(self):
-        """[(user id, full name)] of who has the page open."""
-        manager, group = self.manager, self.getGroupId()
-        found = []
-        for principal in manager.whoIsOnline(group):
-            clients = manager.getClientsFor(principal, group)
-            found.append((principal,
-                          clients[0].title if clients else principal))
-        return found
-
     def renderBody(self):
         return ''
 

@@ -64,6 +64,17 @@ class LivePage(core.LivePage):
     def principalInfo(self):
         return userInfo()
 
+    def online(self):
+        """[(user id, full name)] of who has a page of the group open,
+        for rendering the presence list with the page."""
+        manager, group = self.manager, self.getGroupId()
+        found = []
+        for principal in manager.whoIsOnline(group):
+            clients = manager.getClientsFor(principal, group)
+            found.append((principal,
+                          clients[0].title if clients else principal))
+        return found
+
     def input(self, uuid, handler_name, arguments=None):
         # The core compares request.principal (zope.security's) with the
         # page's principal. A Zope request has no such attribute: reading

@@ -17,16 +17,6 @@ class ChatPage(LivePage):
     presence = True
     presenceTarget = 'online'
 
-    def online(self):
-        """[(principal id, full name)] of who has the page open."""
-        manager, group = self.manager, self.getGroupId()
-        found = []
-        for principal in manager.whoIsOnline(group):
-            clients = manager.getClientsFor(principal, group)
-            found.append((principal,
-                          clients[0].title if clients else principal))
-        return found
-
     @handler
     def say(self, text):
         title = self.principalInfo()[1]
