@@ -8,6 +8,7 @@ front of Zope's own WSGI pipeline). Pages run in headless chromium.
 """
 
 import json
+import re
 
 import pytest
 
@@ -176,3 +177,25 @@ def test_bad_input_gets_the_same_clear_4xx_as_on_bluebream(zope):
     assert alice.input(client, 'say', ['still fine'])[0] == 200
     for c in (alice, bob, anonymous, admin):
         c.close()
+
+
+# -- virtual hosting ----------------------------------------------------------
+
+def test_pages_behind_a_virtual_host_monster_get_its_urls(zope):
+    """The page is published through Zope's Virtual Host Monster (as behind
+    a proxy for example.org/chat): the script and the page's client URL
+    are virtual-host URLs, and output on that path is answered."""
+    alice = Client(zope, 'alice')
+    vh = '/VirtualHostBase/http/example.org:80/room/VirtualHostRoot/_vh_chat'
+    status, html = alice.get(vh + '/@@live-chat')
+    assert status == 200, html
+    url = re.search(r'data-client-url="([^"]+)"', html).group(1)
+    assert url.startswith('http://example.org/chat/@@live-chat/@@client/')
+    script = re.search(r'<script src="([^"]+)"', html).group(1)
+    assert re.match(r'http://example\.org(/chat)?/\+\+resource\+\+zorgajax/'
+                    r'livepage\.js$', script), script
+    client = vh + url[len('http://example.org/chat'):]
+    assert alice.input(client, 'say', ['via the proxy'])[0] == 200
+    status, body = alice.get(client + '/output?outputNum=0')
+    assert status == 200 and 'via the proxy' in body
+    alice.close()
