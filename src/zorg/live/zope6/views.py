@@ -40,7 +40,12 @@ class ClientView(core.ClientView):
         # the page); the view is not wrapped in acquisition, so ask for the
         # roles of that permission on the page's context.
         page = self.page
-        roles = type(page).__dict__.get('__roles__')
+        for klass in type(page).__mro__:
+            if '__roles__' in vars(klass):
+                roles = vars(klass)['__roles__']
+                break
+        else:   # no declaration at all: not published by Five, refuse
+            raise Forbidden('This page declares no permission.')
         if roles is None:     # zope.Public
             return
         if hasattr(roles, '__of__'):   # a PermissionRole (C or Python)
