@@ -9,8 +9,8 @@ PORT ?= 8080
 APT_PACKAGES = chromium redis-server
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all demo test install system-deps bench bench-deps bench-quick clean
-.PHONY: bench-issue11
+.PHONY: all demo test install system-deps bench bench-deps bench-quick clean \
+	test-plone bench-issue11
 
 all: test
 
@@ -20,7 +20,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: $(BIN)/python setup.py
 	@echo "== installing zorg.live and its test tools into $(VENV)"
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,zope6,grok]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -39,6 +39,20 @@ system-deps:
 
 test: install system-deps
 	$(BIN)/pytest
+
+# The Plone 6 add-on's tests: heavier (Plone is some 200 packages), so not
+# part of `make test`; Plone gets a virtualenv of its own.
+PLONE_VENV ?= .venv-plone
+
+$(PLONE_VENV)/.installed: setup.py
+	$(PYTHON) -m venv $(PLONE_VENV)
+	$(PLONE_VENV)/bin/pip install -q --upgrade pip setuptools wheel
+	@echo "== installing zorg.live with Plone 6 into $(PLONE_VENV)"
+	$(PLONE_VENV)/bin/pip install -q -e '.[test,plone]'
+	touch $@
+
+test-plone: $(PLONE_VENV)/.installed system-deps
+	$(PLONE_VENV)/bin/pytest src/zorg/live/plone
 
 demo: install
 	$(BIN)/python -m zorg.live.demo --port $(PORT)
@@ -64,4 +78,4 @@ bench-issue11: bench-deps
 	$(BIN)/python benchmarks/compare.py benchmarks/results/before-issue11.json benchmarks/results/$(BENCH_NAME).json --out benchmarks/results/$(BENCH_NAME)-vs-before.md
 
 clean:
-	rm -rf $(VENV) src/*.egg-info .pytest_cache
+	rm -rf $(VENV) $(PLONE_VENV) src/*.egg-info .pytest_cache

@@ -66,6 +66,22 @@ setup(
             'zope.testrunner >= 6.0',
             'playwright >= 1.40',
         ],
+        # Zope 6 instances (zorg.live.zope6); Paste for the translogger
+        # of the zope.ini that mkwsgiinstance writes.
+        'zope6': [
+            'Zope >= 6.0',
+            'Paste >= 3.0',
+        ],
+        'grok': [
+            'grok >= 6.0',
+        ],
+        # The Plone add-on (zorg.live.plone); `make test-plone` installs
+        # it into a virtualenv of its own.
+        'plone': [
+            'Zope >= 6.0',
+            'Paste >= 3.0',
+            'Plone >= 6.0',
+        ],
     },
     entry_points={
         'console_scripts': [
@@ -76,6 +92,12 @@ setup(
         ],
         'paste.app_factory': [
             'main = zorg.live.server.paste:app_factory',
+        ],
+        # Plone includes the add-on's ZCML (plone.autoinclude); the
+        # add-on is then installed with its profile.
+        'plone.autoinclude.plugin': [
+            'target = plone',
+            'module = zorg.live.plone',
         ],
     },
 )

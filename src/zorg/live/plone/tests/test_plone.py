@@ -1,0 +1,187 @@
+"""The Plone 6 add-on on a real Plone site, in headless chromium.
+
+`make test-plone` runs this (in its own virtualenv with Plone); the site
+is made by the test (PloneInstance: mkwsgiinstance, then Plone's API), the
+add-on is installed and uninstalled through the add-ons control panel, and
+the instance is served by LiveServerHTTP (``use = egg:zorg.live#main``).
+"""
+
+import base64
+import json
+import re
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from zorg.live.plone.tests.instance import PASSWORD, PloneInstance
+from zorg.live.tests.browserfixture import (  # noqa: F401 (fixtures)
+    artifacts, browser, new_context, screenshot)
+from zorg.live.tests.platforms import Client
+
+pytestmark = pytest.mark.browser
+
+ONLINE = "() => Array.from(document.querySelectorAll('#zorg-live-online " \
+         "li'), (li) => li.dataset.principal + '=' + li.textContent)" \
+         ".join(' ')"
+NOTICE = "() => (document.querySelector('#zorg-live-notice') || {})" \
+         ".textContent || ''"
+
+
+def password(login):
+    return 'admin' if login == 'admin' else PASSWORD % login
+
+
+def auth(login):
+    token = base64.b64encode(('%s:%s' % (login, password(login))).encode())
+    return 'Basic ' + token.decode()
+
+
+class PloneClient(Client):
+    def __init__(self, server, login=None):
+        super().__init__(server)
+        if login:
+            self.headers['Authorization'] = auth(login)
+
+    def form(self, path, fields):
+        return self.request('POST', path, '&'.join(
+            '%s=%s' % pair for pair in fields),
+            {'Content-Type': 'application/x-www-form-urlencoded'})
+
+    def authenticator(self, path):
+        status, html = self.get(path)
+        assert status == 200, html[-2000:]
+        return re.search(r'name="_authenticator" type="hidden" '
+                         r'value="([^"]+)"', html).group(1)
+
+
+@pytest.fixture(scope='module')
+def plone(tmp_path_factory):
+    instance = PloneInstance(tmp_path_factory.mktemp('plone') / 'instance',
+                             threads=2, refresh_interval=5,
+                             heartbeat_interval=2)
+    with instance:
+        yield instance
+
+
+def addons(plone, action, product='zorg.live.plone'):
+    """Install or uninstall through the add-ons control panel's forms."""
+    admin = PloneClient(plone, 'admin')
+    token = admin.authenticator('/Plone/prefs_install_products_form')
+    field = 'install_product' if action == 'install' else 'uninstall_product'
+    status, body = admin.form('/Plone/%s_products' % action, [
+        (field, product), ('form.submitted', action.title()),
+        ('_authenticator', token)])
+    assert status in (200, 302), body[-2000:]
+    admin.close()
+
+
+def openPage(new_context, plone, login, path):
+    context = new_context(extra_http_headers={'Authorization': auth(login)})
+    page = context.new_page()
+    page.goto(plone.url(path))
+    page.wait_for_function('() => window.LivePage && LivePage.status === '
+                           '"open"')
+    return page
+
+
+def waitOnline(page, expected):
+    page.wait_for_function('(expected) => (%s)() === expected' % ONLINE,
+                           arg=expected)
+
+
+def test_presence_notices_and_permissions_from_install_to_uninstall(
+        plone, new_context, screenshot):
+    # Before the add-on is installed, pages are not live.
+    ann = PloneClient(plone, 'ann')
+    status, html = ann.get('/Plone/doc')
+    assert status == 200 and 'zorg-live' not in html
+    addons(plone, 'install')
+    status, html = ann.get('/Plone/doc')
+    assert 'id="zorg-live"' in html
+
+    # Ann sees Bob, then Carol, appear on the document, by full name.
+    a = openPage(new_context, plone, 'ann', '/Plone/doc')
+    b = openPage(new_context, plone, 'bob', '/Plone/doc')
+    waitOnline(a, 'ann=Ann Arbor bob=Bob Dylan')
+    c = openPage(new_context, plone, 'carol', '/Plone/doc')
+    waitOnline(a, 'ann=Ann Arbor bob=Bob Dylan carol=Carol King')
+
+    # The site manager takes Carol's Reader role away (sharing form).
+    admin = PloneClient(plone, 'admin')
+    token = admin.authenticator('/Plone/doc/@@sharing')
+    status, body = admin.form('/Plone/doc/@@sharing', [
+        ('entries.id:records', 'carol'), ('entries.type:records', 'user'),
+        ('inherit', 'on'), ('form.submitted', '1'),
+        ('form.button.Save', 'Save'), ('_authenticator', token)])
+    assert status in (200, 302), body[-2000:]
+    carol = PloneClient(plone, 'carol')
+    status, body = carol.request(
+        'POST', '/Plone/doc/@@live-presence/@@client/register', '')
+    assert (status, json.loads(body)['error']) == (403, 'forbidden')
+
+    # Bob saves the document in his browser: Ann's page says so within a
+    # second of his save; Carol's page, open since before, gets nothing.
+    edit = b.context.new_page()
+    edit.goto(plone.url('/Plone/doc/edit'))
+    edit.fill('#form-widgets-IDublinCore-title', 'The document, revised')
+    with edit.expect_navigation(wait_until='commit'):
+        edit.click('#form-buttons-save')
+    saved = time.monotonic()
+    a.wait_for_function('() => (%s)().includes("changed by Bob Dylan")'
+                        % NOTICE, timeout=1000)
+    assert time.monotonic() - saved < 1.0
+    screenshot(a, 'notice')
+    # The site manager opens the document after the notice (one group
+    # log, in order): once Carol's page has heard him join, it would have
+    # had the notice too.
+    openPage(new_context, plone, 'admin', '/Plone/doc')
+    c.wait_for_function('() => (%s)().includes("admin=")' % ONLINE)
+    assert c.evaluate(NOTICE) == ''
+    assert 'revised' not in c.content()
+
+    # Uninstalling removes every trace.
+    for page in (a, b, c, edit):
+        page.close()
+    for client in (ann, admin, carol):
+        client.close()
+    addons(plone, 'uninstall')
+    ann, admin = PloneClient(plone, 'ann'), PloneClient(plone, 'admin')
+    status, html = ann.get('/Plone/doc')
+    assert status == 200 and 'zorg-live' not in html
+    assert admin.get('/Plone/@@zorg-live-settings')[0] == 404
+    ann.close()
+    admin.close()
+    plone.stop()
+    traces = subprocess.run(
+        [sys.executable, '-c', TRACES, plone.zopeConf], cwd=plone.dir,
+        capture_output=True, text=True, check=True).stdout
+    assert traces.splitlines()[-1] == '[]', traces
+
+
+# Run offline on the stopped instance: anything of the add-on left in the
+# site (registry records, browser layer, control panel, installed profile).
+TRACES = textwrap.dedent("""\
+    import sys
+    from Zope2.Startup.run import configure_wsgi
+    configure_wsgi(sys.argv[1])
+    import Zope2
+    from zope.component.hooks import setSite
+    app = Zope2.app()
+    site = app.Plone
+    setSite(site)
+    from plone.browserlayer.utils import registered_layers
+    from zorg.live.plone.interfaces import IZorgLiveLayer
+    traces = []
+    traces += [k for k in site.portal_registry.records.keys()
+               if k.startswith('zorg.live')]
+    traces += ['layer' for l in registered_layers() if l is IZorgLiveLayer]
+    traces += [a.getId() for a in site.portal_controlpanel.listActions()
+               if a.getId() == 'zorg-live']
+    if site.portal_setup.getLastVersionForProfile(
+            'zorg.live.plone:default') != 'unknown':
+        traces.append('profile')
+    print(sorted(traces))
+    """)

@@ -1,0 +1,77 @@
+"""Helpers of the platform tests (Zope 6, Grok, Plone): an HTTP client
+with basic auth on one kept-alive connection, and the chat page's
+conditions waited for in chromium."""
+
+import base64
+import http.client
+import json
+import re
+
+from zorg.live.tests.browserfixture import WAIT
+
+ONLINE = "() => Array.from(document.querySelectorAll('#online li'), " \
+         "(li) => li.dataset.principal + '=' + li.textContent).join(' ')"
+MESSAGES = "() => Array.from(document.querySelectorAll('#log .msg'), " \
+           "(p) => p.textContent)"
+
+
+class Client:
+    """HTTP/1.1 on one kept-alive connection, with basic auth."""
+
+    def __init__(self, server, login=None):
+        self.conn = http.client.HTTPConnection('127.0.0.1', server.port,
+                                               timeout=30)
+        self.headers = {}
+        if login:
+            token = base64.b64encode(('%s:%s' % (login, login)).encode())
+            self.headers['Authorization'] = 'Basic ' + token.decode()
+
+    def request(self, method, path, body=None, headers=()):
+        all_headers = dict(self.headers, **dict(headers))
+        self.conn.request(method, path, body=body, headers=all_headers)
+        response = self.conn.getresponse()
+        return response.status, response.read().decode('utf-8', 'replace')
+
+    def get(self, path):
+        return self.request('GET', path)
+
+    def input(self, client_path, handler, arguments):
+        return self.request(
+            'POST', client_path + '/input',
+            json.dumps({'handler': handler, 'arguments': arguments}),
+            {'Content-Type': 'application/json'})
+
+    def close(self):
+        self.conn.close()
+
+
+def openChat(client, path='/room/@@live-chat'):
+    """Render a chat page; returns its @@client path."""
+    status, html = client.get(path)
+    assert status == 200, html
+    url = re.search(r'data-client-url="([^"]+)"', html).group(1)
+    return re.sub(r'^http://[^/]+', '', url)
+
+
+def credentials(server, login):
+    return {'http_credentials': {'username': login, 'password': login,
+                                 'origin': server.url().rstrip('/')}}
+
+
+def openPage(context, url):
+    page = context.new_page()
+    page.goto(url)
+    page.wait_for_function('() => window.LivePage && LivePage.status === '
+                           '"open"', timeout=WAIT)
+    return page
+
+
+def waitOnline(page, expected):
+    page.wait_for_function('(expected) => (%s)() === expected' % ONLINE,
+                           arg=expected, timeout=WAIT)
+
+
+def waitForMessage(page, text):
+    page.wait_for_function(
+        '(text) => (%s)().includes(text)' % MESSAGES, arg=text,
+        timeout=WAIT)

@@ -1,0 +1,88 @@
+"""LivePage on Zope 6: a Five browser view.
+
+Subclass it as on BlueBream (template, ``@handler`` methods, ``presence``)
+and register it with ``<browser:page>``; Five's directive mixes in its own
+view base, which gives the page Zope's security declarations.
+"""
+
+from AccessControl import getSecurityManager
+from AccessControl.SpecialUsers import nobody
+from Acquisition import aq_inner
+from zope.interface import implementer
+
+from zorg.live.interfaces import Forbidden
+from zorg.live.page import page as core
+from zorg.live.zope6.interfaces import IZopeLivePage
+
+ANONYMOUS = 'Anonymous User'
+
+
+def userInfo(user=None):
+    """(id, full name, anonymous) of a Zope user (the current one by
+    default). The full name is the user's ``fullname`` property where its
+    user folder has one (PluggableAuthService, Plone), else its login."""
+    if user is None:
+        user = getSecurityManager().getUser()
+    if user is None or user is nobody or user.getUserName() == ANONYMOUS:
+        return ANONYMOUS, ANONYMOUS, True
+    userid = user.getId() or user.getUserName()
+    title = None
+    getProperty = getattr(user, 'getProperty', None)
+    if getProperty is not None:
+        title = getProperty('fullname', None)
+    return userid, title or user.getUserName(), False
+
+
+class Principal:
+    """What the core reads as ``request.principal``: the Zope user's id."""
+
+    def __init__(self, id, title):
+        self.id, self.title = id, title
+
+
+def physicalGroup(obj):
+    """The group of the pages showing an OFS object: its physical path."""
+    return '/'.join(aq_inner(obj).getPhysicalPath()) or '/'
+
+
+@implementer(IZopeLivePage)
+class LivePage(core.LivePage):
+    """Base class of live pages on Zope 6 (a browser view)."""
+
+    def getGroupId(self):
+        return physicalGroup(self.context)
+
+    def scriptTag(self):
+        # The core builds the script's URL with zope.publisher's
+        # getApplicationURL(); ZPublisher's name for the (virtual-host
+        # aware) root URL is BASE1. A request looks up attributes it lacks
+        # in `other`, so the core finds it there.
+        request = self.request
+        request.other.setdefault('getApplicationURL', lambda: request['BASE1'])
+        return super().scriptTag()
+
+    def principalInfo(self):
+        return userInfo()
+
+    def online(self):
+        """[(user id, full name)] of who has a page of the group open,
+        for rendering the presence list with the page."""
+        manager, group = self.manager, self.getGroupId()
+        found = []
+        for principal in manager.whoIsOnline(group):
+            clients = manager.getClientsFor(principal, group)
+            found.append((principal,
+                          clients[0].title if clients else principal))
+        return found
+
+    def input(self, uuid, handler_name, arguments=None):
+        # The core compares request.principal (zope.security's) with the
+        # page's principal. A Zope request has no such attribute: reading
+        # it would find a form field of that name. Hand it the Zope user.
+        userid, title, _anonymous = self.principalInfo()
+        self.request.other['principal'] = Principal(userid, title)
+        client = self.manager.getClient(uuid)
+        if client.principal != userid:
+            raise Forbidden('This page belongs to another user; log in as '
+                            'that user or reload the page.')
+        return super().input(uuid, handler_name, arguments)
