@@ -486,10 +486,23 @@ class LiveApp:
                         await self._send(send, frames(group_id, entries),
                                          abort)
                         continue
-                    reason = await self._idle(parked, cursor, transport,
-                                              client)
-                    if transport is not None:
-                        cursor = parked.cursor
+                    if parked.reason is not None:
+                        reason = parked.reason
+                    elif transport is not None:
+                        # Idle: Fanout writes what comes next and the
+                        # heartbeats; this task wakes for the end, or for
+                        # what Fanout leaves to it (a poke).
+                        self.fanout.park(parked, cursor)
+                        parked.future = future = self.loop.create_future()
+                        try:
+                            reason = await future
+                        finally:
+                            parked.future = None
+                            cursor = self.fanout.unpark(parked)
+                        reason = parked.reason or reason
+                    else:
+                        reason = await self._sleep(parked, group_id,
+                                                   client.heartbeatInterval)
                 action = rules.STREAM_WAKE[reason]
                 if action == rules.STOP:
                     return
@@ -504,26 +517,6 @@ class LiveApp:
             if watcher is not None:
                 watcher.cancel()
             self._unpark(uuid, parked)
-
-    async def _idle(self, parked, cursor, transport, client):
-        """A stream that sent everything waits: for Fanout's writes and
-        heartbeats when it has the transport, else for a publish or its
-        heartbeat time. Returns why it woke."""
-        if parked.reason is not None:
-            return parked.reason
-        if transport is None:
-            return await self._sleep(parked, client.group_id,
-                                     client.heartbeatInterval)
-        # Fanout writes what comes next and the heartbeats; this task
-        # wakes for the end, or for what Fanout leaves to it (a poke).
-        self.fanout.park(parked, cursor)
-        parked.future = future = self.loop.create_future()
-        try:
-            reason = await future
-        finally:
-            parked.future = None
-            self.fanout.unpark(parked)
-        return parked.reason or reason
 
     async def _send(self, send, body, abort=None, more=True):
         """Send a chunk; a reader slower than send-timeout is dropped: its
