@@ -345,6 +345,39 @@ class SnapshotCommitView:
         return 'stored'
 
 
+class FragmentView:
+    """``test-fragment``: what a ``<live:update>`` re-renders; the "edit"
+    link only for those who may edit (per-viewer fragments)."""
+
+    def __init__(self, context, request):
+        self.context, self.request = context, request
+
+    def __call__(self):
+        from zope.security import checkPermission
+        edit = ('<a class="edit">edit</a>'
+                if checkPermission('zorg.live.tests.Edit', self.context)
+                else '')
+        return '<span class="seen">%s</span>%s' % (
+            getattr(self.request.principal, 'id', '?'), edit)
+
+
+class TouchView:
+    """``@@test-touch``: the root folder was modified (the fragment of its
+    pages is re-rendered when the transaction commits)."""
+
+    def __init__(self, context, request):
+        self.context, self.request = context, request
+
+    def __call__(self):
+        import zope.event
+        from zope.lifecycleevent import ObjectModifiedEvent
+        from zope.security.proxy import removeSecurityProxy
+        root = removeSecurityProxy(self.context)
+        root.zorg_live_touched = getattr(root, 'zorg_live_touched', 0) + 1
+        zope.event.notify(ObjectModifiedEvent(root))
+        return 'touched'
+
+
 class BenchLivePage(TestLivePage):
     """The benchmarks' page: every render is a page of the one group
     'bench'; input handler ``publish(data)`` sends a custom event to it."""

@@ -26,6 +26,11 @@ def presence():
     return {'to': 'presence'}
 
 
+def anonymous():
+    """The pages of visitors who did not log in."""
+    return {'to': 'anonymous'}
+
+
 def accepts(audience, page_client):
     """True when `page_client` is meant to receive an event for `audience`."""
     if audience is None:
@@ -39,4 +44,6 @@ def accepts(audience, page_client):
         return page_client.principal in audience['ids']
     if to == 'presence':
         return page_client.presence
+    if to == 'anonymous':
+        return bool(page_client.anonymous)
     raise ValueError('unknown audience %r' % (to,))

@@ -14,10 +14,22 @@ fragment of the pages that show them::
 
 or in Python with `registerUpdate`. When such an event is notified (in the
 worker thread that changed the object), zorg.live renders the named view of
-the object once -- with the request of the current interaction when there is
-one, else with a fresh TestRequest -- and publishes one
-``Update(target, safe(html))`` to the group of the pages showing the object:
-its path, the default LivePage group id.
+the object *for each viewer*, and publishes ``Update(target, safe(html))``
+to the group of the pages showing the object (its path, the default
+LivePage group id), each rendering to the pages it was made for:
+
+* one rendering per principal online in the group (any process), with an
+  interaction of that principal, so a fragment that checks a permission
+  (an "edit" link) shows what that viewer may see, not what the editor
+  may;
+* one rendering for the anonymous pages, as the unauthenticated
+  principal.
+
+Renderings that come out the same are published once, to all of their
+principals. So an update costs one rendering per principal in the group
+(plus one), never one per page, and nobody receives a fragment rendered
+with somebody else's permissions. (Rendered with the editor's request's
+other settings, its language among them.)
 
 The update is published when the transaction commits (nothing is published
 for a change that is rolled back or retried after a conflict); an object
@@ -39,6 +51,7 @@ from zope.security.management import queryInteraction
 from zope.security.proxy import removeSecurityProxy
 
 from zorg.live.interfaces import ILivePageManager
+from zorg.live.page import audience as _audience
 from zorg.live.page.event import Update, safe
 
 log = logging.getLogger('zorg.live.model')
@@ -85,7 +98,8 @@ class ModelUpdate:
         return '<ModelUpdate view=%r target=%r>' % (self.view, self.target)
 
     def render(self, obj, request=None):
-        """The HTML of the view for `obj` (None when there is no such view)."""
+        """The HTML of the view for `obj` (None when there is no such view),
+        with the current security interaction."""
         if request is None:
             request = currentRequest()
         if request is None:
@@ -107,6 +121,53 @@ class ModelUpdate:
                 response.setHeader('Content-Type', ctype)
         return html
 
+    def renderAs(self, obj, principal):
+        """The HTML of the view for `obj` as `principal` sees it: rendered
+        with a request and a security interaction of that principal."""
+        from zope.publisher.browser import TestRequest
+        from zope.security import management
+        # The thread's interaction is swapped, not ended and begun again:
+        # the editor's request keeps its own when this returns.
+        from zope.security._definitions import thread_local
+        editor = currentRequest()
+        request = TestRequest(environ=dict(getattr(editor, 'environ', None)
+                                           or {}))
+        request.setPrincipal(principal)
+        saved = getattr(thread_local, 'interaction', None)
+        thread_local.interaction = management.getSecurityPolicy()(request)
+        try:
+            return self.render(obj, request)
+        finally:
+            thread_local.interaction = saved
+
+    def renderings(self, obj, group_id, manager):
+        """``[(audience, html)]``: one rendering per principal online in
+        the group and one for anonymous pages; equal ones merged."""
+        from zope.authentication.interfaces import (
+            IAuthentication, IUnauthenticatedPrincipal, PrincipalLookupError)
+        auth = zope.component.queryUtility(IAuthentication)
+        if auth is None:
+            # No principals to tell apart (a bare registry): one rendering.
+            html = self.render(obj)
+            return [] if html is None else [(None, html)]
+        byHTML = {}
+        for principal_id in manager.whoIsOnline(group_id):
+            try:
+                principal = auth.getPrincipal(principal_id)
+            except PrincipalLookupError:
+                continue      # gone meanwhile: nobody to render for
+            html = self.renderAs(obj, principal)
+            if html is not None:
+                byHTML.setdefault(html, []).append(principal_id)
+        anonymous = zope.component.queryUtility(IUnauthenticatedPrincipal)
+        result = [(_audience.principals(ids), html)
+                  for html, ids in byHTML.items()]
+        if anonymous is not None:
+            html = self.renderAs(obj, anonymous)
+            if html is not None:
+                result.append((_audience.anonymous(), html))
+        return result
+
     def __call__(self, obj, event):
         # Declared by the site developer: trusted code, like a subscriber.
         obj = removeSecurityProxy(obj)
@@ -116,15 +177,14 @@ class ModelUpdate:
             # Not located (not yet added, or removed): no page shows it.
             log.debug('live:update: %r has no path; nothing published', obj)
             return
-        html = self.render(obj)
-        if html is None:
-            return
-        update = Update(self.target, safe(html))
-        if getattr(obj, '_p_jar', None) is not None:
-            publishOnCommit(update, group_id)
-        else:
-            zope.component.getUtility(ILivePageManager).publish(
-                update, group_id)
+        manager = zope.component.getUtility(ILivePageManager)
+        for audience, html in self.renderings(obj, group_id, manager):
+            update = Update(self.target, safe(html))
+            if getattr(obj, '_p_jar', None) is not None:
+                from zorg.live.page.transactional import publishOnCommit
+                publishOnCommit(update, group_id, manager, audience)
+            else:
+                manager._publish(update, group_id, audience)
 
 
 def registerUpdate(for_, view, target, event=IObjectModifiedEvent,
