@@ -274,3 +274,39 @@ def test_redis_hung_while_a_chat_runs(servers, redisServer):
     answers = asyncio.run(chat(server, redisServer, redisServer.hang,
                                redisServer.resume))
     print(answers)
+
+
+@pytest.mark.redis
+def test_while_redis_is_down_pages_and_notify_answer_503_and_store_nothing(
+        tmp_path, redisServer):
+    from zorg.live.tests.test_demo import ADMIN, demoServer
+
+    async def notify(s, server, text):
+        async with s.post(server.url('@@notify'), json={
+                'group': '/lobby', 'text': text}, headers=ADMIN) as r:
+            return r.status, await r.json()
+
+    async def lobby(s, server):
+        async with s.get(server.url('lobby'), headers=ADMIN) as r:
+            return r.status, await r.text()
+
+    async def run(server):
+        async with session() as s:
+            assert (await notify(s, server, 'before'))[0] == 200
+            redisServer.stop()
+            status, body = await notify(s, server, 'during')
+            assert status == 503 and body['error'] == 'broker-unavailable'
+            status, _html = await lobby(s, server)
+            assert status == 503
+            redisServer.start()
+            deadline = time.monotonic() + 30
+            while (await notify(s, server, 'after'))[0] != 200:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.2)
+            status, html = await lobby(s, server)
+            assert status == 200
+            assert 'before' in html and 'after' in html
+            assert 'during' not in html
+
+    with demoServer(tmp_path / 'demo', broker=redisServer.url) as server:
+        asyncio.run(run(server))
