@@ -132,6 +132,13 @@ class SlowLivePage(TestLivePage):
         self.publish(Append('target', text))
 
 
+class ProgressLivePage(TestLivePage):
+    """A page that lets upload progress be shown in its element 'bar'
+    (X-Live-Progress, by its own logged-in user)."""
+
+    progressTargets = ('bar',)
+
+
 # -- pages of the browser tests (tests/test_browser.py) --------------------
 
 BROWSER_PAGE_HTML = """\
