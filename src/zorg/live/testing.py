@@ -139,6 +139,14 @@ class ProgressLivePage(TestLivePage):
     progressTargets = ('bar',)
 
 
+class AllowingLivePage(TestLivePage):
+    """A page that declares more than livepage.js's allow-lists: the
+    attribute 'style' and URLs of the scheme 'mailto'."""
+
+    allowAttributes = ('style',)
+    allowSchemes = ('mailto',)
+
+
 # -- pages of the browser tests (tests/test_browser.py) --------------------
 
 BROWSER_PAGE_HTML = """\
