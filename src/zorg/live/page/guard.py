@@ -124,6 +124,7 @@ def guardRequests(app, settings):
         if changesState(environ.get('REQUEST_METHOD', 'GET'), path):
             error = check(environGetter(environ))
             if error is not None:
+                drain(environ)
                 return wsgiError(error, start_response)
         if INPUT_STEP.search(path):
             # Read here, up to the limit: a form-encoded body is parsed
@@ -140,6 +141,21 @@ def guardRequests(app, settings):
             environ['CONTENT_LENGTH'] = str(len(body))
         return app(environ, start_response)
     return guarded
+
+
+DRAIN = 65536
+
+
+def drain(environ):
+    """Read a small refused body, so that the connection (a proxy's
+    kept-alive one) stays usable and the answer is not cut short; a larger
+    one is left unread (the server closes that connection)."""
+    length = environ.get('CONTENT_LENGTH') or ''
+    if length.isdigit() and 0 < int(length) <= DRAIN:
+        try:
+            environ['wsgi.input'].read(int(length))
+        except Exception:
+            pass   # the client went away: nothing to answer anyway
 
 
 def inputTooLarge(limit):

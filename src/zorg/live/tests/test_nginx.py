@@ -140,5 +140,6 @@ def test_with_host_instead_of_http_host_input_is_refused(tmp_path):
                          **{'Content-Type': 'application/json'}))
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(request, timeout=20)
+        body = json.load(refused.value)
     assert refused.value.code == 403
-    assert json.load(refused.value)['error'] == 'cross-site'
+    assert body['error'] == 'cross-site'
