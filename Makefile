@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 PORT ?= 8080
-APT_PACKAGES = chromium redis-server
+APT_PACKAGES = chromium redis-server nginx
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all demo test install system-deps bench bench-deps bench-quick clean \
@@ -25,7 +25,8 @@ $(VENV)/.installed: $(BIN)/python setup.py
 
 install: $(VENV)/.installed
 
-# Debian packages the tests use: installed only when missing.
+# Debian packages the tests use (nginx: the README's proxy example is run):
+# installed only when missing.
 system-deps:
 	@missing=""; \
 	for p in $(APT_PACKAGES); do \

@@ -73,6 +73,10 @@ class ZorgLiveServer:
         self.dir = tempfile.mkdtemp(prefix='zorg-bench-')
         settings.setdefault('refresh_interval', 25)
         settings.setdefault('heartbeat_interval', 15)
+        # The load generator is thousands of anonymous visitors at one
+        # address: lift the caps meant for strangers.
+        settings.setdefault('max_anonymous_pages', 100000)
+        settings.setdefault('max_anonymous_per_address', 100000)
         self.server = RunningServer(
             self.dir, types=(kind,), threads=4, zcml=zcml, ports=[port],
             **settings)

@@ -48,6 +48,41 @@ class Forbidden(LiveError):
     code = 'forbidden'
 
 
+class CrossSite(Forbidden):
+    """A state-changing request that a page of another origin made in the
+    visitor's browser (cross-site request forgery), told by the browser's
+    Origin and Sec-Fetch-Site headers (403). Scripts that send neither
+    are not refused by it."""
+
+    code = 'cross-site'
+
+
+class MethodNotAllowed(LiveError):
+    """A step that changes state asked with GET (405); use POST."""
+
+    status = 405
+    code = 'method-not-allowed'
+
+
+class HeadersTooLarge(LiveError):
+    """A request head over max-header-size or max-header-count (431)."""
+
+    status = 431
+    code = 'headers-too-large'
+
+
+class Busy(LiveError):
+    """A limit of open pages is reached; try again after ``retryAfter``
+    seconds (503 with Retry-After)."""
+
+    status = 503
+    code = 'busy'
+
+    def __init__(self, message, retryAfter=5):
+        super().__init__(message)
+        self.retryAfter = retryAfter
+
+
 class TooLarge(LiveError):
     """A request body or an argument list over the configured limit (413)."""
 

@@ -132,6 +132,21 @@ class SlowLivePage(TestLivePage):
         self.publish(Append('target', text))
 
 
+class ProgressLivePage(TestLivePage):
+    """A page that lets upload progress be shown in its element 'bar'
+    (X-Live-Progress, by its own logged-in user)."""
+
+    progressTargets = ('bar',)
+
+
+class AllowingLivePage(TestLivePage):
+    """A page that declares more than livepage.js's allow-lists: the
+    attribute 'style' and URLs of the scheme 'mailto'."""
+
+    allowAttributes = ('style',)
+    allowSchemes = ('mailto',)
+
+
 # -- pages of the browser tests (tests/test_browser.py) --------------------
 
 BROWSER_PAGE_HTML = """\

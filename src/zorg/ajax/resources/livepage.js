@@ -47,10 +47,26 @@
     pollTimeout: 120000,    // ms after which a held long-poll request is taken for lost
   };
 
-  // Attribute values that are URLs; a "javascript:" value would run script.
-  const URL_ATTRIBUTES = new Set(['href', 'src', 'action', 'formaction', 'xlink:href', 'poster', 'data']);
-  // Attributes whose value is markup or script, whatever the name looks like.
-  const CODE_ATTRIBUTES = new Set(['srcdoc']);
+  // The attribute event sets only attributes of these allow-lists, and URLs
+  // only of these schemes (a relative URL resolves to the page's own):
+  // anything else is refused unless the page declares it
+  // (data-allow-attributes, data-allow-schemes on the script tag, or the
+  // options allowAttributes, allowSchemes).
+  const ALLOWED_ATTRIBUTES = new Set([
+    'id', 'class', 'title', 'lang', 'dir', 'hidden', 'tabindex', 'role', 'alt',
+    'name', 'value', 'type', 'placeholder', 'disabled', 'checked', 'selected',
+    'readonly', 'required', 'multiple', 'min', 'max', 'step', 'minlength',
+    'maxlength', 'pattern', 'size', 'rows', 'cols', 'for', 'label', 'open',
+    'width', 'height', 'colspan', 'rowspan', 'headers', 'scope', 'span',
+    'start', 'reversed', 'datetime', 'cite', 'download', 'target', 'rel',
+    'href', 'src', 'action', 'method', 'poster', 'loading', 'decoding',
+  ]);
+  // Attributes whose value is a URL: checked against the allowed schemes.
+  const URL_ATTRIBUTES = new Set(['href', 'src', 'action', 'formaction', 'xlink:href', 'poster', 'data', 'cite', 'background', 'ping', 'srcset']);
+  const ALLOWED_SCHEMES = new Set(['http:', 'https:']);
+  // Elements that no attribute event may change: <base href> redirects every
+  // relative URL of the page, <script>, <meta> and <iframe srcdoc> run code.
+  const GUARDED_ELEMENTS = new Set(['BASE', 'SCRIPT', 'META', 'LINK', 'OBJECT', 'EMBED', 'IFRAME', 'FRAME', 'STYLE']);
 
   /*
    * Event ids only grow: decimal integers ("42") from the memory broker,
@@ -185,6 +201,9 @@
       this.clientURL = options.clientURL || null;
       this.lastEventId = options.lastEventId ? String(options.lastEventId) : null;
       this.presenceTarget = options.presenceTarget || null;
+      // What the page declares beyond the allow-lists of the attribute event.
+      this.allowAttributes = words(options.allowAttributes).map((name) => name.toLowerCase());
+      this.allowSchemes = words(options.allowSchemes).map((scheme) => `${scheme.toLowerCase().replace(/:$/, '')}:`);
       this.mode = ['auto', 'sse', 'longpoll'].includes(this.options.transport) ? this.options.transport : 'auto';
       this.transport = this.mode !== 'longpoll' && streamingSupported() ? 'sse' : 'longpoll';
       this.status = 'closed';
@@ -682,13 +701,31 @@
     return event.html == null ? '' : String(event.html);
   }
 
-  function refusedAttribute(name, value) {
+  function words(value) {
+    if (Array.isArray(value)) return value.map(String).filter(Boolean);
+    return String(value || '').split(/\s+/).filter(Boolean);
+  }
+
+  // Why the attribute event may not set `name` to `value` on `el`, or null.
+  function refusedAttribute(client, el, name, value) {
     const lower = name.toLowerCase();
-    if (lower.startsWith('on') || CODE_ATTRIBUTES.has(lower)) return true;
-    if (!URL_ATTRIBUTES.has(lower)) return false;
-    // Browsers ignore control characters and spaces inside a URL scheme.
-    const scheme = String(value).replace(/[\u0000-\u0020\u007f]/g, '').toLowerCase();
-    return scheme.startsWith('javascript:') || scheme.startsWith('vbscript:');
+    if (GUARDED_ELEMENTS.has(el.tagName)) return `no attribute of <${el.tagName.toLowerCase()}> may be set`;
+    const declared = client.allowAttributes.includes(lower);
+    if (lower.startsWith('on')) return 'event handler attributes are never set';
+    if (!declared && !ALLOWED_ATTRIBUTES.has(lower) && !lower.startsWith('data-') && !lower.startsWith('aria-')) {
+      return 'the attribute is not in the allow-list (the page may declare it)';
+    }
+    if (!URL_ATTRIBUTES.has(lower)) return null;
+    // The URL as the browser will take it: resolved against the page, so
+    // that spaces and control characters cannot hide a scheme.
+    let url;
+    try {
+      url = new URL(String(value).trim(), document.baseURI);
+    } catch (error) {
+      return 'the value is not a URL';
+    }
+    if (ALLOWED_SCHEMES.has(url.protocol) || client.allowSchemes.includes(url.protocol)) return null;
+    return `URLs of the scheme ${url.protocol} are not allowed (the page may declare it)`;
   }
 
   function presenceList(client) {
@@ -726,10 +763,11 @@
       const el = target(event);
       const name = String(event.name || '');
       if (!el || !name) return;
-      if (event.value === null) {
+      const refused = refusedAttribute(this, el, name, event.value === null ? '' : event.value);
+      if (refused && (event.value !== null || GUARDED_ELEMENTS.has(el.tagName))) {
+        throw new Error(`LivePage refused attribute ${name}: ${refused}`);
+      } else if (event.value === null) {
         el.removeAttribute(name);
-      } else if (refusedAttribute(name, event.value)) {
-        throw new Error(`LivePage refused attribute ${name}`);
       } else {
         el.setAttribute(name, String(event.value));
       }
@@ -808,6 +846,8 @@
     lastEventId: script.dataset.lastEventId,
     transport: offered.includes('sse') ? script.dataset.transport : 'longpoll',
     presenceTarget: script.dataset.presenceTarget,
+    allowAttributes: script.dataset.allowAttributes,
+    allowSchemes: script.dataset.allowSchemes,
   };
   if (refresh !== null) options.pollTimeout = (refresh + 30) * 1000;
   if (heartbeat !== null) options.streamIdleTimeout = (3 * heartbeat + 15) * 1000;

@@ -51,6 +51,7 @@ class UploadPage(DemoMixin, LivePage):
 
     template = ViewPageTemplateFile('upload.pt')
     maxSize = MAX_UPLOAD
+    progressTargets = ('upload-progress',)   # X-Live-Progress may write here
 
     def canUpload(self):
         return checkPermission('demo.Upload', self.context)

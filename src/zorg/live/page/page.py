@@ -17,13 +17,14 @@ from zope.interface import implementer
 from zope.publisher.browser import BrowserPage
 
 from zorg.live.interfaces import (
-    BadRequest, Forbidden, ILivePage, ILivePageClient, ILivePageManager,
-    IPageIdGenerator, TooLarge)
+    BadRequest, Busy, Forbidden, ILivePage, ILivePageClient,
+    ILivePageManager, IPageIdGenerator, TooLarge)
 from zorg.live.page.client import LivePageClient, randomPageId
 from zorg.live.page.event import IEvent, encode
 from zorg.live.page import audience as _audience
 from zorg.live.page.manager import TRANSPORTS, requestEnviron, requestMark
 from zorg.live.page.transactional import publishOnCommit
+from zorg.live.page.wire import errorBody, errorHeaders
 
 HANDLER_MARK = '_zorg_live_handler'
 SCRIPT_PATH = '++resource++zorgajax/livepage.js'
@@ -57,11 +58,52 @@ def declaredHandlers(cls):
     return found
 
 
-def parseArguments(arguments, limit):
+def jsonDepth(text):
+    """The deepest nesting of lists and objects in JSON `text` (strings
+    skipped), measured without parsing it."""
+    depth = deepest = 0
+    inString = escaped = False
+    for char in text:
+        if inString:
+            if escaped:
+                escaped = False
+            elif char == '\\':
+                escaped = True
+            elif char == '"':
+                inString = False
+        elif char == '"':
+            inString = True
+        elif char in '[{':
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+        elif char in ']}':
+            depth -= 1
+    return deepest
+
+
+def checkDepth(text, limit):
+    """BadRequest when JSON `text` nests deeper than `limit`."""
+    # Cheap first: no text can nest deeper than its count of brackets.
+    if text.count('[') + text.count('{') <= limit:
+        return
+    if jsonDepth(text) > limit:
+        raise BadRequest('arguments nest deeper than %d lists or objects '
+                         '(setting max-argument-depth)' % limit)
+
+
+def parseArguments(arguments, limit, depth=32):
     """Handler arguments from the wire: (args, kwargs).
 
     A list or dict is taken as it is; text is JSON when it starts with '['
     or '{', else a comma-separated list (the original zorg.live form).
+    `limit` is the most bytes, `depth` the deepest nesting::
+
+        >>> parseArguments('[[[1]]]', 100, depth=3)
+        ([[[1]]], {})
+        >>> parseArguments('[[[[1]]]]', 100, depth=3)
+        Traceback (most recent call last):
+        zorg.live.interfaces.BadRequest: arguments nest deeper than 3 lists or objects (setting max-argument-depth)
     """
     if arguments is None:
         return [], {}
@@ -71,6 +113,7 @@ def parseArguments(arguments, limit):
         arguments, ensure_ascii=False, default=str)
     if len(wire.encode('utf-8')) > limit:
         raise TooLarge('handler arguments are larger than %d bytes' % limit)
+    checkDepth(wire, depth)
     if isinstance(arguments, str):
         text = arguments.strip()
         if text[:1] in ('[', '{'):
@@ -103,7 +146,19 @@ class LivePage(BrowserPage):
     transport = 'auto'        # 'auto' (SSE, then long-poll) or 'longpoll'
     presenceTarget = None     # id of the page's list of who is online
     maxArgumentsSize = 65536  # bytes of handler arguments
+    maxArgumentsDepth = 32    # nesting of handler arguments (setting)
     template = None           # a page template or a callable giving HTML
+    # Ids of the elements that X-Live-Progress may write to (uploads by
+    # the page's own principal); none unless the page declares them.
+    progressTargets = ()
+    # What livepage.js may set with attribute events beyond its
+    # allow-lists (e.g. ('style',) or ('mailto',)); see zorg/ajax.
+    allowAttributes = ()
+    allowSchemes = ()
+    # Pages of anonymous visitors a process keeps (settings).
+    maxAnonymousPages = 10000
+    maxAnonymousPagesPerAddress = 1000
+    retryAfter = 5
 
     uuid = None
     client = None
@@ -130,6 +185,31 @@ class LivePage(BrowserPage):
         return (principal.id, getattr(principal, 'title', principal.id),
                 IUnauthenticatedPrincipal.providedBy(principal))
 
+    def checkAnonymousCap(self, client):
+        """Busy (503 with Retry-After) when an anonymous page would pass
+        max-anonymous-pages, overall or from its client address. Counted
+        without a lock: requests at the same moment may pass it by as many
+        as there are worker threads."""
+        if not client.anonymous:
+            return
+        total = fromAddress = 0
+        for other in self.manager:
+            if other.anonymous and not other.refused:
+                total += 1
+                if getattr(other, 'address', None) == client.address:
+                    fromAddress += 1
+        if total >= self.maxAnonymousPages:
+            raise Busy('This server holds its maximum of %d pages of '
+                       'anonymous visitors; try again in %d seconds or log '
+                       'in.' % (self.maxAnonymousPages, self.retryAfter),
+                       self.retryAfter)
+        if fromAddress >= self.maxAnonymousPagesPerAddress:
+            raise Busy('Your address has its maximum of %d open pages of '
+                       'anonymous visitors; close some, try again in %d '
+                       'seconds, or log in.'
+                       % (self.maxAnonymousPagesPerAddress, self.retryAfter),
+                       self.retryAfter)
+
     def newClient(self):
         """Register a client for this page and remember its id."""
         generate = zope.component.queryUtility(IPageIdGenerator,
@@ -138,6 +218,7 @@ class LivePage(BrowserPage):
         client = zope.component.queryAdapter(self, ILivePageClient)
         if client is None:
             client = pageClient(self)
+        self.checkAnonymousCap(client)
         self.client = self.manager.register(client,
                                             requestMark(self.request))
         return self.client
@@ -166,6 +247,11 @@ class LivePage(BrowserPage):
                   '%g' % client.heartbeatInterval)]
         if self.presenceTarget:
             attrs.append(('data-presence-target', self.presenceTarget))
+        if self.allowAttributes:
+            attrs.append(('data-allow-attributes',
+                          ' '.join(self.allowAttributes)))
+        if self.allowSchemes:
+            attrs.append(('data-allow-schemes', ' '.join(self.allowSchemes)))
         return '<script %s></script>' % ' '.join(
             '%s="%s"' % (k, escape(v, quote=True)) for k, v in attrs)
 
@@ -177,7 +263,14 @@ class LivePage(BrowserPage):
         return self.template()
 
     def render(self):
-        self.newClient()
+        try:
+            self.newClient()
+        except Busy as e:
+            response = self.request.response
+            response.setStatus(e.status)
+            for name, value in errorHeaders(e):
+                response.setHeader(name, value)
+            return errorBody(e)
         return injectScript(self.renderBody(), self.scriptTag())
 
     def __call__(self):
@@ -194,6 +287,13 @@ class LivePage(BrowserPage):
         if principal is not None and principal.id != client.principal:
             raise Forbidden('This page belongs to another user; log in as '
                             'that user or reload the page.')
+        # A page id is the capability of one page: it calls the handlers
+        # of its own page (class) in its own group, not those of another
+        # page it was sent to.
+        if client.group_id != self.getGroupId() or getattr(
+                client, 'pageClass', None) not in (None, pageClassName(self)):
+            raise Forbidden('This page id belongs to another page; reload '
+                            'the page.')
         handlers = declaredHandlers(type(self))
         # The name comes from the wire: from a JSON body it may be a list.
         func = (handlers.get(handler_name) if isinstance(handler_name, str)
@@ -202,7 +302,8 @@ class LivePage(BrowserPage):
             raise BadRequest('Undeclared handler %r: this page declares %s'
                              % (handler_name, ', '.join(sorted(handlers))
                                 or 'no handlers'))
-        args, kwargs = parseArguments(arguments, self.maxArgumentsSize)
+        args, kwargs = parseArguments(arguments, self.maxArgumentsSize,
+                                      self.maxArgumentsDepth)
         try:
             inspect.signature(func).bind(self, *args, **kwargs)
         except TypeError as e:
@@ -255,9 +356,26 @@ class LivePage(BrowserPage):
         return self._publish(event, _audience.client(uuid))
 
 
+def pageClassName(page):
+    """'module.Class/view name' of a page: what its page id is bound to.
+    zope's <browser:page> makes a class per registration: the site's own
+    class is the first one of its bases that zope did not make."""
+    for cls in type(page).__mro__:
+        if not cls.__module__.startswith('zope.browserpage'):
+            break
+    return '%s.%s/%s' % (cls.__module__, cls.__qualname__,
+                         getattr(page, '__name__', ''))
+
+
 def pageClient(page):
     """The default client factory: adapts an ILivePage to ILivePageClient."""
     principal, title, anonymous = page.principalInfo()
-    return LivePageClient(page.uuid, principal, page.getGroupId(),
-                          title=title, presence=page.presence,
-                          anonymous=anonymous)
+    client = LivePageClient(page.uuid, principal, page.getGroupId(),
+                            title=title, presence=page.presence,
+                            anonymous=anonymous)
+    # What the page id is bound to in this process (a page adopted from
+    # another process's record is bound to its group and principal).
+    client.pageClass = pageClassName(page)
+    client.progressTargets = tuple(page.progressTargets)
+    client.address = requestEnviron(page.request).get('REMOTE_ADDR')
+    return client

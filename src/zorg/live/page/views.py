@@ -16,10 +16,15 @@ from zope.publisher.interfaces.browser import IBrowserPublisher
 from zope.security import canAccess
 from zope.security.proxy import removeSecurityProxy
 
-from zorg.live.interfaces import BadRequest, Forbidden, LiveError, TooLarge
+from zorg.live.interfaces import (
+    BadRequest, Forbidden, LiveError, MethodNotAllowed, TooLarge)
+from zorg.live.page.page import checkDepth
+from zorg.live.page.wire import errorBody, errorHeaders
 
 ACTIONS = ('output', 'events', 'input', 'close')
-MAX_BODY = 1024 * 1024
+# The steps that change state: POST only (input also as GET when the
+# unsafe setting allow-get-input is on).
+POST_ONLY = ('input', 'close', 'register')
 
 
 @implementer(IBrowserPublisher)
@@ -28,6 +33,8 @@ class ClientView(BrowserView):
 
     uuid = None
     action = None
+    maxInputSize = 1 << 20   # setting max-input-size
+    allowGetInput = False    # setting allow-get-input (unsafe)
 
     def publishTraverse(self, request, name):
         if self.uuid is None and self.action is None:
@@ -52,10 +59,24 @@ class ClientView(BrowserView):
             if self.action is None:
                 raise BadRequest('missing step: use %s'
                                  % ', '.join(ACTIONS))
+            self.checkMethod()
             return getattr(self, 'do_' + self.action)()
         except LiveError as e:
             response.setStatus(e.status)
-            return json.dumps(e.asDict())
+            for name, value in errorHeaders(e):
+                response.setHeader(name, value)
+            return errorBody(e)
+
+    def checkMethod(self):
+        method = self.request.method
+        if self.action not in POST_ONLY or method == 'POST':
+            return
+        if self.action == 'input' and self.allowGetInput and method == 'GET':
+            return
+        self.request.response.setHeader('Allow', 'POST')
+        raise MethodNotAllowed(
+            'use POST for %s (a GET could be made by any link or image on '
+            'another site)' % self.action)
 
     @property
     def page(self):
@@ -100,14 +121,19 @@ class ClientView(BrowserView):
         request = self.request
         ctype = request.getHeader('Content-Type', '') or ''
         if ctype.split(';')[0].strip() == 'application/json':
+            limit = self.maxInputSize
             length = int(request.getHeader('Content-Length', '0') or 0)
-            if length > MAX_BODY:
+            if length > limit:
                 raise TooLarge('the input body is larger than %d bytes'
-                               % MAX_BODY)
-            body = request.bodyStream.read(MAX_BODY + 1)
-            if len(body) > MAX_BODY:
+                               % limit)
+            body = request.bodyStream.read(limit + 1)
+            if len(body) > limit:
                 raise TooLarge('the input body is larger than %d bytes'
-                               % MAX_BODY)
+                               % limit)
+            # Measured before parsing: json.loads of deep nesting raises
+            # RecursionError (a 500), not a clear answer.
+            checkDepth(body.decode('utf-8', 'replace'),
+                       self.page.maxArgumentsDepth)
             try:
                 data = json.loads(body or b'{}')
             except ValueError as e:

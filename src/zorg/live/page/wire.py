@@ -52,6 +52,44 @@ def errorBody(error):
     return json.dumps(error.asDict())
 
 
+REASONS = {403: 'Forbidden', 405: 'Method Not Allowed',
+           413: 'Payload Too Large', 431: 'Request Header Fields Too Large',
+           503: 'Service Unavailable'}
+
+
+def errorHeaders(error):
+    """The headers of an error answer: JSON, and Retry-After for one that
+    says when to try again (Busy)."""
+    headers = [('Content-Type', 'application/json'),
+               ('Cache-Control', 'no-cache, no-store')]
+    retry = getattr(error, 'retryAfter', None)
+    if retry is not None:
+        headers.append(('Retry-After', '%d' % retry))
+    return headers
+
+
+def wsgiError(error, start_response):
+    """Answer a WSGI request with `error` (a LiveError); returns the body
+    iterable."""
+    body = errorBody(error).encode('utf-8')
+    start_response('%d %s' % (error.status, REASONS.get(error.status, 'Error')),
+                   errorHeaders(error)
+                   + [('Content-Length', '%d' % len(body))])
+    return [body]
+
+
+def rawError(error):
+    """A whole HTTP/1.1 answer with `error`, closing the connection: for a
+    request that the HTTP parser refused before any application saw it
+    (its head too large)."""
+    body = errorBody(error).encode('utf-8')
+    head = ''.join('%s: %s\r\n' % h for h in errorHeaders(error))
+    return (('HTTP/1.1 %d %s\r\n%scontent-length: %d\r\n'
+             'connection: close\r\n\r\n')
+            % (error.status, REASONS.get(error.status, 'Error'), head,
+               len(body))).encode('latin-1') + body
+
+
 def sseFrame(eventId, text):
     """One SSE event: its id line and its JSON text as the data line."""
     return b'id: %s\ndata: %s\n\n' % (eventId.encode('ascii'),

@@ -43,9 +43,11 @@ from a2wsgi import WSGIMiddleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from zorg.live.interfaces import (
-    BadRequest, BrokerUnavailable, ILivePageManager, LiveError, TooLarge)
+    BadRequest, BrokerUnavailable, ILivePageManager, LiveError,
+    MethodNotAllowed, TooLarge)
 from zorg.live.page import delivery as rules
 from zorg.live.page.client import LivePageClient
+from zorg.live.page.guard import guardRequests, refusal
 from zorg.live.page.manager import WouldBlock, markRequests
 from zorg.live.page.wire import (
     SSE_HEARTBEAT, SSE_PREAMBLE, SSE_RECONNECT, FrameCache, errorBody)
@@ -104,10 +106,14 @@ class LiveApp:
         # before the publisher opens the database (delivery.py, rule 10).
         # X-Forwarded-For/-Proto from a trusted proxy (uvicorn's rule and
         # its FORWARDED_ALLOW_IPS variable) for the site's requests.
+        # Cross-site state changes and oversized input are refused first
+        # (page/guard.py).
         self.wsgi = ProxyHeadersMiddleware(
-            WSGIMiddleware(markRequests(wsgi_app, lambda: self.manager),
-                           workers=settings.threads),
+            WSGIMiddleware(guardRequests(
+                markRequests(wsgi_app, lambda: self.manager), settings),
+                workers=settings.threads),
             trusted_hosts=os.environ.get('FORWARDED_ALLOW_IPS', '127.0.0.1'))
+        self.crossSite = refusal(frozenset(settings.trusted_origins.split()))
         self.loop = None
         self.waiters = {}     # group id -> set of futures
         self.parked = {}      # page id -> Parked
@@ -322,7 +328,7 @@ class LiveApp:
             uuid, step = match.groups()
             method = scope['method']
             if step == 'close':
-                return self.close(send, uuid)
+                return self.close(scope, send, uuid)
             if method not in ('GET', 'HEAD'):
                 return respond(send, 405, json.dumps({
                     'error': 'bad-request',
@@ -376,7 +382,18 @@ class LiveApp:
         receive = await progressReceive(receive, self, scope['headers'])
         await self.wsgi(scope, receive, send)
 
-    async def close(self, send, uuid):
+    async def close(self, scope, send, uuid):
+        # Closing changes state: POST only (sendBeacon and fetch send it),
+        # and never from a page of another origin (page/guard.py).
+        if scope['method'] != 'POST':
+            return await respondError(send, MethodNotAllowed(
+                'use POST for close'), [(b'allow', b'POST')])
+        headers = dict(scope['headers'])
+        error = self.crossSite(
+            lambda name: (headers[name.encode()].decode('latin-1')
+                          if name.encode() in headers else None))
+        if error is not None:
+            return await respondError(send, error)
         try:
             await self.step(self.manager.getClient, uuid)
             await self.io(self.manager.unregister, uuid)

@@ -16,7 +16,8 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from zope.interface import implementer, provider
 
-from zorg.live.interfaces import IServer, IServerType
+from zorg.live.interfaces import HeadersTooLarge, IServer, IServerType
+from zorg.live.page.wire import rawError
 from zorg.live.server.asgi import LiveApp
 
 log = logging.getLogger('zorg.live.server')
@@ -33,10 +34,21 @@ class SmallEvent(asyncio.Event):
         self._waiters = []
 
 
+class HeadRefused(Exception):
+    """Raised in a parser callback to stop the parser (httptools turns it
+    into an HttpParserError, on which uvicorn calls send_400_response)."""
+
+
 class LiveHttpProtocol(HttpToolsProtocol):
-    """httptools protocol with a connection limit and a header deadline."""
+    """httptools protocol with a connection limit, a header deadline and
+    limits of the request head's size and header count (431)."""
 
     _headerTimer = None
+    _inHead = True        # the current request's head is still arriving
+    _headBytes = 0        # bytes received while in the head
+    _headCount = 0        # headers of the current request
+    _headSize = 0         # bytes of its request line and headers
+    _headError = None     # HeadersTooLarge once the head was refused
 
     def connection_made(self, transport):
         super().connection_made(transport)
@@ -69,9 +81,62 @@ class LiveHttpProtocol(HttpToolsProtocol):
                 self.config.zorg_settings.header_timeout,
                 self._headerTimeout)
 
+    # -- head limits -----------------------------------------------------
+
+    def data_received(self, data):
+        if self._headError is not None:
+            return
+        if self._inHead:
+            self._headBytes += len(data)
+        super().data_received(data)
+        # Still no end of the head after more than the limit: refused
+        # before httptools buffers more of one endless header line.
+        if (self._headError is None and self._inHead
+                and self._headBytes > self.config.zorg_settings
+                .max_header_size + 65536):
+            self._refuseHead()
+            self.send_400_response('')
+
+    def _refuseHead(self, count=False):
+        settings = self.config.zorg_settings
+        self._headError = HeadersTooLarge(
+            'more than %d request headers (setting max-header-count)'
+            % settings.max_header_count if count else
+            'the request head is larger than %d bytes (setting '
+            'max-header-size)' % settings.max_header_size)
+
+    def send_400_response(self, msg):
+        if self._headError is None:
+            return super().send_400_response(msg)
+        if not self.transport.is_closing():
+            self.transport.write(rawError(self._headError))
+            self.transport.close()
+
+    def on_url(self, url):
+        self._headSize += len(url)
+        self._checkHead()
+        super().on_url(url)
+
+    def on_header(self, name, value):
+        self._headCount += 1
+        self._headSize += len(name) + len(value) + 4
+        self._checkHead()
+        super().on_header(name, value)
+
+    def _checkHead(self):
+        settings = self.config.zorg_settings
+        if self._headCount > settings.max_header_count:
+            self._refuseHead(count=True)
+            raise HeadRefused()
+        if self._headSize > settings.max_header_size:
+            self._refuseHead()
+            raise HeadRefused()
+
     def on_message_begin(self):
         # The next request on a kept-alive connection gets the same
         # deadline (uvicorn's keep-alive timer stops at its first byte).
+        self._inHead = True
+        self._headSize = self._headCount = 0
         super().on_message_begin()
         self._armHeaderTimer()
         # LiveApp writes SSE fan-out straight to the transport and drops
@@ -90,6 +155,8 @@ class LiveHttpProtocol(HttpToolsProtocol):
             self.transport.close()
 
     def on_headers_complete(self):
+        self._inHead = False
+        self._headBytes = 0
         if self._headerTimer is not None:
             self._headerTimer.cancel()
             self._headerTimer = None

@@ -2,6 +2,14 @@
 id>`` header names an open page gets ``progress`` events published to that
 page while its body arrives.
 
+Only the page's own user may write into it, and only where the page lets
+progress be shown: the header is honoured when the request authenticates
+(its credentials, checked by the site's global IAuthentication utility --
+HTTP basic auth with the principals of ZCML -- off the loop) as the page's
+principal, never anonymously, and when the element id is one of the
+page's ``progressTargets``. Otherwise it is ignored and the request goes
+on as any other.
+
 The bytes are counted in the event loop as they come off the socket, and
 the body still streams on to the Zope publisher in a worker thread, so the
 page's progress bar moves while the upload is being received and handled.
@@ -11,6 +19,13 @@ broker slows the progress events, never the loop; a failing one ends them
 """
 
 import logging
+
+import io
+
+import zope.component
+from zope.authentication.interfaces import (
+    IAuthentication, IUnauthenticatedPrincipal)
+from zope.publisher.browser import BrowserRequest
 
 from zorg.live.interfaces import LiveError
 from zorg.live.page.event import Progress
@@ -37,11 +52,15 @@ async def progressReceive(receive, app, headers):
     if not target.strip():
         return receive
     manager = app.manager
+    target = target.strip()
     try:
-        await app.step(manager.getClient, uuid)
+        client = await app.step(manager.getClient, uuid)
     except LiveError:
         return receive
-    target = target.strip()
+    if (client.anonymous
+            or target not in getattr(client, 'progressTargets', ())
+            or await app.io(principalOf, headers) != client.principal):
+        return receive
     state = {'received': 0, 'published': 0.0, 'failed': False}
 
     async def counting():
@@ -61,3 +80,27 @@ async def progressReceive(receive, app, headers):
                     log.warning('no more upload progress: %s', e)
         return message
     return counting
+
+
+def principalOf(headers):
+    """The id of the principal that the request's credentials (its
+    headers) authenticate with the global IAuthentication, or None."""
+    environ = {'REQUEST_METHOD': 'POST', 'SERVER_NAME': 'localhost',
+               'SERVER_PORT': '80'}
+    for name, value in headers:
+        key = name.decode('latin-1').upper().replace('-', '_')
+        if key in ('CONTENT_TYPE', 'CONTENT_LENGTH'):
+            continue
+        environ['HTTP_' + key] = value.decode('latin-1')
+    auth = zope.component.queryUtility(IAuthentication)
+    if auth is None:
+        return None
+    try:
+        principal = auth.authenticate(BrowserRequest(io.BytesIO(), environ))
+    except Exception:
+        log.warning('upload progress: authenticating the request failed',
+                    exc_info=True)
+        return None
+    if principal is None or IUnauthenticatedPrincipal.providedBy(principal):
+        return None
+    return principal.id

@@ -6,6 +6,7 @@ the ZConfig schema keys are generated from it.
 """
 
 import os
+import re
 import resource
 
 
@@ -17,6 +18,21 @@ def _size(value):
         if text.endswith(suffix):
             return int(float(text[:-len(suffix)]) * factor)
     return int(text)
+
+
+def _bool(value):
+    """True or False from 'on'/'off', 'true'/'false', 'yes'/'no', '1'/'0'."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ('on', 'true', 'yes', '1'):
+        return True
+    if text in ('off', 'false', 'no', '0', ''):
+        return False
+    raise ValueError(value)
+
+
+_bool.__name__ = 'on/off'
 
 
 def _default_connections():
@@ -78,6 +94,30 @@ TABLE = [
      'Seconds within which the health probe (a publish through the broker '
      'back to this process) must come back; @@live-health answers 503 '
      'after that.'),
+    ('max-header-size', _size, 64 << 10,
+     'Largest request head (request line and headers) LiveServerHTTP and '
+     'WSGI-HTTP read; 431 above it.'),
+    ('max-header-count', int, 100,
+     'Most request headers LiveServerHTTP reads; 431 above it.'),
+    ('max-input-size', _size, 1 << 20,
+     'Largest body of an input request (a page calling a handler), JSON '
+     'or form-encoded; 413 above it.'),
+    ('max-argument-depth', int, 32,
+     'Deepest nesting of lists and objects in handler arguments; 400 '
+     'above it.'),
+    ('max-anonymous-pages', int, 10000,
+     'Pages of anonymous visitors a process keeps open; a new one over it '
+     'gets 503 with Retry-After.'),
+    ('max-anonymous-per-address', int, 1000,
+     'Pages of anonymous visitors from one client address (after a trusted '
+     'proxy\'s X-Forwarded-For) a process keeps open; 503 over it.'),
+    ('trusted-origins', str, '',
+     'Other origins (scheme://host:port, space-separated) whose pages may '
+     'send state-changing requests to this site; its own origin always '
+     'may.'),
+    ('allow-get-input', _bool, False,
+     'UNSAFE: also accept input requests as GET (the original zorg.live '
+     'form), which links and images on other sites can make. Off.'),
 ]
 
 # Settings that must be positive, and those that may be zero.
@@ -85,7 +125,9 @@ _POSITIVE = ('threads', 'refresh-interval', 'client-timeout',
              'heartbeat-interval', 'max-pages-per-principal', 'history-size',
              'max-connections', 'retry-after', 'max-body-size',
              'header-timeout', 'send-timeout', 'presence-timeout',
-             'broker-threads', 'health-timeout')
+             'broker-threads', 'health-timeout', 'max-header-size',
+             'max-header-count', 'max-input-size', 'max-argument-depth',
+             'max-anonymous-pages', 'max-anonymous-per-address')
 _NOT_NEGATIVE = ('graceful-timeout', 'max-idle-groups')
 # Browsers' timers and proxies: a page told to wait longer than this for
 # its next byte would be taken for dead by any proxy in between.
@@ -146,6 +188,18 @@ class Settings:
                     'setting %s is %g seconds: proxies and browsers drop a '
                     'connection silent for that long; use at most %d'
                     % (name, getattr(self, attribute(name)), MAX_WAIT))
+        if (self.max_anonymous_per_address
+                > self.max_anonymous_pages):
+            raise ValueError(
+                'setting max-anonymous-per-address (%d) is larger than '
+                'max-anonymous-pages (%d); lower it'
+                % (self.max_anonymous_per_address,
+                   self.max_anonymous_pages))
+        for origin in self.trusted_origins.split():
+            if not re.match(r'^https?://[^/\s]+$', origin):
+                raise ValueError(
+                    'setting trusted-origins: %r is not an origin; write '
+                    'scheme://host or scheme://host:port' % origin)
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if hard != resource.RLIM_INFINITY and self.max_connections > hard:
             raise ValueError(
@@ -175,6 +229,15 @@ class Settings:
         LivePageClient.clientTimeout = self.client_timeout
         LivePageClient.heartbeatInterval = self.heartbeat_interval
         LivePageManager.maxPagesPerPrincipal = self.max_pages_per_principal
+        from zorg.live.page.page import LivePage
+        from zorg.live.page.views import ClientView
+        LivePage.maxArgumentsDepth = self.max_argument_depth
+        LivePage.maxAnonymousPages = self.max_anonymous_pages
+        LivePage.maxAnonymousPagesPerAddress = (
+            self.max_anonymous_per_address)
+        LivePage.retryAfter = self.retry_after
+        ClientView.maxInputSize = self.max_input_size
+        ClientView.allowGetInput = self.allow_get_input
 
     def schemaKeys(self):
         """ZConfig <key> elements for the <zorg-live> section."""

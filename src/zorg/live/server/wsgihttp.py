@@ -14,6 +14,7 @@ from waitress.server import create_server
 from zope.interface import implementer, provider
 
 from zorg.live.interfaces import ILivePageManager, IServer, IServerType
+from zorg.live.page.guard import guardRequests
 from zorg.live.page.manager import markRequests
 
 log = logging.getLogger('zorg.live.server')
@@ -27,13 +28,14 @@ class WSGIServer:
         self.name = name
         # Marked like LiveServerHTTP's requests (delivery.py, rule 10); the
         # pages learn that this server offers long-poll only.
-        application = markRequests(
+        application = guardRequests(markRequests(
             application, lambda: zope.component.getUtility(ILivePageManager),
-            transports=('longpoll',))
+            transports=('longpoll',)), settings)
         self.server = create_server(
             application, host=host or '0.0.0.0', port=port,
             threads=settings.threads,
             max_request_body_size=settings.max_body_size,
+            max_request_header_size=settings.max_header_size,
             channel_timeout=max(120, int(settings.refresh_interval) * 2),
             connection_limit=settings.max_connections,
             clear_untrusted_proxy_headers=True)

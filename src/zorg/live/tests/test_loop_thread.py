@@ -93,7 +93,25 @@ def test_the_loop_thread_sends_no_redis_command(liveServer, sent,
                                                 redisServer):
     server, manager, loopThread = liveServer
     base = 'http://127.0.0.1:%d/' % server.port
-    page = manager.register(LivePageClient('p1', 'alice', 'g'))
+    # Upload progress is for the page's own logged-in user and its
+    # declared targets (issue 12): alice, by HTTP basic auth.
+    from zope.authentication.interfaces import IAuthentication
+    from zope.password.interfaces import IPasswordManager
+    from zope.password.password import PlainTextPasswordManager
+    from zope.principalregistry.principalregistry import principalRegistry
+    zope.component.provideUtility(PlainTextPasswordManager(),
+                                  IPasswordManager, 'Plain Text')
+    principalRegistry.definePrincipal('alice', 'Alice', login='alice',
+                                      password=b'alice')
+    zope.component.provideUtility(principalRegistry, IAuthentication)
+    from zope.publisher.http import BasicAuthAdapter
+    zope.component.provideAdapter(BasicAuthAdapter)
+    client = LivePageClient('p1', 'alice', 'g')
+    client.progressTargets = ('bar',)
+    # Kept here until the upload (a page adopted again from its record
+    # has no progress targets: they are not in the record).
+    client.clientTimeout = 60
+    page = manager.register(client)
     quiet = manager.register(LivePageClient('p3', 'carol', 'g'))
     # A page that only another process knows (its record is in Redis).
     elsewhere = RedisBroker(redisServer.url)
@@ -122,7 +140,8 @@ def test_the_loop_thread_sends_no_redis_command(liveServer, sent,
             async with s.post(url % ('p2', 'close')) as r:
                 assert r.status == 200, await r.text()
             async with s.post(base + 'upload', data=b'x' * 200000, headers={
-                    'X-Live-Progress': 'p1 bar'}) as r:
+                    'X-Live-Progress': 'p1 bar',
+                    'Authorization': 'Basic YWxpY2U6YWxpY2U='}) as r:
                 assert r.status == 200
             deadline = time.monotonic() + 20
             while True:

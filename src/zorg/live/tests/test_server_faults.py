@@ -598,9 +598,15 @@ def test_malformed_live_requests_are_refused_and_change_nothing(tmp_path):
             for step in ('output?outputNum=1', 'events'):
                 r = await refused('POST', live + step, 405, 'bad-request')
                 assert 'GET' in r.headers['Allow']
-            for step in ('output?outputNum=0', 'events', 'close'):
+            for step in ('output?outputNum=0', 'events'):
                 await refused('GET', PAGE % unknown + step,
                               404, 'unknown-page')
+            await refused('POST', PAGE % unknown + 'close', 404,
+                          'unknown-page')
+            # Closing changes state: never by GET (issue 12).
+            r = await refused('GET', live + 'close', 405,
+                              'method-not-allowed')
+            assert r.headers['Allow'] == 'POST'
 
             # Nothing changed: same pages, nothing published, the open
             # stream is still the one waiting, request 0 is still pending

@@ -55,12 +55,26 @@ def test_every_setting_is_documented_in_the_readme():
     ('refresh-interval', '7200', 'use at most 3600'),
     ('heartbeat-interval', '4000', 'use at most 3600'),
     ('max-connections', '100000000', 'raise the open-file limit'),
+    ('max-header-count', '0', 'must be positive'),
+    ('max-argument-depth', '0', 'must be positive'),
+    ('max-anonymous-per-address', '20000', 'lower it'),
+    ('trusted-origins', 'example.org', 'is not an origin'),
+    ('trusted-origins', 'https://a.example/path', 'is not an origin'),
+    ('allow-get-input', 'maybe', 'not a valid on/off'),
 ])
 def test_settings_out_of_range_are_refused_with_what_to_do(name, value,
                                                            message):
     with pytest.raises(ValueError, match=message) as error:
         Settings(**{name: value})
     assert name in str(error.value)
+
+
+def test_switches_and_sizes_read_as_written():
+    settings = Settings(allow_get_input='on', max_header_size='16KB',
+                        trusted_origins='https://a.example:8443')
+    assert settings.allow_get_input is True
+    assert settings.max_header_size == 16384
+    assert Settings().allow_get_input is False
 
 
 def test_settings_from_the_environment_are_checked_too():

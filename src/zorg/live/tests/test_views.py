@@ -18,7 +18,9 @@ from zorg.live import testing
 from zorg.live.interfaces import ILivePageManager
 from zorg.live.page.event import Append
 from zorg.live.page.manager import LivePageManager
-from zorg.live.page.views import MAX_BODY, ClientView
+from zorg.live.page.views import ClientView
+
+MAX_BODY = ClientView.maxInputSize
 
 
 class Principal:
@@ -50,8 +52,9 @@ def pages(manager):
 
 
 def make_request(principal='uwe', body=None, content_type=None,
-                 content_length=None, form=None):
-    environ = {}
+                 content_length=None, form=None, method='POST'):
+    # POST, as livepage.js sends every step that changes state.
+    environ = {'REQUEST_METHOD': method}
     if content_type is not None:
         environ['CONTENT_TYPE'] = content_type
     if body is not None:

@@ -1,0 +1,163 @@
+"""What every request of the site passes before the Zope publisher sees it:
+cross-site requests refused, input bodies bounded.
+
+Cross-site request forgery: a page of another site makes the visitor's
+browser send a request here, with the visitor's cookies or HTTP auth. Every
+browser in use tells where a request comes from: ``Sec-Fetch-Site`` (the
+browser's own header, which a page cannot set) and ``Origin`` (on every
+POST). A request that changes state -- any method but GET, HEAD and
+OPTIONS, and the protocol's input, register and close steps whatever their
+method -- is refused with 403 ``cross-site`` when
+
+- ``Sec-Fetch-Site`` is ``cross-site`` or ``same-site`` (another port or
+  subdomain is another origin: it may be another application), or
+- ``Origin`` names another origin than the request's ``Host`` (nor one of
+  the setting trusted-origins); ``Origin: null`` (sandboxed frames, data:
+  URLs) is never trusted.
+
+A request with neither header is not a browser's request from a page (a
+script, curl, ``zorg-live send``) and passes: ``@@notify`` with credentials
+keeps working for scripts. This needs no token in the page, so a cached or
+static copy of a page stays valid.
+
+The same check (`crossSite`) guards the close step that LiveServerHTTP
+answers in its event loop (server/asgi.py), and is the one to use for a
+WebSocket handshake.
+"""
+
+import io
+import re
+from urllib.parse import urlsplit
+
+from zorg.live.interfaces import CrossSite, TooLarge
+from zorg.live.page import redactlog
+from zorg.live.page.wire import wsgiError
+
+SAFE_METHODS = ('GET', 'HEAD', 'OPTIONS')
+# The steps of the protocol that change state, whatever the method.
+STATE_STEP = re.compile(
+    r'/@@client/(?:[A-Za-z0-9_-]{1,64}/input|register|'
+    r'[A-Za-z0-9_-]{1,64}/close)$')
+INPUT_STEP = re.compile(r'/@@client/[A-Za-z0-9_-]{1,64}/input$')
+DEFAULT_PORTS = {'http': 80, 'https': 443}
+
+
+def _hostPort(netloc, scheme):
+    """(host, port or None) of 'host[:port]' (IPv6 in brackets)."""
+    try:
+        parts = urlsplit('%s://%s' % (scheme, netloc))
+        return (parts.hostname or '').lower(), parts.port
+    except ValueError:
+        return None, None
+
+
+def sameOrigin(origin, host):
+    """Whether the Origin header `origin` names the site at `host` (the
+    Host header). A Host without a port (a proxy that sent ``$host``, or
+    the default port) matches the origin on its scheme's default port."""
+    if not origin or not host:
+        return False
+    try:
+        parts = urlsplit(origin)
+        port = parts.port
+    except ValueError:
+        return False
+    if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
+        return False
+    port = port or DEFAULT_PORTS[parts.scheme]
+    name, hostPort = _hostPort(host, parts.scheme)
+    if name != parts.hostname.lower():
+        return False
+    return (hostPort or DEFAULT_PORTS[parts.scheme]) == port
+
+
+def crossSite(get, trusted=()):
+    """Why a request is a cross-site one from a browser, or None.
+
+    `get(name)` gives a request header (lower-case name) or None;
+    `trusted` is a collection of other origins that may send."""
+    fetchSite = (get('sec-fetch-site') or '').strip().lower()
+    if fetchSite in ('cross-site', 'same-site'):
+        return ('this request comes from a page of another site '
+                '(Sec-Fetch-Site: %s)' % fetchSite)
+    origin = get('origin')
+    if origin is None:
+        return None
+    origin = origin.strip()
+    if origin in trusted or sameOrigin(origin, get('host')):
+        return None
+    return ('this request comes from a page of another origin (%s); only '
+            'pages of this site (or of the setting trusted-origins) may '
+            'send it' % origin[:100])
+
+
+def refusal(trusted=()):
+    """A CrossSite error for a request from a page of another origin."""
+    def check(get):
+        why = crossSite(get, trusted)
+        return CrossSite(why[0].upper() + why[1:] + '.') if why else None
+    return check
+
+
+def changesState(method, path):
+    return method not in SAFE_METHODS or STATE_STEP.search(path) is not None
+
+
+def environGetter(environ):
+    def get(name):
+        if name == 'host':
+            return environ.get('HTTP_HOST')
+        return environ.get('HTTP_' + name.upper().replace('-', '_'))
+    return get
+
+
+def guardRequests(app, settings):
+    """WSGI middleware: refuse cross-site state changes (403) and input
+    bodies over max-input-size (413) before `app` sees them."""
+    # The servers' requests carry page ids: no log line holds one whole.
+    redactlog.install()
+    check = refusal(frozenset(settings.trusted_origins.split()))
+    limit = settings.max_input_size
+
+    def guarded(environ, start_response):
+        path = environ.get('PATH_INFO', '')
+        if changesState(environ.get('REQUEST_METHOD', 'GET'), path):
+            error = check(environGetter(environ))
+            if error is not None:
+                drain(environ)
+                return wsgiError(error, start_response)
+        if INPUT_STEP.search(path):
+            # Read here, up to the limit: a form-encoded body is parsed
+            # by the publisher before any view could measure it.
+            length = environ.get('CONTENT_LENGTH') or ''
+            if length.isdigit() and int(length) > limit:
+                return wsgiError(inputTooLarge(limit), start_response)
+            body = environ['wsgi.input'].read(
+                min(int(length), limit + 1) if length.isdigit()
+                else limit + 1)
+            if len(body) > limit:
+                return wsgiError(inputTooLarge(limit), start_response)
+            environ['wsgi.input'] = io.BytesIO(body)
+            environ['CONTENT_LENGTH'] = str(len(body))
+        return app(environ, start_response)
+    return guarded
+
+
+DRAIN = 65536
+
+
+def drain(environ):
+    """Read a small refused body, so that the connection (a proxy's
+    kept-alive one) stays usable and the answer is not cut short; a larger
+    one is left unread (the server closes that connection)."""
+    length = environ.get('CONTENT_LENGTH') or ''
+    if length.isdigit() and 0 < int(length) <= DRAIN:
+        try:
+            environ['wsgi.input'].read(int(length))
+        except Exception:
+            pass   # the client went away: nothing to answer anyway
+
+
+def inputTooLarge(limit):
+    return TooLarge('the input body is larger than %d bytes (setting '
+                    'max-input-size)' % limit)
