@@ -220,11 +220,13 @@ class IUpdateDirective(Interface):
         required=True)
 
 
-def updateDirective(_context, for_, view, target, event=None):
+def updateDirective(_context, for_, view, target, event=None, factory=None):
+    """``<live:update>``: subscribe `factory` (ModelUpdate, or a
+    platform's subclass) to `event` of `for_`."""
     from zope.component.zcml import subscriber
     if event is None:
         event = IObjectModifiedEvent
     if not zope.interface.interfaces.IInterface.providedBy(for_):
         for_ = zope.interface.implementedBy(for_)
     subscriber(_context, for_=(for_, event),
-               handler=ModelUpdate(view, target))
+               handler=(factory or ModelUpdate)(view, target))

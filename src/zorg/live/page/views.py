@@ -147,6 +147,11 @@ class ClientView(BrowserView):
             raise BadRequest('missing handler-name')
         return name, self.form('arguments')
 
+    def pageURL(self):
+        """The URL of the page this view is the ``@@client`` of (a
+        platform whose request spells it otherwise overrides this)."""
+        return self.request.getURL(2)
+
     def do_register(self):
         self.checkPagePermission()
         page = self.page
@@ -156,8 +161,7 @@ class ClientView(BrowserView):
         recovered = last is None or manager.rewind(client, last)
         return json.dumps({
             'uuid': client.uuid,
-            'clientURL': '%s/@@client/%s' % (self.request.getURL(2),
-                                            client.uuid),
+            'clientURL': '%s/@@client/%s' % (self.pageURL(), client.uuid),
             'lastEventId': manager.broker.formatPosition(
                 client.delivery.acked),
             'recovered': recovered})

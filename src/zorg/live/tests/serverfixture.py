@@ -50,7 +50,37 @@ def freePort():
         return sock.getsockname()[1]
 
 
-class RunningServer:
+class ServerProcess:
+    """Stopping a server process that a test started (`process`, with its
+    output file `output`), and `with` for start and kill."""
+
+    process = None
+
+    def stop(self, timeout=30):
+        """SIGTERM and wait; returns the exit code."""
+        if self.process is None or self.process.poll() is not None:
+            return self.process and self.process.returncode
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
+
+    def kill(self):
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.kill()
+        self.output.close()
+
+
+class RunningServer(ServerProcess):
     """A zorg-live process; `types` lists its servers' types."""
 
     def __init__(self, directory, types=('LiveServerHTTP',), threads=2,
@@ -134,26 +164,3 @@ class RunningServer:
                 with open(path, errors='replace') as f:
                     text.append(f.read()[-5000:])
         return '\n'.join(text)
-
-    def stop(self, timeout=30):
-        """SIGTERM and wait; returns the exit code."""
-        if self.process is None or self.process.poll() is not None:
-            return self.process and self.process.returncode
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise
-
-    def kill(self):
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.kill()
-        self.output.close()

@@ -8,9 +8,7 @@ security as the user who made the change. The update is published after
 the transaction commits (the core's publishOnCommit).
 """
 
-import zope.interface
 from zope.globalrequest import getRequest
-from zope.lifecycleevent.interfaces import IObjectModifiedEvent
 
 from zorg.live.page import model as core
 from zorg.live.zope6.page import physicalGroup
@@ -27,11 +25,6 @@ class ModelUpdate(core.ModelUpdate):
 
 
 def updateDirective(_context, for_, view, target, event=None):
-    """``<live:update>`` under Zope: as the core's, with ModelUpdate above."""
-    from zope.component.zcml import subscriber
-    if event is None:
-        event = IObjectModifiedEvent
-    if not zope.interface.interfaces.IInterface.providedBy(for_):
-        for_ = zope.interface.implementedBy(for_)
-    subscriber(_context, for_=(for_, event),
-               handler=ModelUpdate(view, target))
+    """``<live:update>`` under Zope: the core's, with ModelUpdate above."""
+    core.updateDirective(_context, for_, view, target, event,
+                         factory=ModelUpdate)

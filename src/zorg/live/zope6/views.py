@@ -12,7 +12,6 @@ differ, and only these are overridden here:
 """
 
 import io
-import json
 
 from AccessControl import getSecurityManager
 from AccessControl.PermissionRole import rolesForPermissionOn
@@ -54,18 +53,6 @@ class ClientView(core.ClientView):
         if user is None or not user.allowed(aq_inner(page.context), roles):
             raise Forbidden('You may not use this page; log in first.')
 
-    def do_register(self):
-        # As the core's, with the page's URL from ZPublisher (URL2).
-        self.checkPagePermission()
-        page = self.page
-        manager = page.manager
-        last = manager.parseEventId(self.form('lastEventId'))
-        client = page.newClient()
-        recovered = last is None or manager.rewind(client, last)
-        return json.dumps({
-            'uuid': client.uuid,
-            'clientURL': '%s/@@client/%s' % (self.request['URL2'],
-                                            client.uuid),
-            'lastEventId': manager.broker.formatPosition(
-                client.delivery.acked),
-            'recovered': recovered})
+    def pageURL(self):
+        # ZPublisher's URL2 (the core's getURL(2) is zope.publisher's).
+        return self.request['URL2']

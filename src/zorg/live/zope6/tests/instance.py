@@ -9,12 +9,13 @@ users start an instance -- with ``[server:main]`` either zorg.live's
 
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
 import textwrap
 import time
+
+from zorg.live.tests.serverfixture import ServerProcess
 
 BIN = os.path.dirname(sys.executable)
 LISTENING = re.compile(r'LiveServerHTTP main listening on '
@@ -72,7 +73,7 @@ def freePort():
         return sock.getsockname()[1]
 
 
-class ZopeInstance:
+class ZopeInstance(ServerProcess):
     """A Zope 6 instance home in `directory`; ``server`` is 'zorg.live'
     or 'waitress'."""
 
@@ -177,25 +178,3 @@ class ZopeInstance:
             return ''
         with open(path, errors='replace') as f:
             return f.read()[-20000:]
-
-    def stop(self, timeout=30):
-        if self.process is None or self.process.poll() is not None:
-            return self.process and self.process.returncode
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise
-
-    def kill(self):
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.kill()
-        self.output.close()
