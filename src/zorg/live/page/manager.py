@@ -164,6 +164,8 @@ class LivePageManager:
         self._pages = {}     # group id -> ids of its pages
         self._members = {}   # group id -> {principal id -> [clients]}
         #                      (presence: authenticated pages only)
+        self._anonymous = {}  # client address -> anonymous pages here
+        self._anonymousTotal = 0
         self._lastReap = time.monotonic()
         self._lastRefresh = time.monotonic()
         self.published = 0
@@ -261,7 +263,11 @@ class LivePageManager:
         """Enter `client` in the registry (under the lock)."""
         self._clients[client.uuid] = client
         self._pages.setdefault(client.group_id, set()).add(client.uuid)
-        if not client.anonymous:
+        if client.anonymous:
+            address = getattr(client, 'address', None)
+            self._anonymous[address] = self._anonymous.get(address, 0) + 1
+            self._anonymousTotal += 1
+        else:
             members = self._members.setdefault(client.group_id, {})
             members.setdefault(client.principal, []).append(client)
 
@@ -273,6 +279,14 @@ class LivePageManager:
             if self._clients.get(client.uuid) is not client:
                 return False, False, True
             del self._clients[client.uuid]
+            if client.anonymous and not client.refused:
+                address = getattr(client, 'address', None)
+                self._anonymousTotal -= 1
+                left = self._anonymous.get(address, 1) - 1
+                if left:
+                    self._anonymous[address] = left
+                else:
+                    self._anonymous.pop(address, None)
             group_id = client.group_id
             pages = self._pages.get(group_id, set())
             pages.discard(client.uuid)
@@ -321,6 +335,12 @@ class LivePageManager:
         if last:
             zope.event.notify(PrincipalLeftEvent(client))
         return client
+
+    def anonymousPages(self, address=None):
+        """``(anonymous pages here, of them from `address`)``: what the
+        caps on strangers' pages count (LivePage.checkAnonymousCap)."""
+        with self._lock:
+            return self._anonymousTotal, self._anonymous.get(address, 0)
 
     def getClient(self, uuid, local=False):
         client = self._clients.get(uuid)

@@ -188,16 +188,12 @@ class LivePage(BrowserPage):
     def checkAnonymousCap(self, client):
         """Busy (503 with Retry-After) when an anonymous page would pass
         max-anonymous-pages, overall or from its client address. Counted
-        without a lock: requests at the same moment may pass it by as many
-        as there are worker threads."""
+        before registering: requests at the same moment may pass it by as
+        many as there are worker threads."""
         if not client.anonymous:
             return
-        total = fromAddress = 0
-        for other in self.manager:
-            if other.anonymous and not other.refused:
-                total += 1
-                if getattr(other, 'address', None) == client.address:
-                    fromAddress += 1
+        total, fromAddress = self.manager.anonymousPages(
+            getattr(client, 'address', None))
         if total >= self.maxAnonymousPages:
             raise Busy('This server holds its maximum of %d pages of '
                        'anonymous visitors; try again in %d seconds or log '

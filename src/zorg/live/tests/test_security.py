@@ -288,3 +288,23 @@ def test_redact_text():
                  'X-Live-Progress: %s bar' % uuid):
         assert uuid not in redactText(text.replace(
             'HTTP_X_LIVE_PROGRESS', 'X-Live-Progress'))
+
+
+def test_the_manager_counts_anonymous_pages_as_they_come_and_go():
+    from zorg.live.page.client import LivePageClient
+    from zorg.live.page.manager import LivePageManager
+    manager = LivePageManager()
+    for n, address in enumerate(['127.0.0.1', '127.0.0.1', '::1']):
+        client = LivePageClient('a%d' % n, 'zope.anybody', 'g',
+                                anonymous=True)
+        client.address = address
+        manager.register(client)
+    manager.register(LivePageClient('u', 'alice', 'g'))
+    assert manager.anonymousPages('127.0.0.1') == (3, 2)
+    manager.unregister('a0')
+    manager.unregister('u')
+    assert manager.anonymousPages('127.0.0.1') == (2, 1)
+    assert manager.anonymousPages('::1') == (2, 1)
+    manager.unregister('a1')
+    manager.unregister('a2')
+    assert manager.anonymousPages('127.0.0.1') == (0, 0)
