@@ -185,6 +185,18 @@ class LivePage(BrowserPage):
         return (principal.id, getattr(principal, 'title', principal.id),
                 IUnauthenticatedPrincipal.providedBy(principal))
 
+    def requestPrincipalId(self):
+        """The id of the request's principal, or None for a direct call
+        that no publisher authenticated (a platform whose requests know
+        their user otherwise overrides this, and principalInfo)."""
+        principal = getattr(self.request, 'principal', None)
+        return None if principal is None else principal.id
+
+    def applicationURL(self):
+        """The site's root URL, where the zorgajax resources are (a
+        platform whose requests spell it otherwise overrides this)."""
+        return self.request.getApplicationURL()
+
     def checkAnonymousCap(self, client):
         """Busy (503 with Retry-After) when an anonymous page would pass
         max-anonymous-pages, overall or from its client address. Counted
@@ -223,7 +235,7 @@ class LivePage(BrowserPage):
         return '%s/@@client/%s' % (self.request.getURL(), self.uuid)
 
     def scriptTag(self):
-        base = self.request.getApplicationURL()
+        base = self.applicationURL()
         manager = self.manager
         last = manager.broker.formatPosition(self.client.delivery.acked)
         client = self.client
@@ -277,10 +289,10 @@ class LivePage(BrowserPage):
     def input(self, uuid, handler_name, arguments=None):
         manager = self.manager
         client = manager.getClient(uuid)
-        principal = getattr(self.request, 'principal', None)
+        principal = self.requestPrincipalId()
         # A request that went through the publisher always has a principal
         # (maybe the unauthenticated one); only direct calls have none.
-        if principal is not None and principal.id != client.principal:
+        if principal is not None and principal != client.principal:
             raise Forbidden('This page belongs to another user; log in as '
                             'that user or reload the page.')
         # A page id is the capability of one page: it calls the handlers

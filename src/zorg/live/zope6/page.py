@@ -10,7 +10,6 @@ from AccessControl.SpecialUsers import nobody
 from Acquisition import aq_inner
 from zope.interface import implementer
 
-from zorg.live.interfaces import Forbidden
 from zorg.live.page import page as core
 from zorg.live.zope6.interfaces import IZopeLivePage
 
@@ -33,13 +32,6 @@ def userInfo(user=None):
     return userid, title or user.getUserName(), False
 
 
-class Principal:
-    """What the core reads as ``request.principal``: the Zope user's id."""
-
-    def __init__(self, id, title):
-        self.id, self.title = id, title
-
-
 def physicalGroup(obj):
     """The group of the pages showing an OFS object: its physical path."""
     return '/'.join(aq_inner(obj).getPhysicalPath()) or '/'
@@ -52,14 +44,9 @@ class LivePage(core.LivePage):
     def getGroupId(self):
         return physicalGroup(self.context)
 
-    def scriptTag(self):
-        # The core builds the script's URL with zope.publisher's
-        # getApplicationURL(); ZPublisher's name for the (virtual-host
-        # aware) root URL is BASE1. A request looks up attributes it lacks
-        # in `other`, so the core finds it there.
-        request = self.request
-        request.other.setdefault('getApplicationURL', lambda: request['BASE1'])
-        return super().scriptTag()
+    def applicationURL(self):
+        # ZPublisher's name for the (virtual-host aware) root URL.
+        return self.request['BASE1']
 
     def principalInfo(self):
         return userInfo()
@@ -75,14 +62,7 @@ class LivePage(core.LivePage):
                           clients[0].title if clients else principal))
         return found
 
-    def input(self, uuid, handler_name, arguments=None):
-        # The core compares request.principal (zope.security's) with the
-        # page's principal. A Zope request has no such attribute: reading
-        # it would find a form field of that name. Hand it the Zope user.
-        userid, title, _anonymous = self.principalInfo()
-        self.request.other['principal'] = Principal(userid, title)
-        client = self.manager.getClient(uuid)
-        if client.principal != userid:
-            raise Forbidden('This page belongs to another user; log in as '
-                            'that user or reload the page.')
-        return super().input(uuid, handler_name, arguments)
+    def requestPrincipalId(self):
+        # A Zope request has no zope.security principal: reading
+        # request.principal would find a form field of that name.
+        return self.principalInfo()[0]
