@@ -100,3 +100,11 @@ def screenshot(request, artifacts):
         request.node.zorg_screenshot_taken = True
         return path
     return take
+
+
+def credentials(server, login):
+    """Context options that log in as `login` (password = login) with
+    HTTP basic auth on `server`'s origin."""
+    return {'http_credentials': {
+        'username': login, 'password': login,
+        'origin': server.url().rstrip('/')}}

@@ -7,7 +7,7 @@ import http.client
 import json
 import re
 
-from zorg.live.tests.browserfixture import WAIT
+from zorg.live.tests.browserfixture import WAIT, credentials  # noqa: F401
 
 ONLINE = "() => Array.from(document.querySelectorAll('#online li'), " \
          "(li) => li.dataset.principal + '=' + li.textContent).join(' ')"
@@ -53,11 +53,6 @@ def openChat(client, path='/room/@@live-chat'):
     return re.sub(r'^http://[^/]+', '', url)
 
 
-def credentials(server, login):
-    return {'http_credentials': {'username': login, 'password': login,
-                                 'origin': server.url().rstrip('/')}}
-
-
 def openPage(context, url):
     page = context.new_page()
     page.goto(url)
@@ -75,3 +70,17 @@ def waitForMessage(page, text):
     page.wait_for_function(
         '(text) => (%s)().includes(text)' % MESSAGES, arg=text,
         timeout=WAIT)
+
+
+def exchange(alice, bob, aliceName, bobName):
+    """alice's and bob's pages of one chat say something to each other:
+    each sees both lines, once and in order (names as the chat shows
+    them)."""
+    alice.fill('#text', 'Hello from Alice')
+    alice.click('#send')
+    waitForMessage(bob, '%s: Hello from Alice' % aliceName)
+    bob.fill('#text', 'Hi Alice')
+    bob.click('#send')
+    waitForMessage(alice, '%s: Hi Alice' % bobName)
+    assert alice.evaluate(MESSAGES) == bob.evaluate(MESSAGES) == [
+        '%s: Hello from Alice' % aliceName, '%s: Hi Alice' % bobName]

@@ -18,7 +18,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from zorg.live.tests.browserfixture import (  # noqa: F401 (fixtures)
-    WAIT, artifacts, browser, live_server, new_context, screenshot)
+    WAIT, artifacts, browser, credentials, live_server, new_context,
+    screenshot)
 from zorg.live.tests.serverfixture import RunningServer
 
 pytestmark = pytest.mark.browser
@@ -66,12 +67,6 @@ def waitOnline(page, principals, timeout=WAIT):
     page.wait_for_function(
         '(expected) => %s === expected' % ONLINE,
         arg=' '.join(principals), timeout=timeout)
-
-
-def credentials(server, login):
-    return {'http_credentials': {
-        'username': login, 'password': login,
-        'origin': server.url().rstrip('/')}}
 
 
 # -- 1. two pages of one group ---------------------------------------------

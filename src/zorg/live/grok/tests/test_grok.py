@@ -14,8 +14,7 @@ import pytest
 from zorg.live.tests.browserfixture import (  # noqa: F401 (fixtures)
     artifacts, browser, new_context, screenshot)
 from zorg.live.tests.platforms import (
-    MESSAGES, Client, credentials, openChat, openPage, waitForMessage,
-    waitOnline)
+    Client, credentials, exchange, openChat, openPage, waitOnline)
 from zorg.live.tests.serverfixture import RunningServer
 
 pytestmark = pytest.mark.browser
@@ -42,14 +41,7 @@ def test_two_grok_users_see_each_others_input_and_presence(
     waitOnline(bob, 'grok.alice=Alice grok.bob=Bob')
     waitOnline(alice, 'grok.alice=Alice grok.bob=Bob')
 
-    alice.fill('#text', 'Hello from Alice')
-    alice.click('#send')
-    waitForMessage(bob, 'Alice: Hello from Alice')
-    bob.fill('#text', 'Hi Alice')
-    bob.click('#send')
-    waitForMessage(alice, 'Bob: Hi Alice')
-    assert alice.evaluate(MESSAGES) == bob.evaluate(MESSAGES) == [
-        'Alice: Hello from Alice', 'Bob: Hi Alice']
+    exchange(alice, bob, 'Alice', 'Bob')
 
     bob.close()
     waitOnline(alice, 'grok.alice=Alice')

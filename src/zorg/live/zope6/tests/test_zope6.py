@@ -15,8 +15,7 @@ import pytest
 from zorg.live.tests.browserfixture import (  # noqa: F401 (fixtures)
     WAIT, artifacts, browser, new_context, screenshot)
 from zorg.live.tests.platforms import (
-    MESSAGES, Client, credentials, openChat, openPage, waitForMessage,
-    waitOnline)
+    Client, credentials, exchange, openChat, openPage, waitOnline)
 from zorg.live.zope6.tests.instance import ZopeInstance
 
 pytestmark = pytest.mark.browser
@@ -43,14 +42,7 @@ def test_two_zope_users_see_each_others_input_and_presence(
     waitOnline(bob, 'alice=alice bob=bob')
     waitOnline(alice, 'alice=alice bob=bob')
 
-    alice.fill('#text', 'Hello from Alice')
-    alice.click('#send')
-    waitForMessage(bob, 'alice: Hello from Alice')
-    bob.fill('#text', 'Hi Alice')
-    bob.click('#send')
-    waitForMessage(alice, 'bob: Hi Alice')
-    assert alice.evaluate(MESSAGES) == bob.evaluate(MESSAGES) == [
-        'alice: Hello from Alice', 'bob: Hi Alice']
+    exchange(alice, bob, 'alice', 'bob')
 
     bob.close()
     waitOnline(alice, 'alice=alice')
