@@ -134,32 +134,21 @@ local function info(key)
 end
 """
 
-# KEYS[1] log; ARGV: historySize, trim slack, ttl ms, field, value, ...
-PUBLISH = _LUA_COMMON + """
-ensure(KEYS[1], ARGV[3])
-local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 4))
-local size = tonumber(ARGV[1])
-local len = redis.call('XLEN', KEYS[1])
-if len >= size + tonumber(ARGV[2]) then
-  local dropped = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', len - size)
-  redis.call('XTRIM', KEYS[1], 'MAXLEN', size)
-  redis.call('XSETID', KEYS[1], id, 'MAXDELETEDID', dropped[#dropped][1])
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return id
-"""
-
 # KEYS: the logs of the events, in order (a log may repeat); ARGV:
-# historySize, trim slack, ttl ms, deadline (ms of Redis's clock), then per
-# event its field count and fields -> {ids}. One script: all of the events
-# are appended, or none. Past the deadline it appends nothing: a call that
-# a hung Redis runs only when it wakes up, after the caller gave up on it
-# (and aborted its transaction), must not publish a phantom.
-PUBLISH_MANY = _LUA_COMMON + """
-local t = redis.call('TIME')
-if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-    > tonumber(ARGV[4]) then
-  return redis.error_reply('LATE the caller gave up on this publish')
+# historySize, trim slack, ttl ms, deadline (ms of Redis's clock, 0: none),
+# then per event its field count and fields -> {ids}. One script for every
+# publish: all of the events are appended, or none. Past the deadline it
+# appends nothing: a call that a hung Redis runs only when it wakes up,
+# after the caller gave up on it (and aborted its transaction), must not
+# publish a phantom.
+PUBLISH = _LUA_COMMON + """
+local deadline = tonumber(ARGV[4])
+if deadline > 0 then
+  local t = redis.call('TIME')
+  if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+      > deadline then
+    return redis.error_reply('LATE the caller gave up on this publish')
+  end
 end
 local ids = {}
 local arg = 5
@@ -332,7 +321,6 @@ class RedisBroker:
         self._measureClock(self._redis)
         self.available = True
         self._publish = self._redis.register_script(PUBLISH)
-        self._publishMany = self._redis.register_script(PUBLISH_MANY)
         self._latest = self._redis.register_script(LATEST)
         self._read = self._redis.register_script(READ)
         self.presence = RedisPresence(
@@ -386,7 +374,7 @@ class RedisBroker:
             keys.append(self._key(group_id))
             args += [len(fields)] + fields
         try:
-            ids = self._publishMany(keys=keys, args=args, client=self._voter)
+            ids = self._publish(keys=keys, args=args, client=self._voter)
         except UNAVAILABLE as e:
             self._publishFailed = time.monotonic()
             raise self._unavailable(e)
@@ -400,12 +388,13 @@ class RedisBroker:
     def publish(self, group_id, encode, audience=None):
         fields = self._fields(encode, audience)
         try:
-            event_id = self._publish(
+            ids = self._publish(
                 keys=[self._key(group_id)],
-                args=[self.historySize, self._slack, self._ttl] + fields)
+                args=[self.historySize, self._slack, self._ttl, 0,
+                      len(fields)] + fields)
         except UNAVAILABLE as e:
             raise self._unavailable(e)
-        return parseId(event_id)
+        return parseId(ids[0])
 
     def read(self, group_id, after, limit=1000):
         cache = self._watch(group_id)
