@@ -224,12 +224,12 @@ class LivePageManager:
             _delivery.startCursor(mark, base, latest, fresh))
         with self._lock:
             # Counted and admitted under the lock, so that two requests at
-            # once cannot both take the last place under the cap.
+            # once cannot both take the last place under the cap. A page
+            # over the cap is registered too (it is told so, below).
             if (not client.anonymous and len(self.getClientsFor(
                     client.principal)) >= self.maxPagesPerPrincipal):
                 client.refused = True
-            else:
-                self._admit(client)
+            self._admit(client)
         first = False
         if not client.refused:
             try:
@@ -242,11 +242,6 @@ class LivePageManager:
                 # Broker unavailable: nothing stays registered.
                 self._forget(client)
                 raise
-        else:
-            with self._lock:
-                self._clients[client.uuid] = client
-                self._pages.setdefault(client.group_id, set()).add(
-                    client.uuid)
         if client.refused:
             self.publishToClient(Error(
                 'Too many open pages for this user (the limit is %d): close '
@@ -260,9 +255,12 @@ class LivePageManager:
         return client
 
     def _admit(self, client):
-        """Enter `client` in the registry (under the lock)."""
+        """Enter `client` in the registry (under the lock); a refused one
+        counts neither for presence nor for the anonymous caps."""
         self._clients[client.uuid] = client
         self._pages.setdefault(client.group_id, set()).add(client.uuid)
+        if client.refused:
+            return
         if client.anonymous:
             address = getattr(client, 'address', None)
             self._anonymous[address] = self._anonymous.get(address, 0) + 1
