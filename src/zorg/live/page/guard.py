@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 from zorg.live.interfaces import CrossSite, TooLarge
 from zorg.live.page import redactlog
+from zorg.live.page.manager import markRequests
 from zorg.live.page.wire import wsgiError
 
 SAFE_METHODS = ('GET', 'HEAD', 'OPTIONS')
@@ -109,6 +110,14 @@ def environGetter(environ):
             return environ.get('HTTP_HOST')
         return environ.get('HTTP_' + name.upper().replace('-', '_'))
     return get
+
+
+def siteApplication(app, manager, settings, transports=('sse', 'longpoll')):
+    """The site's WSGI application as both servers run it: a request is
+    refused here when it must be, else marked (manager.markRequests: the
+    broker's position before the database opens, and the `transports` the
+    server offers) and passed on."""
+    return guardRequests(markRequests(app, manager, transports), settings)
 
 
 def guardRequests(app, settings):

@@ -47,8 +47,8 @@ from zorg.live.interfaces import (
     MethodNotAllowed, TooLarge)
 from zorg.live.page import delivery as rules
 from zorg.live.page.client import LivePageClient
-from zorg.live.page.guard import guardRequests, refusal
-from zorg.live.page.manager import WouldBlock, markRequests
+from zorg.live.page.guard import refusal, siteApplication
+from zorg.live.page.manager import WouldBlock
 from zorg.live.page.wire import (
     SSE_HEARTBEAT, SSE_PREAMBLE, SSE_RECONNECT, FrameCache, errorBody)
 from zorg.live.server import health
@@ -109,8 +109,8 @@ class LiveApp:
         # Cross-site state changes and oversized input are refused first
         # (page/guard.py).
         self.wsgi = ProxyHeadersMiddleware(
-            WSGIMiddleware(guardRequests(
-                markRequests(wsgi_app, lambda: self.manager), settings),
+            WSGIMiddleware(siteApplication(
+                wsgi_app, lambda: self.manager, settings),
                 workers=settings.threads),
             trusted_hosts=os.environ.get('FORWARDED_ALLOW_IPS', '127.0.0.1'))
         self.crossSite = refusal(frozenset(settings.trusted_origins.split()))

@@ -14,8 +14,7 @@ from waitress.server import create_server
 from zope.interface import implementer, provider
 
 from zorg.live.interfaces import ILivePageManager, IServer, IServerType
-from zorg.live.page.guard import guardRequests
-from zorg.live.page.manager import markRequests
+from zorg.live.page.guard import siteApplication
 
 log = logging.getLogger('zorg.live.server')
 
@@ -28,9 +27,9 @@ class WSGIServer:
         self.name = name
         # Marked like LiveServerHTTP's requests (delivery.py, rule 10); the
         # pages learn that this server offers long-poll only.
-        application = guardRequests(markRequests(
+        application = siteApplication(
             application, lambda: zope.component.getUtility(ILivePageManager),
-            transports=('longpoll',)), settings)
+            settings, transports=('longpoll',))
         self.server = create_server(
             application, host=host or '0.0.0.0', port=port,
             threads=settings.threads,
