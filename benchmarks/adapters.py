@@ -14,6 +14,7 @@ connection, HTTP framing (httptools) and bookkeeping live in loadgen.Page.
 Benchmark events carry ``"zb": [seq, t]`` somewhere in their JSON, t being
 the publisher's time.time(); page.deliver(seq, t) records them.
 """
+import array
 import json
 import re
 
@@ -38,6 +39,25 @@ def post(path, host, body=b'', ctype='application/json'):
 def deliver_all(page, data):
     for m in BENCH_RE.finditer(data):
         page.deliver(int(m.group(1)), float(m.group(2)))
+
+
+def record(worker, page, seq, t, now):
+    """Page `page` (with .seen, .nrecv) received event seq, published at
+    t, at `now`: its latency goes to worker.recs[seq]; a duplicate is
+    counted (worker.dups), not used."""
+    i, bit = seq >> 3, 1 << (seq & 7)      # seen-bitmap
+    seen = page.seen
+    if i >= len(seen):
+        seen.extend(bytes(i + 16 - len(seen)))
+    elif seen[i] & bit:
+        worker.dups += 1
+        return
+    seen[i] |= bit
+    page.nrecv += 1
+    recs = worker.recs.get(seq)
+    if recs is None:
+        recs = worker.recs[seq] = array.array('d')
+    recs.append(now - t)
 
 
 class Adapter:

@@ -25,7 +25,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httptools
 
-from adapters import ADAPTERS
+from adapters import ADAPTERS, record
+import wsclient
+
+ADAPTERS = dict(ADAPTERS, **wsclient.ADAPTERS)
 
 
 def raise_nofile():
@@ -65,19 +68,15 @@ class Page(asyncio.Protocol):
 
     # --- bookkeeping used by adapters --------------------------------------
     def deliver(self, seq, t):
-        i, bit = seq >> 3, 1 << (seq & 7)      # seen-bitmap: duplicates
-        seen = self.seen                         # are counted, not used
-        if i >= len(seen):
-            seen.extend(bytes(i + 16 - len(seen)))
-        elif seen[i] & bit:
-            self.w.dups += 1
-            return
-        seen[i] |= bit
-        self.nrecv += 1
-        recs = self.w.recs.get(seq)
-        if recs is None:
-            recs = self.w.recs[seq] = array.array('d')
-        recs.append(self.now - t)
+        record(self.w, self, seq, t, self.now)
+
+    def reset(self):
+        self.nrecv = 0
+        self.seen = bytearray()
+
+    @property
+    def nrecvs(self):
+        return [self.nrecv]
 
     def mark_live(self):
         if not self.live:
@@ -269,7 +268,9 @@ class Worker:
 
     def _new_pages(self, n, first):
         k = len(self.endpoints)
-        new = [Page(self, len(self.pages) + i, (first + i) % k)
+        # WebSocket adapters bring their own (wsclient.WsConn)
+        cls = getattr(self.adapter, 'page_class', Page)
+        new = [cls(self, len(self.pages) + i, (first + i) % k)
                for i in range(n)]
         self.pages.extend(new)
         return new
@@ -324,6 +325,25 @@ class Worker:
         return self.status_dict(t0=t0, last_live=max(
             (p.live_at for p in todo if p.live), default=0.0))
 
+    def npages(self):
+        """Pages held (a WebSocket connection may carry several)."""
+        return sum(getattr(p, 'npages', 1) for p in self.pages)
+
+    async def cmd_attach(self, k, timeout):
+        """WebSocket connections (wsclient.WsConn): attach their pages
+        up to the k-th and wait until every live one has them (or the
+        timeout)."""
+        conns = [p for p in self.pages if p.live and not p.dead]
+        t0 = time.time()
+        for c in conns:
+            c.attach_upto(k)
+        deadline = t0 + timeout
+        while time.time() < deadline and not all(c.live or c.dead
+                                                 for c in conns):
+            await asyncio.sleep(0.02)
+        return self.status_dict(t0=t0, last_live=max(
+            (c.live_at for c in conns if c.live), default=0.0))
+
     def status_dict(self, **extra):
         by_endpoint = [0] * len(self.endpoints)
         for p in self.pages:
@@ -347,8 +367,7 @@ class Worker:
         self.reconnects = 0
         self.errors.clear()
         for p in self.pages:
-            p.nrecv = 0
-            p.seen = bytearray()
+            p.reset()
         return self.status_dict()
 
     async def cmd_await(self, seq, timeout):
@@ -368,14 +387,15 @@ class Worker:
         for seq in range(lo, hi + 1):
             recs = self.recs.pop(seq, None)
             out[seq] = recs.tobytes() if recs else b''
-        return {'lat': out, 'nrecv': [p.nrecv for p in self.pages],
+        return {'lat': out,
+                'nrecv': [c for p in self.pages for c in p.nrecvs],
                 'cpu': time.process_time(), 'live': self.nlive}
 
     async def cmd_wait_live(self, timeout, since):
         """Wait until every page is live again; when was the last one?"""
         deadline = time.time() + timeout
         while time.time() < deadline:
-            if self.nlive >= len(self.pages):
+            if self.nlive >= self.npages():
                 break
             await asyncio.sleep(0.01)
         return self.status_dict(last_live=max(

@@ -56,8 +56,10 @@ def fmt(v):
 
 
 def transport(name):
-    """'lp' or 'sse', from a system's name or its label (the tables
+    """'lp', 'ws' or 'sse', from a system's name or its label (the tables
     compare only systems of one transport)."""
+    if name.endswith('-ws') or 'WebSocket' in name:
+        return 'ws'
     return 'lp' if name.endswith('-lp') or 'long-poll' in name else 'sse'
 
 

@@ -548,7 +548,7 @@ async def chat(ctx):
         stop_at = time.time() + secs
 
         async def sender():
-            pub = sess.server.publisher()
+            pub = systems.chat_publisher(ctx.system, sess.server)
             await asyncio.sleep(random.uniform(0, 1.0 / rate))
             while time.time() < stop_at:
                 seq = next(counter)

@@ -454,15 +454,19 @@ class Server:
 
 class AiohttpServer(Server):
     publish_path = '/publish'
+    script = 'aiohttp_broadcaster.py'
 
     async def start(self):
         self.proc = subprocess.Popen(
-            [sys.executable, os.path.join(HERE, 'peers',
-                                          'aiohttp_broadcaster.py'),
+            [sys.executable, os.path.join(HERE, 'peers', self.script),
              str(self.port)])
         if not await wait_port(self.port):
             self.stop()
             raise NotAvailable('aiohttp broadcaster did not start')
+
+
+class AiohttpWsServer(AiohttpServer):
+    script = 'aiohttp_ws_broadcaster.py'
 
 
 class NchanServer(Server):
@@ -725,6 +729,136 @@ class ZorgPublisher:
         self.client.close()
 
 
+class WsPublisher:
+    """Publishing over a WebSocket of its own (the chat's senders: input
+    over the socket), with the `websockets` library's asyncio client.
+
+    zorg.live: a page of its own is rendered and attached (page 1), and
+    each publish is {"type":"input","page":1,"id":...,"handler":
+    "publish","arguments":[payload]}, done when its {"type":"ack"} is
+    back (ok: status 200). The peers: the payload is sent as a text frame
+    (published to everyone, the sender included), done when the
+    sender's own copy is back."""
+
+    def __init__(self, port, path, page_url=None, timeout=10.0):
+        self.port, self.path, self.page_url = port, path, page_url
+        self.timeout = timeout
+        self.ws = self.reader = None
+        self.waiting = {}           # input id / seq -> future
+        self.attached = None
+
+    async def _open(self):
+        from websockets.asyncio.client import connect
+        path = self.path
+        if self.page_url is not None:       # zorg.live: a page first
+            from adapters import CLIENT_URL_RE, LAST_ID_RE, _path
+            from wsclient import LIVE_URL_RE, UUID_RE
+            client = HttpClient(self.port)
+            status, body = await client.request('GET', self.page_url)
+            client.close()
+            m, u = CLIENT_URL_RE.search(body), UUID_RE.search(body)
+            if status != 200 or not (m and u):
+                raise OSError('render: HTTP %d' % status)
+            live = LIVE_URL_RE.search(body)
+            if live:
+                path = _path(live.group(1).decode())
+            last = LAST_ID_RE.search(body)
+            attach = {'type': 'attach', 'page': 1,
+                      'uuid': u.group(1).decode(),
+                      'lastEventId': (last.group(1).decode() or None)
+                      if last else None,
+                      'url': _path(m.group(1).decode())}
+        origin = 'http://%s:%d' % (HOST, self.port)
+        self.ws = await connect(origin.replace('http', 'ws', 1) + path,
+                                origin=origin, compression=None,
+                                open_timeout=self.timeout,
+                                ping_interval=None, max_size=2 ** 20)
+        self.reader = asyncio.ensure_future(self._read())
+        if self.page_url is not None:
+            self.attached = asyncio.get_running_loop().create_future()
+            await self.ws.send(json.dumps(attach))
+            await asyncio.wait_for(self.attached, self.timeout)
+
+    async def _read(self):
+        from adapters import BENCH_RE
+        try:
+            async for text in self.ws:
+                if isinstance(text, bytes):
+                    continue
+                if self.page_url is None:
+                    key = None
+                    m = BENCH_RE.search(text.encode())
+                    if m:
+                        key = int(m.group(1))
+                    fut = self.waiting.pop(key, None)
+                    if fut is not None and not fut.done():
+                        fut.set_result(True)
+                    continue
+                if '"zb"' in text and '"ack"' not in text:
+                    continue        # the chat's events: not ours to count
+                msg = json.loads(text)
+                if msg.get('type') == 'attached' and self.attached and \
+                        not self.attached.done():
+                    self.attached.set_result(True)
+                elif msg.get('type') == 'ack':
+                    fut = self.waiting.pop(msg.get('id'), None)
+                    if fut is not None and not fut.done():
+                        fut.set_result(msg.get('status') == 200)
+                elif msg.get('type') == 'error' and self.attached and \
+                        not self.attached.done():
+                    self.attached.set_exception(OSError(text))
+        except Exception:
+            pass
+        finally:
+            for fut in self.waiting.values():
+                if not fut.done():
+                    fut.set_result(False)
+            self.waiting.clear()
+
+    async def publish(self, seq):
+        """Publish event seq; returns (ok, t) with t the publish time."""
+        try:
+            if self.ws is None:
+                await self._open()
+            t = time.time()
+            fut = asyncio.get_running_loop().create_future()
+            if self.page_url is not None:
+                key = 'b%d' % seq
+                frame = {'type': 'input', 'page': 1, 'id': key,
+                         'handler': 'publish',
+                         'arguments': [payload(seq, t)]}
+            else:
+                key, frame = seq, payload(seq, t)
+            self.waiting[key] = fut
+            await self.ws.send(json.dumps(frame))
+            ok = await asyncio.wait_for(fut, self.timeout)
+            return ok, t
+        except (OSError, asyncio.TimeoutError, ValueError) as e:
+            self.close()
+            return False, time.time()
+        except Exception:       # the connection closed (websockets)
+            self.close()
+            return False, time.time()
+
+    def close(self):
+        if self.reader is not None:
+            self.reader.cancel()
+        if self.ws is not None:
+            asyncio.ensure_future(self.ws.close())
+        self.ws = self.reader = None
+
+
+def chat_publisher(system, server):
+    """The chat's senders: over a WebSocket of their own for the
+    WebSocket systems (input over the socket), else server.publisher()
+    (HTTP POST)."""
+    if system.adapter.endswith('-ws'):
+        if system.kind == 'zorg':
+            return WsPublisher(server.port, '/@@live', server.page_url)
+        return WsPublisher(server.port, '/ws')
+    return server.publisher()
+
+
 # --- registry -----------------------------------------------------------------
 
 class System:
@@ -792,4 +926,15 @@ SYSTEMS = {s.name: s for s in [
     System('nchan-sse', 'nchan-sse', NchanServer, 'peer', 'nginx+nchan SSE'),
     System('nchan-lp', 'nchan-lp', NchanServer, 'peer',
            'nginx+nchan long-poll'),
+    # WebSocket (issue 13): `make bench-ws`. zorg.live's pages are
+    # rendered, then attached to <app URL>/@@live (one page per
+    # connection unless a scenario asks for more); the chat's senders
+    # send their input over a socket of their own (chat_publisher).
+    System('zorg-live-ws', 'zorg-ws',
+           lambda port: ZorgServer(port, 'liveserver-http'), 'zorg',
+           'zorg.live LiveServerHTTP WebSocket', in_quick=False),
+    System('aiohttp-ws', 'aiohttp-ws', AiohttpWsServer, 'peer',
+           'aiohttp broadcaster WebSocket', in_quick=False),
+    System('nchan-ws', 'nchan-ws', NchanServer, 'peer',
+           'nginx+nchan WebSocket', in_quick=False),
 ]}

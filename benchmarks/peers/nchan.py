@@ -6,6 +6,9 @@ Writes a config into a temp dir and runs ``nginx -g 'daemon off;' -p DIR
 Locations (one channel, "bench"):
   POST /pub  publisher        GET /sse  eventsource subscriber
   GET  /lp   long-poll subscriber
+  GET  /ws   websocket subscriber and publisher (nchan_pubsub: a text
+             frame a client sends is published to the channel, the
+             sender included; the chat's input over the socket)
 """
 import glob
 import os
@@ -51,6 +54,14 @@ http {{
             nchan_channel_id bench;
             nchan_subscriber_first_message newest;
             nchan_subscriber_timeout 0;
+        }}
+        location = /ws {{
+            nchan_pubsub websocket;
+            nchan_channel_id bench;
+            nchan_subscriber_first_message newest;
+            nchan_subscriber_timeout 0;
+            nchan_message_buffer_length 100;
+            nchan_message_timeout 60s;
         }}
         location = /lp {{
             nchan_subscriber longpoll;

@@ -1,0 +1,375 @@
+"""WebSocket pages of the load generator (loadgen.py workers).
+
+One WsConn = one WebSocket connection carrying one or more pages. The
+framing is the `websockets` library's sans-I/O ClientProtocol (handshake,
+frames, answers to the server's pings); this module only moves bytes
+between it and a raw asyncio protocol, as loadgen.Page does with
+httptools: no task per connection, so a worker holds thousands.
+
+Adapters (ADAPTERS, merged into loadgen's):
+
+  aiohttp-ws  peers/aiohttp_ws_broadcaster.py: GET /ws, every text frame
+              is one published body
+  nchan-ws    nginx + nchan, GET /ws (nchan_pubsub websocket)
+  zorg-ws     zorg.live's shared connection (PROTOCOL.txt, issue 13):
+              each page is rendered first (GET options['page_url'];
+              data-uuid, data-client-url, data-last-event-id and
+              data-live-url from its script tag), then
+              `GET <data-live-url>` upgrades and the connection sends
+              {"type":"attach","page":N,...} for each; a page is live
+              once {"type":"attached","page":N} came back. Events arrive
+              as {"type":"events","page":N,"events":[...]}.
+
+options['pages'] (zorg-ws): pages per connection (default 1), of which
+options['attach'] are attached when the connection opens (default all;
+Worker.cmd_attach attaches the others later: memory of a further page).
+
+Worker.nlive counts live *pages*; a WsConn is `live` when all the pages
+it was asked to attach are attached.
+"""
+import asyncio
+import json
+import random
+import re
+import time
+
+import httptools
+from websockets.client import ClientProtocol
+from websockets.frames import Opcode
+from websockets.http11 import Response
+from websockets.protocol import State
+from websockets.typing import Origin
+from websockets.uri import parse_uri
+
+from adapters import (BENCH_RE, CLIENT_URL_RE, EVENT_ID_RE, LAST_ID_RE,
+                      _path, get, record)
+
+UUID_RE = re.compile(rb'data-uuid="([^"]+)"')
+LIVE_URL_RE = re.compile(rb'data-live-url="([^"]+)"')
+PAGE_RE = re.compile(rb'"page":\s*(\d+)')
+
+
+class WsPage:
+    """One page carried by a connection (its number on it: 1, 2, ...)."""
+
+    __slots__ = ('number', 'uuid', 'client_url', 'last_id', 'live_path',
+                 'seen', 'nrecv', 'attached')
+
+    def __init__(self, number):
+        self.number = number
+        self.uuid = self.client_url = self.last_id = self.live_path = None
+        self.seen = bytearray()
+        self.nrecv = 0
+        self.attached = False
+
+
+class WsConn(asyncio.Protocol):
+    """One WebSocket connection of a worker with its pages; zorg-ws
+    renders them first over a keep-alive HTTP connection of their own
+    (closed before the WebSocket opens)."""
+
+    def __init__(self, worker, index, endpoint):
+        self.w = worker
+        self.a = worker.adapter
+        self.index = index
+        self.endpoint = endpoint
+        self.host, self.port = worker.endpoints[endpoint]
+        self.hosthdr = '%s:%d' % (self.host, self.port)
+        self.npages = self.a.pages
+        self.pages = [WsPage(i + 1) for i in range(self.npages)]
+        self.want = self.a.attach           # pages to attach
+        self.rendered = 0
+        self.transport = self.proto = None
+        self.phase = None                   # 'render' or 'ws'
+        self.live = self.dead = False
+        self.live_at = 0.0
+        self.backoff = 0.0
+        self.now = 0.0
+        self.hold_after_render = False      # cmd_register: render only
+        self.registered = False
+        self.registered_at = 0.0
+        self.registrations = 0
+
+    # --- loadgen's page interface ------------------------------------------
+    @property
+    def nrecv(self):
+        return sum(p.nrecv for p in self.pages)
+
+    @property
+    def nrecvs(self):
+        return [p.nrecv for p in self.pages[:self.want]]
+
+    def reset(self):
+        for p in self.pages:
+            p.nrecv = 0
+            p.seen = bytearray()
+
+    def error(self, reason):
+        self.w.errors[reason] += 1
+
+    async def connect(self, sem=None):
+        if self.dead:
+            return
+        self.phase = 'render' if (self.a.render and
+                                  self.rendered < self.npages) else 'ws'
+        try:
+            if sem is not None:
+                async with sem:
+                    await self.w.loop.create_connection(
+                        lambda: self, self.host, self.port)
+            else:
+                await self.w.loop.create_connection(
+                    lambda: self, self.host, self.port)
+        except OSError as e:
+            self.error('connect-%s' % (e.errno or type(e).__name__))
+            self.drop(reconnect=self.w.reconnect)
+
+    def connection_made(self, transport):
+        if self.dead:
+            transport.close()
+            return
+        self.transport = transport
+        if self.phase == 'render':
+            self.send_render()
+        else:
+            page = self.pages[0]
+            path = page.live_path or self.a.path
+            self.proto = ClientProtocol(
+                parse_uri('ws://%s%s' % (self.hosthdr, path)),
+                origin=Origin('http://' + self.hosthdr),
+                max_size=self.a.max_size)
+            self.proto.send_request(self.proto.connect())
+            self.flush()
+
+    def data_received(self, data):
+        self.now = time.time()
+        if self.phase == 'render':
+            try:
+                self.parser.feed_data(data)
+            except httptools.HttpParserError:
+                self.fail('http-parse')
+            return
+        proto = self.proto
+        proto.receive_data(data)
+        for ev in proto.events_received():
+            if isinstance(ev, Response):
+                if proto.handshake_exc is not None:
+                    self.fail('ws-handshake-%d' % ev.status_code)
+                    return
+                self.a.opened(self)
+            elif ev.opcode is Opcode.TEXT:
+                self.a.on_text(self, ev.data)
+            elif ev.opcode is Opcode.BINARY:
+                self.error('ws-binary-frame')
+        self.flush()
+
+    def flush(self):
+        """Write what the protocol has to send (handshake, pongs, close);
+        drop the connection once the protocol is done with it."""
+        if self.transport is None:
+            return
+        for chunk in self.proto.data_to_send():
+            if chunk:
+                self.transport.write(chunk)
+        if self.proto.state is State.CLOSED or self.proto.close_expected():
+            if self.proto.close_rcvd is not None:
+                self.error('ws-closed-%d' % self.proto.close_rcvd.code)
+            self.drop(self.w.reconnect)
+
+    def eof_received(self):
+        if self.phase == 'ws' and self.proto is not None:
+            self.proto.receive_eof()
+        return False
+
+    def connection_lost(self, exc):
+        if self.transport is None:
+            return
+        self.transport = None
+        if self.phase == 'render':
+            self.error('render-connection-lost')
+        self.drop(self.w.reconnect)
+
+    def fail(self, reason):
+        self.error(reason)
+        self.drop(reconnect=self.w.reconnect)
+
+    def drop(self, reconnect):
+        self.set_down()
+        if self.transport is not None:
+            t, self.transport = self.transport, None
+            t.close()
+        if reconnect and not self.w.closing:
+            self.backoff = min(max(self.backoff * 2, self.w.retry_min),
+                               self.w.retry_max)
+            self.w.reconnects += 1
+            self.w.loop.call_later(self.backoff * random.uniform(0.5, 1.0),
+                                   lambda: self.w.loop.create_task(
+                                       self.connect()))
+        else:
+            self.dead = True
+
+    # --- pages -----------------------------------------------------------------
+    def set_down(self):
+        for p in self.pages:
+            if p.attached:
+                p.attached = False
+                self.w.nlive -= 1
+        self.live = False
+
+    def page_live(self, page):
+        if not page.attached:
+            page.attached = True
+            self.w.nlive += 1
+        if not self.live and all(p.attached for p in self.pages[:self.want]):
+            self.live = True
+            self.live_at = time.time()
+            self.backoff = 0.0
+
+    def attach_upto(self, k):
+        """Attach pages want+1..k as well (Worker.cmd_attach)."""
+        k = min(k, self.npages)
+        if k > self.want:
+            old, self.want = self.want, k
+            self.live = False
+            if self.transport is not None and self.phase == 'ws':
+                for page in self.pages[old:k]:
+                    self.a.attach(self, page)
+                self.flush()
+
+    def send_text(self, obj):
+        self.proto.send_text(json.dumps(obj).encode())
+
+    def deliver_all(self, page, data):
+        for m in BENCH_RE.finditer(data):
+            record(self.w, page, int(m.group(1)), float(m.group(2)),
+                   self.now)
+
+    # --- rendering (zorg-ws) -------------------------------------------------
+    def send_render(self):
+        self.parser = httptools.HttpResponseParser(self)
+        self.body = []
+        self.transport.write(get(self.a.options['page_url'], self.hosthdr))
+
+    def on_body(self, body):
+        self.body.append(body)
+
+    def on_message_complete(self):
+        status = self.parser.get_status_code()
+        keep = self.parser.should_keep_alive()
+        body = b''.join(self.body)
+        self.w.loop.call_soon(self.rendered_one, status, keep, body)
+
+    def rendered_one(self, status, keep, body):
+        if self.transport is None:
+            return
+        m = CLIENT_URL_RE.search(body) if status == 200 else None
+        u = UUID_RE.search(body) if m else None
+        if not u:
+            self.fail('render-http-%d' % status if status != 200
+                      else 'render-no-uuid')
+            return
+        page = self.pages[self.rendered]
+        page.client_url = _path(m.group(1).decode())
+        page.uuid = u.group(1).decode()
+        m = LAST_ID_RE.search(body)
+        page.last_id = (m.group(1).decode() or None) if m else None
+        m = LIVE_URL_RE.search(body)
+        page.live_path = _path(m.group(1).decode()) if m else None
+        self.rendered += 1
+        self.registrations += 1
+        if self.rendered < self.npages and keep:
+            self.send_render()
+            return
+        t, self.transport = self.transport, None
+        t.close()
+        if self.rendered < self.npages:     # not kept alive: go on anew
+            self.w.loop.create_task(self.connect())
+        elif self.hold_after_render:
+            self.hold_after_render = False
+            self.registered = True
+            self.registered_at = time.time()
+        else:
+            self.w.loop.create_task(self.connect())
+
+
+class WsAdapter:
+    """A peer's WebSocket: GET options['path'] (default /ws); each text
+    frame is one published body; the page is live once the handshake is
+    answered 101."""
+    page_class = WsConn
+    render = False
+    path = '/ws'
+
+    def __init__(self, options=None):
+        self.options = options or {}
+        self.pages = int(self.options.get('pages', 1))
+        self.attach = int(self.options.get('attach', self.pages))
+        self.path = self.options.get('path', self.path)
+        self.max_size = 2 ** 20
+
+    def opened(self, conn):
+        conn.page_live(conn.pages[0])
+
+    def on_text(self, conn, data):
+        if b'zb' in data:
+            conn.deliver_all(conn.pages[0], data)
+
+
+class AiohttpWS(WsAdapter):
+    name = 'aiohttp-ws'
+
+
+class NchanWS(WsAdapter):
+    name = 'nchan-ws'
+
+
+class ZorgWS(WsAdapter):
+    """zorg.live: pages rendered, then attached to one connection."""
+    name = 'zorg-ws'
+    render = True
+    path = '/@@live'
+
+    def opened(self, conn):
+        for page in conn.pages[:conn.want]:
+            self.attach(conn, page)
+
+    def attach(self, conn, page):
+        conn.send_text({'type': 'attach', 'page': page.number,
+                        'uuid': page.uuid, 'lastEventId': page.last_id,
+                        'url': page.client_url})
+
+    def on_text(self, conn, data):
+        if b'"zb"' in data:         # an events frame of the benchmark
+            m = PAGE_RE.search(data)
+            page = conn.pages[int(m.group(1)) - 1]
+            conn.deliver_all(page, data)
+            ids = EVENT_ID_RE.findall(data)
+            if ids:
+                page.last_id = ids[-1].decode()
+            return
+        try:
+            msg = json.loads(data)
+        except ValueError:
+            conn.error('ws-bad-json')
+            return
+        kind = msg.get('type')
+        number = msg.get('page')
+        page = conn.pages[number - 1] if isinstance(number, int) and \
+            0 < number <= conn.npages else None
+        if kind == 'attached' and page is not None:
+            conn.page_live(page)
+        elif kind == 'events' and page is not None:
+            for event in msg.get('events', ()):
+                if event.get('id'):
+                    page.last_id = event['id']
+                if event.get('event') == 'reload':
+                    conn.error('reload')
+        elif kind == 'error':
+            conn.error('ws-error-%s' % msg.get('error'))
+        elif kind == 'reconnect':
+            conn.error('ws-reconnect')
+        elif kind not in ('pong', 'detached', 'ack'):
+            conn.error('ws-unexpected-%s' % kind)
+
+
+ADAPTERS = {cls.name: cls for cls in (AiohttpWS, NchanWS, ZorgWS)}
