@@ -80,3 +80,16 @@ bench-issue11: bench-deps
 
 clean:
 	rm -rf $(VENV) $(PLONE_VENV) src/*.egg-info .pytest_cache
+
+# issue 13: WebSocket. zorg.live's shared connection (<app URL>/@@live)
+# beside an aiohttp WebSocket broadcaster and nchan's websocket endpoint,
+# in one run; writes benchmarks/results/$(BENCH_WS_NAME).md/.json.
+# bench-ws-quick: small counts (a few minutes), results/issue13-ws-quick.*
+.PHONY: bench-ws bench-ws-quick
+BENCH_WS_NAME ?= issue13-ws
+BENCH_WS = --systems zorg-live-ws,aiohttp-ws,nchan-ws --scenarios capacity,shared-pages,fanout,sustained,chat,tabs
+bench-ws: bench-deps
+	$(BIN)/python benchmarks/run.py $(BENCH_WS) --set capacity_sizes=5000,10000 --set fanout_sizes=10000 --name $(BENCH_WS_NAME)
+
+bench-ws-quick: bench-deps
+	$(BIN)/python benchmarks/run.py --quick $(BENCH_WS) --set capacity_sizes=1000 --set fanout_sizes=1000 --name issue13-ws-quick

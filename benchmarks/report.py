@@ -16,6 +16,13 @@ SCENARIO_TITLES = {
                     'redis broker (LivePageManager.publish in one process)',
     'slow-redis': 'Redis answering slowly, then hung: latency of the work '
                   'that needs no broker (heartbeats, health)',
+    'shared-pages': 'Shared connection: what a further page attached to a '
+                    'WebSocket costs (zorg.live only: the peers open a '
+                    'connection per page)',
+    'tabs': 'Browsers with several tabs: [browser] = the tabs as each '
+            'system opens them (zorg.live: one WebSocket per browser '
+            'carrying its tabs\' pages; the peers: one per tab, their only '
+            'way), [tab] = one WebSocket per tab',
 }
 
 

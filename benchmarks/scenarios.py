@@ -138,9 +138,10 @@ class CpuWindow:
 class Session:
     """A fresh server of ctx.system with n pages open (async with)."""
 
-    def __init__(self, ctx, n, reconnect=False, timeout=None):
+    def __init__(self, ctx, n, reconnect=False, timeout=None, options=None):
         self.ctx, self.n, self.reconnect = ctx, n, reconnect
         self.timeout = timeout or ctx.s['open_timeout']
+        self.options = options or {}        # adapter options (pages=5)
 
     async def __aenter__(self):
         ctx = self.ctx
@@ -149,7 +150,8 @@ class Session:
         try:
             await ctx.pool.configure(ctx.system.adapter,
                                      self.server.endpoints,
-                                     ctx.system.adapter_options(self.server))
+                                     dict(ctx.system.adapter_options(
+                                         self.server), **self.options))
             await asyncio.sleep(0.3)
             self.rss0 = self.server.rss_kb()
             self.aux_rss0 = {name: systems.rss_kb([pid]) for name, pid
@@ -376,30 +378,39 @@ def mark(out, row, limit):
             row, limit))
 
 
+async def fanout_rounds(ctx, server, live, repeats):
+    """`repeats` events published one after the other (after a warm-up
+    event) to the `live` pages open on `server`, each awaited by every
+    page (10 s at most). Returns (last-page times, median latencies,
+    deliveries missed, the CpuWindow of the fan-outs, generator CPU s,
+    server CPU s)."""
+    pub = server.publisher()
+    lasts, p50s, missing = [], [], 0
+    await publish_and_wait(ctx, pub, 0, 5.0)          # warm-up
+    cpu0 = sum(a['cpu'] for a in await ctx.pool.all('status'))
+    scpu0 = server.cpu_s()
+    # CPU during the fan-outs only (publish until every page has
+    # it): was the generator the limit?
+    window = CpuWindow(ctx, server)
+    for i in range(1, repeats + 1):
+        ok, t, lat, _ = await publish_and_wait(ctx, pub, i, 10.0, window)
+        missing += live - len(lat)
+        if lat:
+            lasts.append(max(lat))
+            p50s.append(statistics.median(lat))
+        await asyncio.sleep(0.2)
+    pub.close()
+    cpu = sum(a['cpu'] for a in await ctx.pool.all('status')) - cpu0
+    return lasts, p50s, missing, window, cpu, server.cpu_s() - scpu0
+
+
 async def fanout(ctx):
     out = {}
     for n in ctx.s['fanout_sizes']:
         ctx.log(' fan-out N=%d x %d' % (n, ctx.s['fanout_repeats']))
         async with Session(ctx, n) as sess:
-            pub = sess.server.publisher()
-            lasts, p50s, missing = [], [], 0
-            await publish_and_wait(ctx, pub, 0, 5.0)          # warm-up
-            cpu0 = sum(a['cpu'] for a in await ctx.pool.all('status'))
-            scpu0 = sess.server.cpu_s()
-            # CPU during the fan-outs only (publish until every page has
-            # it): was the generator the limit?
-            window = CpuWindow(ctx, sess.server)
-            for i in range(1, ctx.s['fanout_repeats'] + 1):
-                ok, t, lat, _ = await publish_and_wait(ctx, pub, i, 10.0,
-                                                       window)
-                missing += sess.live - len(lat)
-                if lat:
-                    lasts.append(max(lat))
-                    p50s.append(statistics.median(lat))
-                await asyncio.sleep(0.2)
-            pub.close()
-            cpu = sum(a['cpu'] for a in await ctx.pool.all('status')) - cpu0
-            scpu = sess.server.cpu_s() - scpu0
+            lasts, p50s, missing, window, cpu, scpu = await fanout_rounds(
+                ctx, sess.server, sess.live, ctx.s['fanout_repeats'])
         delivered = ctx.s['fanout_repeats'] * sess.live - missing
         out['last page ms p50 @%d' % n] = ms(pct(lasts, 50))
         out['last page ms p99 @%d' % n] = ms(pct(lasts, 99))
@@ -625,6 +636,199 @@ async def reconnect(ctx):
                     live, sess.live, out['s from restart to all live @%d' % n],
                     t_up - t_kill, len(published), missed, short,
                     ' errors %s' % errors if errors else ''))
+    return out
+
+
+# --- WebSocket (issue 13) ----------------------------------------------------
+
+def websocket(ctx):
+    return ctx.system.adapter.endswith('-ws')
+
+
+async def ws_server(ctx, options, trace=False):
+    """A fresh server of ctx.system, the generator configured with the
+    adapter options (pages per connection), warmed up (like capacity:
+    capacity_warmup connections opened in full and closed; zorg.live:
+    their further pages attached too) and its baseline RSS (settled,
+    collected). trace: with tracemalloc in the server."""
+    port = systems.free_port()
+    if trace:
+        os.environ['PYTHONTRACEMALLOC'] = '1'
+    try:
+        server = await ctx.system.start(port)
+    finally:
+        os.environ.pop('PYTHONTRACEMALLOC', None)
+    try:
+        await ctx.pool.configure(ctx.system.adapter, server.endpoints,
+                                 dict(ctx.system.adapter_options(server),
+                                      **options))
+        await asyncio.sleep(0.3)
+        conc = ctx.s.get('capacity_concurrency', 64)
+        await ctx.pool.open(ctx.s.get('capacity_warmup', 300),
+                            ctx.s['open_timeout'], concurrency=conc)
+        await ctx.pool.all('attach', options.get('pages', 1),
+                           ctx.s['open_timeout'])
+        await ctx.pool.close_pages()
+        del TRACED[:]
+        rss0 = (await settled_rss(server))[1]
+    except BaseException:
+        server.stop()
+        raise
+    return server, rss0
+
+
+async def ws_stop(ctx, server):
+    try:
+        await ctx.pool.close_pages()
+    finally:
+        server.stop()
+    await asyncio.sleep(0.2)
+
+
+async def shared_pages(ctx):
+    """What a further page attached to a shared connection costs
+    (zorg.live WebSocket only: the peers open a connection per page).
+
+    On one fresh server, warmed up: N connections' pages rendered
+    (shared_pages each), RSS; the N connections opened with their first
+    page attached, RSS; their other pages attached to them, RSS (each
+    settled and collected, as capacity). Per registered page, per
+    connection with its first page and per further page are the steps
+    divided by their counts. Then once more with tracemalloc in the
+    server (shared_tracemalloc): Python's bytes of each step."""
+    if ctx.system.kind != 'zorg' or not websocket(ctx):
+        return None
+    n, k = ctx.s['shared_connections'], ctx.s['shared_pages']
+    conc = ctx.s.get('capacity_concurrency', 64)
+    timeout = ctx.s['open_timeout']
+    out = {'connections': n, 'pages per connection': k}
+    for trace in [False] + ([True] if ctx.s.get('shared_tracemalloc')
+                            else []):
+        ctx.log(' shared connection: %d connections x %d pages%s' % (
+            n, k, ' (tracemalloc)' if trace else ''))
+        server, rss0 = await ws_server(ctx, {'pages': k, 'attach': 1},
+                                       trace)
+        try:
+            regs = await ctx.pool.register(n, timeout, conc)
+            registered = sum(a['registrations'] for a in regs)
+            rss1 = (await settled_rss(server))[1]
+            await ctx.pool.all('stream', timeout, conc)
+            first = await ctx.pool.live()
+            rss2 = (await settled_rss(server))[1]
+            done = await ctx.pool.all('attach', k, timeout)
+            held = sum(a['live'] for a in done)
+            errors = {}
+            for a in done:
+                for key, v in a['errors'].items():
+                    errors[key] = errors.get(key, 0) + v
+            rss3 = (await settled_rss(server))[1]
+        finally:
+            await ws_stop(ctx, server)
+        further = max(1, held - first)
+        if trace:
+            if len(TRACED) == 4:       # baseline and the three steps
+                t = [x / 1024. for x in TRACED]
+                out['server Python KB per registered page (tracemalloc)'] \
+                    = round((t[1] - t[0]) / max(1, registered), 1)
+                out['server Python KB per connection with its first page '
+                    '(tracemalloc)'] = round((t[2] - t[1]) / max(1, first),
+                                             1)
+                out['server Python KB per further page attached '
+                    '(tracemalloc)'] = round((t[3] - t[2]) / further, 1)
+            continue
+        out['pages registered'] = registered
+        out['pages attached (of %d)' % (n * k)] = held
+        out['failures'] = n * k - held
+        if errors:
+            out['errors'] = ', '.join('%s %d' % kv for kv in errors.items())
+        out['server RSS KB per registered page (RSS step)'] = round(
+            (rss1 - rss0) / float(max(1, registered)), 1)
+        out['server RSS KB per connection with its first page (RSS step)'] \
+            = round((rss2 - rss1) / float(max(1, first)), 1)
+        out['server RSS KB per further page attached (RSS step)'] = round(
+            (rss3 - rss2) / float(further), 1)
+        out['server RSS MB baseline / registered / connected / all '
+            'attached'] = '%.0f / %.0f / %.0f / %.0f' % (
+                rss0 / 1024., rss1 / 1024., rss2 / 1024., rss3 / 1024.)
+        ctx.log('  %d registered, %d first pages, %d attached; KB per '
+                'registered page %.1f, per connection %.1f, per further '
+                'page %.1f%s' % (
+                    registered, first, held,
+                    out['server RSS KB per registered page (RSS step)'],
+                    out['server RSS KB per connection with its first page '
+                        '(RSS step)'],
+                    out['server RSS KB per further page attached (RSS '
+                        'step)'], ' errors %s' % errors if errors else ''))
+    return out
+
+
+async def tabs(ctx):
+    """tabs_browsers browsers with tabs_per_browser tabs each: zorg.live
+    with one connection per browser carrying its tabs' pages, against
+    one connection per tab (zorg.live's per-tab WebSocket, and the peers,
+    which have no other way). Per layout, on a fresh warmed-up server:
+    every tab opened (zorg.live: rendered and attached), the server's RSS
+    over its baseline (settled, collected), then tabs_repeats fan-outs to
+    all the tabs (time until the last tab has the event)."""
+    if not websocket(ctx):
+        return None
+    b, t = ctx.s['tabs_browsers'], ctx.s['tabs_per_browser']
+    conc = ctx.s.get('capacity_concurrency', 64)
+    # [browser]: the b x t tabs as each system opens them (zorg.live: a
+    # connection per browser; a peer: a connection per tab, its only
+    # way); [tab]: a WebSocket per tab
+    shared, per_tab = '[browser]', '[tab]'
+    layouts = [(per_tab, b * t, 1)]
+    if ctx.system.kind == 'zorg':
+        layouts.insert(0, (shared, b, t))
+    out = {}
+    for title, conns, k in layouts:
+        ctx.log(' tabs: %d connections x %d pages' % (conns, k))
+        server, rss0 = await ws_server(ctx, {'pages': k})
+        try:
+            t0 = time.time()
+            opened = await ctx.pool.open(conns, ctx.s['open_timeout'],
+                                         concurrency=conc)
+            last = max((a['last_live'] for a in opened), default=0.0)
+            live = sum(a['live'] for a in opened)
+            rss1 = (await settled_rss(server))[1]
+            lasts, p50s, missing, window, _, _ = await fanout_rounds(
+                ctx, server, live, ctx.s['tabs_repeats'])
+        finally:
+            await ws_stop(ctx, server)
+        limit = window.limit()
+        rows = {'layout': '%d connections x %d pages' % (conns, k),
+                'connections': conns,
+                'tabs held (of %d)' % (b * t): live,
+                'open time s': round(last - t0, 2) if last else None,
+                'server RSS MB over the baseline': round(
+                    (rss1 - rss0) / 1024., 1),
+                'server RSS KB per tab': round((rss1 - rss0) /
+                                               float(max(1, live)), 1),
+                'fan-out: last tab ms p50': ms(pct(lasts, 50)),
+                'fan-out: last tab ms p99': ms(pct(lasts, 99)),
+                'fan-out: median delivery ms': ms(pct(p50s, 50)),
+                'fan-out: deliveries missed': missing,
+                'fan-out: bound by': limit.split(' (')[0] if limit else '–'}
+        titles = [title] if k > 1 or ctx.system.kind == 'zorg' else \
+            [shared, per_tab]       # a peer: the same connections
+        for tt in titles:
+            for key, v in rows.items():
+                out['%s %s' % (key, tt)] = v
+            for key in ('fan-out: last tab ms p50', 'fan-out: last tab ms '
+                        'p99'):
+                mark(out, '%s %s' % (key, tt), limit)
+        ctx.log('  %d/%d tabs live; %.1f KB per tab; fan-out last tab p50 '
+                '%.1f ms, missed %d; %s' % (
+                    live, b * t, rows['server RSS KB per tab'],
+                    rows['fan-out: last tab ms p50'] or -1, missing,
+                    'bound by the ' + limit if limit else 'no limit '
+                    'reached'))
+    if ctx.system.kind == 'zorg':
+        a = out.get('server RSS MB over the baseline %s' % shared)
+        c = out.get('server RSS MB over the baseline %s' % per_tab)
+        out['server RSS shared / per-tab'] = round(a / c, 2) if a and c \
+            else None
     return out
 
 
@@ -980,6 +1184,7 @@ async def publish_cost(ctx):
 
 SCENARIOS = {'capacity': capacity, 'fanout': fanout, 'sustained': sustained,
              'chat': chat, 'reconnect': reconnect,
+             'shared-pages': shared_pages, 'tabs': tabs,
              'publish-cost': publish_cost, 'slow-redis': slow_redis}
 
 QUICK = dict(capacity_sizes=[1000, 5000], fanout_sizes=[1000, 5000],
@@ -992,7 +1197,9 @@ QUICK = dict(capacity_sizes=[1000, 5000], fanout_sizes=[1000, 5000],
              drain_timeout=8.0, open_timeout=30.0,
              publish_count=2000, publish_rounds=300, publish_runs=3,
              slow_pages=500, slow_phase_seconds=5.0, slow_hung_seconds=5.0,
-             slow_delay=0.05, slow_rate=5.0, slow_probes=10)
+             slow_delay=0.05, slow_rate=5.0, slow_probes=10,
+             shared_connections=200, shared_pages=5, shared_tracemalloc=1,
+             tabs_browsers=200, tabs_per_browser=5, tabs_repeats=5)
 FULL = dict(capacity_sizes=[1000, 5000, 10000, 15000],
             capacity_warmup=300, capacity_concurrency=64, publish_slots=16,
             capacity_tracemalloc=1,
@@ -1004,4 +1211,6 @@ FULL = dict(capacity_sizes=[1000, 5000, 10000, 15000],
             publish_count=10000, publish_rounds=2000, publish_runs=3,
             slow_pages=1000, slow_phase_seconds=10.0,
             slow_hung_seconds=10.0, slow_delay=0.05, slow_rate=5.0,
-            slow_probes=10)
+            slow_probes=10, shared_connections=2000, shared_pages=5,
+            shared_tracemalloc=1, tabs_browsers=2000, tabs_per_browser=5,
+            tabs_repeats=20)

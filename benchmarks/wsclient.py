@@ -77,7 +77,7 @@ class WsConn(asyncio.Protocol):
         self.hosthdr = '%s:%d' % (self.host, self.port)
         self.npages = self.a.pages
         self.pages = [WsPage(i + 1) for i in range(self.npages)]
-        self.want = self.a.attach           # pages to attach
+        self.want = self.a.attach_first     # pages to attach
         self.rendered = 0
         self.transport = self.proto = None
         self.phase = None                   # 'render' or 'ws'
@@ -303,7 +303,7 @@ class WsAdapter:
     def __init__(self, options=None):
         self.options = options or {}
         self.pages = int(self.options.get('pages', 1))
-        self.attach = int(self.options.get('attach', self.pages))
+        self.attach_first = int(self.options.get('attach', self.pages))
         self.path = self.options.get('path', self.path)
         self.max_size = 2 ** 20
 
