@@ -9,6 +9,8 @@ them); under WSGI-HTTP this view serves them in worker threads.
 import json
 from urllib.parse import parse_qs
 
+import transaction
+
 from zope.interface import implementer
 from zope.publisher.browser import BrowserView
 from zope.publisher.interfaces import NotFound
@@ -18,6 +20,7 @@ from zope.security.proxy import removeSecurityProxy
 
 from zorg.live.interfaces import (
     BadRequest, Forbidden, LiveError, MethodNotAllowed, TooLarge)
+from zorg.live.page import inputonce
 from zorg.live.page.page import checkDepth
 from zorg.live.page.wire import errorBody, errorHeaders
 
@@ -114,8 +117,25 @@ class ClientView(BrowserView):
     def do_input(self):
         self.checkPagePermission()
         name, arguments = self.inputFromRequest()
-        replies = self.page.input(self.uuid, name, arguments)
-        return replies or '{"events":[]}'
+        inputId = self.request.getHeader(inputonce.HEADER)
+        if inputId is None:
+            replies = self.page.input(self.uuid, name, arguments)
+            return replies or '{"events":[]}'
+        # Exactly once (page/inputonce.py): a repeat gets the answer the
+        # first run recorded when its transaction committed.
+        inputId = inputonce.checkInputId(inputId)
+        once = self.page.manager.inputs
+        answer = once.begin(self.uuid, inputId)
+        if answer is not None:
+            return answer
+        try:
+            answer = self.page.input(self.uuid, name, arguments) or (
+                '{"events":[]}')
+        except BaseException:
+            once.released(self.uuid, inputId)
+            raise
+        once.joinTransaction(transaction.get(), self.uuid, inputId, answer)
+        return answer
 
     def inputFromRequest(self):
         request = self.request
