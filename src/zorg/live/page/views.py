@@ -185,3 +185,24 @@ class ClientView(BrowserView):
             'lastEventId': manager.broker.formatPosition(
                 client.delivery.acked),
             'recovered': recovered})
+
+
+class LiveConnectionView(BrowserView):
+    """``<app URL>/@@live``: who the request's credentials belong to.
+
+    LiveServerHTTP asks this (in a worker thread, with the credentials of
+    a WebSocket handshake or a shared SSE stream) before it accepts a
+    browser's shared connection: the connection belongs to that principal
+    (page/connection.py). A platform whose requests know their user
+    otherwise overrides `principalId`.
+    """
+
+    def principalId(self):
+        principal = getattr(self.request, 'principal', None)
+        return None if principal is None else principal.id
+
+    def __call__(self):
+        response = self.request.response
+        response.setHeader('Content-Type', 'application/json')
+        response.setHeader('Cache-Control', 'no-cache, no-store')
+        return json.dumps({'principal': self.principalId()})

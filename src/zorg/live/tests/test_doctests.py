@@ -36,7 +36,7 @@ test_suite.__test__ = False  # for zope.testrunner, not a pytest test
 
 
 # Modules whose docstrings tell their rule with examples.
-DOCMODULES = ['zorg.live.page.inputonce']
+DOCMODULES = ['zorg.live.page.inputonce', 'zorg.live.page.connection']
 
 
 @pytest.mark.parametrize('name', DOCMODULES)
