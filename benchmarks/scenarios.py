@@ -556,6 +556,9 @@ async def chat(ctx):
     async with Session(ctx, n) as sess:
         counter = iter(range(1, 10 ** 9))
         sent = []
+        # who used the CPU while the messages went out and arrived
+        window = CpuWindow(ctx, sess.server)
+        await window.start()
         stop_at = time.time() + secs
 
         async def sender():
@@ -570,20 +573,29 @@ async def chat(ctx):
             pub.close()
         await asyncio.gather(*(sender() for _ in range(m)))
         last = max(sent) if sent else 1
-        await ctx.pool.all('await', last, ctx.s['drain_timeout'])
+        window.stop(await ctx.pool.all('await', last,
+                                       ctx.s['drain_timeout']))
         await asyncio.sleep(0.2)
         answers = await ctx.pool.all('collect', 1, last)
         lat = []
         for s in sent:
             lat.extend(loadgen.latencies(answers, s))
         expected = len(sent) * sess.live
-    ctx.log('  %d messages, %d/%d deliveries, p50 %.1f ms p99 %.1f ms' % (
-        len(sent), len(lat), expected, ms(pct(lat, 50)) or -1,
-        ms(pct(lat, 99)) or -1))
-    return {'receivers': n, 'senders': m, 'messages': len(sent),
-            'latency ms p50': ms(pct(lat, 50)),
-            'latency ms p99': ms(pct(lat, 99)),
-            'missed deliveries': expected - len(lat)}
+    limit = window.limit()
+    ctx.log('  %d messages, %d/%d deliveries, p50 %.1f ms p99 %.1f ms; %s'
+            % (len(sent), len(lat), expected, ms(pct(lat, 50)) or -1,
+               ms(pct(lat, 99)) or -1, 'bound by the ' + limit if limit
+               else 'no limit reached'))
+    out = {'receivers': n, 'senders': m, 'messages': len(sent),
+           'input': 'over the socket' if websocket(ctx) else 'HTTP POST',
+           'latency ms p50': ms(pct(lat, 50)),
+           'latency ms p99': ms(pct(lat, 99)),
+           'missed deliveries': expected - len(lat),
+           'bound by': limit.split(' (')[0] if limit else '–'}
+    out.update(window.figures())
+    for row in ('latency ms p50', 'latency ms p99'):
+        mark(out, row, limit)
+    return out
 
 
 async def reconnect(ctx):
