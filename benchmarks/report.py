@@ -116,6 +116,102 @@ def table(rows, data, systems, kinds, baselines=None):
     return '\n'.join(lines)
 
 
+# issue 13's goals for the WebSocket transport: (goal, scenario, row, 'max'
+# or 'min', target); a row ending in '@' is taken at the largest size N
+# of the run (10,000 in `make bench-ws`), named in the goal's cell
+WS_GOALS = [
+    ('idle WebSocket connection <= 10 KB of server RSS (per open stream, '
+     'its page attached; RSS step)', 'capacity',
+     'server RSS KB per open stream (RSS step) @', 'max', 10.0),
+    ('idle WebSocket connection: Python KB per open stream (tracemalloc)',
+     'capacity', 'server Python KB per open stream (tracemalloc) @', 'max',
+     10.0),
+    ('each further page on a shared connection <= 2 KB (RSS step)',
+     'shared-pages', 'server RSS KB per further page attached (RSS step)',
+     'max', 2.0),
+    ('each further page: Python KB (tracemalloc)', 'shared-pages',
+     'server Python KB per further page attached (tracemalloc)', 'max', 2.0),
+    ('10,000 connections held, none failed (failures)', 'capacity',
+     'failures @', 'max', 0),
+    ('fan-out to 10,000 pages: last page <= 150 ms (p50 of rounds)',
+     'fanout', 'last page ms p50 @', 'max', 150.0),
+    ('>= 80,000 deliveries/s sustained', 'sustained', 'max deliveries/s',
+     'min', 80000),
+    ('chat, 1,000 receivers, input over the socket: p50 <= 5 ms', 'chat',
+     'latency ms p50', 'max', 5.0),
+    ('chat: p99 <= 50 ms', 'chat', 'latency ms p99', 'max', 50.0),
+    ('browsers x tabs (2,000 x 5), each system\'s way: server RSS MB over '
+     'the baseline', 'tabs', 'server RSS MB over the baseline [browser]',
+     None, None),
+    ('browsers x tabs, each system\'s way: fan-out, last tab ms p50',
+     'tabs', 'fan-out: last tab ms p50 [browser]', None, None),
+    ('browsers x tabs, one WebSocket per tab: server RSS MB over the '
+     'baseline', 'tabs', 'server RSS MB over the baseline [tab]', None,
+     None),
+    ('browsers x tabs, one WebSocket per tab: fan-out, last tab ms p50',
+     'tabs', 'fan-out: last tab ms p50 [tab]', None, None),
+]
+
+
+def goals_table(results):
+    """The WebSocket goals (WS_GOALS) with each WebSocket system's figure,
+    what bounded it, the ratios zorg.live / peer and whether zorg.live
+    met the goal; '' when no WebSocket system ran."""
+    kinds = results['kinds']
+    ws = [s for s in results['systems'] if transport(s) == 'ws']
+    zorgs = [s for s in ws if kinds.get(s) == 'zorg']
+    peers = [s for s in ws if kinds.get(s) != 'zorg']
+    if not zorgs:
+        return ''
+    head = ['goal'] + ws + ['%s / %s' % (z, p) for z in zorgs
+                            for p in peers] + ['goal met (%s)' % z
+                                               for z in zorgs]
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    for title, scen, row, op, target in WS_GOALS:
+        data = results['scenarios'].get(scen, {})
+
+        def find(s):
+            d = data.get(s, {})
+            if not row.endswith('@'):
+                return row if row in d else None
+            sized = [k for k in d if k.startswith(row)]
+            return max(sized, key=size_of) if sized else None
+
+        def value(s):
+            r = find(s)
+            return None if r is None else data[s][r]
+
+        def mark(s):
+            r = find(s)
+            return data.get(s, {}).get('_marks', {}).get(r) if r else None
+        if not any(value(s) is not None for s in ws):
+            continue
+        sizes = sorted({size_of(find(s)) for s in ws if find(s)})
+        cells = [title + ''.join(' @%d' % n for n in sizes if n)]
+        for s in ws:
+            m = mark(s)
+            cells.append(fmt(value(s)) + (' (**%s**)' % m if m else ''))
+        for z in zorgs:
+            for p in peers:
+                a, b = value(z), value(p)
+                ok = all(isinstance(x, (int, float)) and
+                         not isinstance(x, bool) for x in (a, b))
+                cells.append('%.2f' % (a / b) if ok and b else '–')
+        for z in zorgs:
+            v = value(z)
+            if op is None or not isinstance(v, (int, float)):
+                cells.append('–')
+            else:
+                met = v <= target if op == 'max' else v >= target
+                m = mark(z)
+                # bound by the generator: "at least this good", so a
+                # miss is not shown to be the server's
+                cells.append('yes' if met else 'no' if not m else
+                             'not shown (%s)' % m)
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
 def write(results, outdir, argv, name='latest'):
     os.makedirs(outdir, exist_ok=True)
     meta = results['meta']
@@ -136,6 +232,14 @@ def write(results, outdir, argv, name='latest'):
         md.append('> %s' % note)
     if results['notes']:
         md.append('')
+    goals = goals_table(results)
+    if goals:
+        md += ['## WebSocket: the goals of issue 13', '',
+               'Each figure from the tables below (a mark says what bounded '
+               'it: a figure bound by the load generator says "at least '
+               'this good"; a ratio of two such figures says little about '
+               'the servers). Ratios below 1 are better for zorg.live, '
+               'except deliveries/s.', '', goals, '']
     for scen, per_sys in results['scenarios'].items():
         systems = [s for s in results['systems'] if s in per_sys]
         if not systems:

@@ -52,15 +52,30 @@ PAGE_RE = re.compile(rb'"page":\s*(\d+)')
 class WsPage:
     """One page carried by a connection (its number on it: 1, 2, ...)."""
 
-    __slots__ = ('number', 'uuid', 'client_url', 'last_id', 'live_path',
-                 'seen', 'nrecv', 'attached')
+    __slots__ = ('number', 'uuid', 'client_url', '_last_id', 'last_frame',
+                 'live_path', 'seen', 'nrecv', 'attached')
 
     def __init__(self, number):
         self.number = number
-        self.uuid = self.client_url = self.last_id = self.live_path = None
+        self.uuid = self.client_url = self.live_path = None
+        self._last_id = self.last_frame = None
         self.seen = bytearray()
         self.nrecv = 0
         self.attached = False
+
+    @property
+    def last_id(self):
+        """The id of the last event applied (attach's lastEventId)."""
+        if self.last_frame is not None:     # read only when attaching
+            ids = EVENT_ID_RE.findall(self.last_frame)
+            if ids:
+                self._last_id = ids[-1].decode()
+            self.last_frame = None
+        return self._last_id
+
+    @last_id.setter
+    def last_id(self, value):
+        self._last_id, self.last_frame = value, None
 
 
 class WsConn(asyncio.Protocol):
@@ -343,9 +358,7 @@ class ZorgWS(WsAdapter):
             m = PAGE_RE.search(data)
             page = conn.pages[int(m.group(1)) - 1]
             conn.deliver_all(page, data)
-            ids = EVENT_ID_RE.findall(data)
-            if ids:
-                page.last_id = ids[-1].decode()
+            page.last_frame = data      # its last event id, when needed
             return
         try:
             msg = json.loads(data)
