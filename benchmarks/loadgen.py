@@ -26,9 +26,6 @@ from concurrent.futures import ThreadPoolExecutor
 import httptools
 
 from adapters import ADAPTERS, record
-import wsclient
-
-ADAPTERS = dict(ADAPTERS, **wsclient.ADAPTERS)
 
 
 def raise_nofile():
@@ -262,7 +259,11 @@ class Worker:
         self.conn.send(answer)
 
     async def cmd_config(self, adapter, endpoints, options):
-        self.adapter = ADAPTERS[adapter](options)
+        if adapter.endswith('-ws'):     # WebSocket pages: wsclient.WsConn
+            from wsclient import ADAPTERS as WS
+            self.adapter = WS[adapter](options)
+        else:
+            self.adapter = ADAPTERS[adapter](options)
         self.endpoints = [tuple(e) for e in endpoints]
         return {'pid': os.getpid(), 'nofile': raise_nofile()}
 

@@ -24,12 +24,11 @@ options['pages'] (zorg-ws): pages per connection (default 1), of which
 options['attach'] are attached when the connection opens (default all;
 Worker.cmd_attach attaches the others later: memory of a further page).
 
-Worker.nlive counts live *pages*; a WsConn is `live` when all the pages
-it was asked to attach are attached.
+loadgen imports this module when a worker is configured with one of these
+adapters. Worker.nlive counts live *pages*; a WsConn is `live` when all the
+pages it was asked to attach are attached.
 """
-import asyncio
 import json
-import random
 import re
 import time
 
@@ -41,6 +40,7 @@ from websockets.protocol import State
 from websockets.typing import Origin
 from websockets.uri import parse_uri
 
+import loadgen
 from adapters import (BENCH_RE, CLIENT_URL_RE, EVENT_ID_RE, LAST_ID_RE,
                       _path, get, record)
 
@@ -78,10 +78,12 @@ class WsPage:
         self._last_id, self.last_frame = value, None
 
 
-class WsConn(asyncio.Protocol):
+class WsConn(loadgen.Page):
     """One WebSocket connection of a worker with its pages; zorg-ws
     renders them first over a keep-alive HTTP connection of their own
-    (closed before the WebSocket opens)."""
+    (closed before the WebSocket opens). A loadgen.Page for the
+    bookkeeping (errors, dropping, reconnecting), with its own
+    connection and receiving."""
 
     def __init__(self, worker, index, endpoint):
         self.w = worker
@@ -118,9 +120,6 @@ class WsConn(asyncio.Protocol):
         for p in self.pages:
             p.nrecv = 0
             p.seen = bytearray()
-
-    def error(self, reason):
-        self.w.errors[reason] += 1
 
     async def connect(self, sem=None):
         if self.dead:
@@ -204,27 +203,8 @@ class WsConn(asyncio.Protocol):
             self.error('render-connection-lost')
         self.drop(self.w.reconnect)
 
-    def fail(self, reason):
-        self.error(reason)
-        self.drop(reconnect=self.w.reconnect)
-
-    def drop(self, reconnect):
-        self.set_down()
-        if self.transport is not None:
-            t, self.transport = self.transport, None
-            t.close()
-        if reconnect and not self.w.closing:
-            self.backoff = min(max(self.backoff * 2, self.w.retry_min),
-                               self.w.retry_max)
-            self.w.reconnects += 1
-            self.w.loop.call_later(self.backoff * random.uniform(0.5, 1.0),
-                                   lambda: self.w.loop.create_task(
-                                       self.connect()))
-        else:
-            self.dead = True
-
     # --- pages -----------------------------------------------------------------
-    def set_down(self):
+    def _set_down(self):
         for p in self.pages:
             if p.attached:
                 p.attached = False

@@ -42,7 +42,9 @@ async def publish(request):
     return web.json_response({'subscribers': len(subscribers)})
 
 
-def main():
+def serve(routes):
+    """Serve the routes on 127.0.0.1:<argv[1]> (uvloop when installed,
+    the open-file limit raised to the hard limit)."""
     port = int(sys.argv[1])
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -52,11 +54,10 @@ def main():
     except ImportError:
         pass
     app = web.Application()
-    app.router.add_get('/sub', sub)
-    app.router.add_post('/publish', publish)
+    app.router.add_routes(routes)
     web.run_app(app, host='127.0.0.1', port=port, backlog=4096,
                 access_log=None, print=None)
 
 
 if __name__ == '__main__':
-    main()
+    serve([web.get('/sub', sub), web.post('/publish', publish)])

@@ -12,10 +12,9 @@ POST /publish -> the request body is sent to every socket
 One in-memory set of sockets (one group), no history, no ids, no auth,
 permessage-deflate off (as the other systems are measured).
 """
-import resource
-import sys
-
 from aiohttp import WSMsgType, web
+
+from aiohttp_broadcaster import serve
 
 sockets = set()
 
@@ -46,21 +45,5 @@ async def publish(request):
     return web.json_response({'subscribers': len(sockets)})
 
 
-def main():
-    port = int(sys.argv[1])
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    try:
-        import uvloop
-        uvloop.install()
-    except ImportError:
-        pass
-    app = web.Application()
-    app.router.add_get('/ws', ws_handler)
-    app.router.add_post('/publish', publish)
-    web.run_app(app, host='127.0.0.1', port=port, backlog=4096,
-                access_log=None, print=None)
-
-
 if __name__ == '__main__':
-    main()
+    serve([web.get('/ws', ws_handler), web.post('/publish', publish)])
