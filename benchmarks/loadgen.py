@@ -103,10 +103,14 @@ class Page(asyncio.Protocol):
             t.close()
 
     # --- connection ----------------------------------------------------------
+    def prepare(self):
+        """Before connecting: the first request."""
+        self.request, self.streaming = self.w.adapter.first(self)
+
     async def connect(self, sem=None):
         if self.dead:       # a reconnect scheduled before the pages closed
             return
-        self.request, self.streaming = self.w.adapter.first(self)
+        self.prepare()
         try:
             if sem is not None:
                 async with sem:

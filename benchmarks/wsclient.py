@@ -121,22 +121,11 @@ class WsConn(loadgen.Page):
             p.nrecv = 0
             p.seen = bytearray()
 
-    async def connect(self, sem=None):
-        if self.dead:
-            return
+    def prepare(self):
+        """Before connecting (loadgen.Page.connect): render the pages
+        first (zorg-ws), else open the WebSocket."""
         self.phase = 'render' if (self.a.render and
                                   self.rendered < self.npages) else 'ws'
-        try:
-            if sem is not None:
-                async with sem:
-                    await self.w.loop.create_connection(
-                        lambda: self, self.host, self.port)
-            else:
-                await self.w.loop.create_connection(
-                    lambda: self, self.host, self.port)
-        except OSError as e:
-            self.error('connect-%s' % (e.errno or type(e).__name__))
-            self.drop(reconnect=self.w.reconnect)
 
     def connection_made(self, transport):
         if self.dead:
