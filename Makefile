@@ -89,7 +89,7 @@ clean:
 BENCH_WS_NAME ?= issue13-ws
 BENCH_WS = --systems zorg-live-ws,aiohttp-ws,nchan-ws --scenarios capacity,shared-pages,fanout,sustained,chat,tabs
 bench-ws: bench-deps
-	$(BIN)/python benchmarks/run.py $(BENCH_WS) --set capacity_sizes=5000,10000 --set capacity_tracemalloc=5000 --set fanout_sizes=10000 --name $(BENCH_WS_NAME)
+	$(BIN)/python benchmarks/run.py $(BENCH_WS) --set capacity_sizes=5000,10000 --set capacity_tracemalloc=5000 --set shared_tracemalloc=500 --set fanout_sizes=10000 --name $(BENCH_WS_NAME)
 
 bench-ws-quick: bench-deps
 	$(BIN)/python benchmarks/run.py --quick $(BENCH_WS) --set capacity_sizes=1000 --set fanout_sizes=1000 --name issue13-ws-quick

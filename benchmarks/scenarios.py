@@ -707,15 +707,21 @@ async def shared_pages(ctx):
     settled and collected, as capacity). Per registered page, per
     connection with its first page and per further page are the steps
     divided by their counts. Then once more with tracemalloc in the
-    server (shared_tracemalloc): Python's bytes of each step."""
+    server (shared_tracemalloc: 1 with as many connections, N > 1 with
+    N): Python's bytes of each step."""
     if ctx.system.kind != 'zorg' or not websocket(ctx):
         return None
-    n, k = ctx.s['shared_connections'], ctx.s['shared_pages']
+    k = ctx.s['shared_pages']
     conc = ctx.s.get('capacity_concurrency', 64)
     timeout = ctx.s['open_timeout']
-    out = {'connections': n, 'pages per connection': k}
-    for trace in [False] + ([True] if ctx.s.get('shared_tracemalloc')
-                            else []):
+    out = {'connections': ctx.s['shared_connections'],
+           'pages per connection': k}
+    passes = [(ctx.s['shared_connections'], False)]
+    traced_n = ctx.s.get('shared_tracemalloc', 0)
+    if traced_n:        # 1: as many connections, N > 1: N of them
+        passes.append((ctx.s['shared_connections'] if traced_n == 1
+                       else traced_n, True))
+    for n, trace in passes:
         ctx.log(' shared connection: %d connections x %d pages%s' % (
             n, k, ' (tracemalloc)' if trace else ''))
         server, rss0 = await ws_server(ctx, {'pages': k, 'attach': 1},
@@ -739,6 +745,7 @@ async def shared_pages(ctx):
         further = max(1, held - first)
         if trace:
             if len(TRACED) == 4:       # baseline and the three steps
+                out['tracemalloc pass: connections'] = n
                 t = [x / 1024. for x in TRACED]
                 out['server Python KB per registered page (tracemalloc)'] \
                     = round((t[1] - t[0]) / max(1, registered), 1)

@@ -234,6 +234,9 @@ class WsConn(loadgen.Page):
         self.body = []
         self.transport.write(get(self.a.options['page_url'], self.hosthdr))
 
+    # httptools calls what the protocol has: only the body and its end
+    on_header = on_headers_complete = None
+
     def on_body(self, body):
         self.body.append(body)
 
