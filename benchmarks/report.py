@@ -201,7 +201,10 @@ def goals_table(results):
                 a, b = value(z), value(p)
                 ok = all(isinstance(x, (int, float)) and
                          not isinstance(x, bool) for x in (a, b))
-                cells.append('%.2f' % (a / b) if ok and b else '–')
+                bound = [x for x in (mark(z), mark(p)) if x]
+                cells.append('%.2f%s' % (a / b, ' (a figure %s)' % bound[0]
+                                          if bound else '')
+                             if ok and b else '–')
         for z in zorgs:
             v = value(z)
             if op is None or not isinstance(v, (int, float)):
