@@ -25,6 +25,7 @@ from websockets.extensions.permessage_deflate import (
     ServerPerMessageDeflateFactory)
 from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Request
+from websockets.protocol import Protocol
 from websockets.server import ServerProtocol
 
 from zorg.live.interfaces import BadRequest, LiveError, TooLarge
@@ -49,17 +50,28 @@ PING = Frame(Opcode.PING, b'').serialize(mask=False)
 encoder = encoders(textFrame)
 
 
+def forgetHandshake(ws):
+    """Free the handshake request that ServerProtocol's parser keeps for
+    the connection's life (some 2.5 KB per idle connection): run the
+    frame parser in a new generator. Nothing is lost: a client sends no
+    frame before it has the 101 answer, and the reader's buffer stays."""
+    ws.parser = Protocol.parse(ws)
+    next(ws.parser)
+
+
 class SocketConnection(SharedConnection):
     """A shared connection over one WebSocket."""
+
+    __slots__ = ('protocol', 'ownEncoder')
 
     def __init__(self, protocol, principal, headers):
         super().__init__(protocol.app, protocol.transport, principal,
                          headers, protocol.client, protocol.server,
                          protocol.scheme)
         self.protocol = protocol
-        if protocol.ws.extensions:
-            # Compressed: every frame is this connection's own.
-            self.encoder = encoders(protocol.sendText)
+        # Compressed, every frame is this connection's own.
+        self.ownEncoder = (encoders(protocol.sendText)
+                           if protocol.ws.extensions else None)
 
     def wrap(self, message):
         if self.protocol.ws.extensions:
@@ -67,7 +79,7 @@ class SocketConnection(SharedConnection):
         return textFrame(message)
 
     def encoder(self, number):
-        return encoder(number)
+        return (self.ownEncoder or encoder)(number)
 
     async def send(self, data):
         await self.protocol.write(data)
@@ -79,6 +91,11 @@ class SocketConnection(SharedConnection):
 
 class LiveSocketProtocol(asyncio.Protocol):
     """One WebSocket of LiveServerHTTP (uvicorn's ``ws`` protocol class)."""
+
+    # Slots: thousands of these wait at once.
+    __slots__ = ('config', 'app', 'settings', 'connections', 'transport',
+                 'ws', 'connection', 'paused', 'lastHeard', 'lastSent',
+                 'message', 'shaking', 'client', 'server', 'scheme')
 
     def __init__(self, config, server_state, app_state=None):
         self.config = config
@@ -189,6 +206,7 @@ class LiveSocketProtocol(asyncio.Protocol):
         self.connection = SocketConnection(self, principal, kept)
         app.sockets.add(self)
         self.flush()
+        forgetHandshake(self.ws)
         if app.draining:
             self.connection.drain()
             return
