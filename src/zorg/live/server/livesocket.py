@@ -28,7 +28,7 @@ from websockets.http11 import Request
 from websockets.protocol import Protocol
 from websockets.server import ServerProtocol
 
-from zorg.live.interfaces import BadRequest, LiveError, TooLarge
+from zorg.live.interfaces import BadRequest, Busy, LiveError, TooLarge
 from zorg.live.page import wire
 from zorg.live.page.connection import parseMessage
 from zorg.live.server.shared import KEEP, SharedConnection, encoders
@@ -47,6 +47,9 @@ def textFrame(text):
 
 
 PING = Frame(Opcode.PING, b'').serialize(mask=False)
+# Inputs that may wait on one connection; answers it may leave unread.
+MAX_QUEUED_INPUTS = 100
+MAX_UNREAD = 1 << 20
 encoder = encoders(textFrame)
 
 
@@ -256,18 +259,22 @@ class LiveSocketProtocol(asyncio.Protocol):
                 text, settings.max_connection_pages,
                 settings.max_argument_depth)
         except LiveError as e:
-            self.app.loop.create_task(connection.refuse(
-                e, getattr(e, 'page', None)))
+            self.writeText(wire.errorMessage(e, getattr(e, 'page', None)))
             return
         if kind == 'ping':
             self.writeText(wire.PONG)
         elif kind == 'input':
             if len(text) > settings.max_input_size:
-                self.app.loop.create_task(connection.refuse(TooLarge(
+                self.writeText(wire.errorMessage(TooLarge(
                     'the input is larger than %d bytes (setting '
                     'max-input-size)' % settings.max_input_size), number))
-                return
-            connection.input(number, message)
+            elif len(connection.queue) >= MAX_QUEUED_INPUTS:
+                self.writeText(wire.errorMessage(Busy(
+                    'more than %d inputs wait on this connection; send '
+                    'again when they are answered' % MAX_QUEUED_INPUTS, 1),
+                    number))
+            else:
+                connection.input(number, message)
         else:
             self.app.loop.create_task(self._control(kind, number, message))
 
@@ -292,9 +299,17 @@ class LiveSocketProtocol(asyncio.Protocol):
         return b''.join(self.ws.data_to_send())
 
     def writeText(self, text):
-        if not self.transport.is_closing():
-            self.transport.write(self.connection.wrap(text))
-            self.lastSent = self.app.loop.time()
+        """Answer a message at once (pong, a refusal). A peer that sends
+        and never reads would pile up answers: dropped past a bound."""
+        transport = self.transport
+        if transport.is_closing():
+            return
+        if transport.get_write_buffer_size() > MAX_UNREAD:
+            log.info('dropping a WebSocket that sends but does not read')
+            transport.abort()
+            return
+        transport.write(self.connection.wrap(text))
+        self.lastSent = self.app.loop.time()
 
     async def write(self, data):
         """Write `data` (whole frames); a reader that takes nothing for

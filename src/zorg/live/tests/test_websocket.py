@@ -484,3 +484,38 @@ def test_one_shared_sse_stream_carries_many_pages(tmp_path):
 
     with liveServer(tmp_path) as server:
         asyncio.run(run(server))
+
+
+def test_floods_are_bounded(tmp_path):
+    """Inputs sent ten times faster than they run: past 100 waiting, each
+    gets busy at once (and did not run); a peer that sends pings and reads
+    nothing is dropped rather than piling up pongs."""
+    async def run(server):
+        async with session() as s, Socket(server) as ws:
+            page = await Page(server, s, 'livepage.html').open()
+            await ws.attach(1, page)
+            for n in range(1000):
+                await ws.send(type='input', page=1, id='f%d' % n,
+                              handler='append', arguments=['t', '%d' % n])
+            answers = await ws.until(lambda m: m['type'] in ('ack', 'error')
+                                     and m.get('page') == 1, 1000)
+            ran = [m['id'] for m in answers if m['type'] == 'ack']
+            busy = [m for m in answers if m['type'] == 'error']
+            assert busy and all(m['error'] == 'busy' for m in busy)
+            assert len(ran) + len(busy) == 1000
+            await ws.until(lambda m: str(len(ran) - 1) in appendsOf(
+                ws, 1) or len(appendsOf(ws, 1)) >= len(ran))
+            assert sorted(appendsOf(ws, 1), key=int) == sorted(
+                (i[1:] for i in ran), key=int)
+        sock = rawSocket(server)
+        ping = websocketText(json.dumps({'type': 'ping'}))
+        sock.settimeout(LIMIT)
+        with pytest.raises(OSError):
+            for _ in range(200000):
+                sock.sendall(ping * 100)
+        until(lambda: 'sends but does not read' in open(
+            os.path.join(server.dir, 'server.log')).read())
+        sock.close()
+
+    with liveServer(tmp_path) as server:
+        asyncio.run(run(server))
