@@ -17,6 +17,7 @@ import websockets
 from websockets.client import ClientProtocol
 from websockets.uri import parse_uri
 
+from zorg.live.tests.redisfixture import redisServer, servers  # noqa
 from zorg.live.tests.serverfixture import RunningServer
 from zorg.live.tests.test_demo import (
     ALICE, BOB, SITE_ZCML as DEMO_ZCML, Page, session)
@@ -519,3 +520,34 @@ def test_floods_are_bounded(tmp_path):
 
     with liveServer(tmp_path) as server:
         asyncio.run(run(server))
+
+
+# -- two processes on Redis --------------------------------------------------
+
+@pytest.mark.redis
+def test_a_page_of_one_process_attaches_to_a_socket_of_another(servers):
+    """Redis: a page rendered by process A is attached to a WebSocket of
+    process B (which adopts it), gets what A's pages publish, and its input
+    over B's socket runs once, though sent twice, once to each process."""
+    a = servers('a', refresh_interval=2)
+    b = servers('b', refresh_interval=2)
+
+    async def run():
+        async with session() as s, Socket(b) as ws:
+            page = await Page(a, s, 'livepage.html').open()
+            assert (await ws.attach(1, page))['type'] == 'attached'
+            await page.send('append', 't', 'from a')
+            await ws.until(lambda m: 'from a' in appendsOf(ws, 1))
+            await ws.send(type='input', page=1, id='r1', handler='append',
+                          arguments=['t', 'from b'])
+            await ws.until(lambda m: m['type'] == 'ack')
+            # The same input id again, to process A over POST.
+            async with s.post(page.client('input'), json={
+                    'handler': 'append', 'arguments': ['t', 'from b']},
+                    headers={'X-Live-Input-Id': 'r1'}) as r:
+                assert r.status == 200
+            await page.send('append', 't', 'last')
+            await ws.until(lambda m: 'last' in appendsOf(ws, 1))
+            assert appendsOf(ws, 1) == ['from a', 'from b', 'last']
+
+    asyncio.run(run())
