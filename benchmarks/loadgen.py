@@ -355,6 +355,7 @@ class Worker:
             if p.live:
                 by_endpoint[p.endpoint] += 1
         d = {'pages': len(self.pages), 'live': self.nlive,
+             'live_conns': sum(1 for p in self.pages if p.live),
              'live_by_endpoint': by_endpoint,
              'dead': sum(p.dead for p in self.pages),
              'errors': dict(self.errors), 'dups': self.dups,

@@ -126,6 +126,14 @@ WS_GOALS = [
     ('idle WebSocket connection: Python KB per open stream (tracemalloc)',
      'capacity', 'server Python KB per open stream (tracemalloc) @', 'max',
      10.0),
+    ('idle WebSocket connection, no page attached yet (shared-pages; RSS '
+     'step)', 'shared-pages',
+     'server RSS KB per connection, no page attached (RSS step)', 'max',
+     10.0),
+    ('idle WebSocket connection, no page attached: Python KB '
+     '(tracemalloc)', 'shared-pages',
+     'server Python KB per connection, no page attached (tracemalloc)',
+     'max', 10.0),
     ('each further page on a shared connection <= 2 KB (RSS step)',
      'shared-pages', 'server RSS KB per further page attached (RSS step)',
      'max', 2.0),

@@ -702,10 +702,10 @@ async def shared_pages(ctx):
     (zorg.live WebSocket only: the peers open a connection per page).
 
     On one fresh server, warmed up: N connections' pages rendered
-    (shared_pages each), RSS; the N connections opened with their first
-    page attached, RSS; their other pages attached to them, RSS (each
-    settled and collected, as capacity). Per registered page, per
-    connection with its first page and per further page are the steps
+    (shared_pages each), RSS; the N connections opened, no page attached,
+    RSS; their first page attached, RSS; their other pages attached, RSS
+    (each settled and collected, as capacity). Per registered page, per
+    connection, per first page and per further page are the steps
     divided by their counts. Then once more with tracemalloc in the
     server (shared_tracemalloc: 1 with as many connections, N > 1 with
     N): Python's bytes of each step."""
@@ -724,13 +724,16 @@ async def shared_pages(ctx):
     for n, trace in passes:
         ctx.log(' shared connection: %d connections x %d pages%s' % (
             n, k, ' (tracemalloc)' if trace else ''))
-        server, rss0 = await ws_server(ctx, {'pages': k, 'attach': 1},
+        server, rss0 = await ws_server(ctx, {'pages': k, 'attach': 0},
                                        trace)
         try:
             regs = await ctx.pool.register(n, timeout, conc)
             registered = sum(a['registrations'] for a in regs)
             rss1 = (await settled_rss(server))[1]
-            await ctx.pool.all('stream', timeout, conc)
+            opened = await ctx.pool.all('stream', timeout, conc)
+            conns = sum(a['live_conns'] for a in opened)
+            rss_bare = (await settled_rss(server))[1]
+            await ctx.pool.all('attach', 1, timeout)
             first = await ctx.pool.live()
             rss2 = (await settled_rss(server))[1]
             done = await ctx.pool.all('attach', k, timeout)
@@ -744,16 +747,22 @@ async def shared_pages(ctx):
             await ws_stop(ctx, server)
         further = max(1, held - first)
         if trace:
-            if len(TRACED) == 4:       # baseline and the three steps
+            if len(TRACED) == 5:       # baseline and the four steps
                 out['tracemalloc pass: connections'] = n
                 t = [x / 1024. for x in TRACED]
                 out['server Python KB per registered page (tracemalloc)'] \
                     = round((t[1] - t[0]) / max(1, registered), 1)
+                out['server Python KB per connection, no page attached '
+                    '(tracemalloc)'] = round((t[2] - t[1]) / max(1, conns),
+                                             1)
+                out['server Python KB per first page attached '
+                    '(tracemalloc)'] = round((t[3] - t[2]) / max(1, first),
+                                             1)
                 out['server Python KB per connection with its first page '
-                    '(tracemalloc)'] = round((t[2] - t[1]) / max(1, first),
+                    '(tracemalloc)'] = round((t[3] - t[1]) / max(1, first),
                                              1)
                 out['server Python KB per further page attached '
-                    '(tracemalloc)'] = round((t[3] - t[2]) / further, 1)
+                    '(tracemalloc)'] = round((t[4] - t[3]) / further, 1)
             continue
         out['pages registered'] = registered
         out['pages attached (of %d)' % (n * k)] = held
@@ -762,20 +771,27 @@ async def shared_pages(ctx):
             out['errors'] = ', '.join('%s %d' % kv for kv in errors.items())
         out['server RSS KB per registered page (RSS step)'] = round(
             (rss1 - rss0) / float(max(1, registered)), 1)
+        out['connections opened'] = conns
+        out['server RSS KB per connection, no page attached (RSS step)'] = \
+            round((rss_bare - rss1) / float(max(1, conns)), 1)
+        out['server RSS KB per first page attached (RSS step)'] = round(
+            (rss2 - rss_bare) / float(max(1, first)), 1)
         out['server RSS KB per connection with its first page (RSS step)'] \
             = round((rss2 - rss1) / float(max(1, first)), 1)
         out['server RSS KB per further page attached (RSS step)'] = round(
             (rss3 - rss2) / float(further), 1)
-        out['server RSS MB baseline / registered / connected / all '
-            'attached'] = '%.0f / %.0f / %.0f / %.0f' % (
-                rss0 / 1024., rss1 / 1024., rss2 / 1024., rss3 / 1024.)
-        ctx.log('  %d registered, %d first pages, %d attached; KB per '
-                'registered page %.1f, per connection %.1f, per further '
-                'page %.1f%s' % (
-                    registered, first, held,
+        out['server RSS MB baseline / registered / connected / first '
+            'pages / all attached'] = '%.0f / %.0f / %.0f / %.0f / %.0f' % (
+                rss0 / 1024., rss1 / 1024., rss_bare / 1024., rss2 / 1024.,
+                rss3 / 1024.)
+        ctx.log('  %d registered, %d connections, %d first pages, %d '
+                'attached; KB per registered page %.1f, per connection '
+                '%.1f, per first page %.1f, per further page %.1f%s' % (
+                    registered, conns, first, held,
                     out['server RSS KB per registered page (RSS step)'],
-                    out['server RSS KB per connection with its first page '
+                    out['server RSS KB per connection, no page attached '
                         '(RSS step)'],
+                    out['server RSS KB per first page attached (RSS step)'],
                     out['server RSS KB per further page attached (RSS '
                         'step)'], ' errors %s' % errors if errors else ''))
     return out

@@ -21,8 +21,10 @@ Adapters (ADAPTERS, merged into loadgen's):
               as {"type":"events","page":N,"events":[...]}.
 
 options['pages'] (zorg-ws): pages per connection (default 1), of which
-options['attach'] are attached when the connection opens (default all;
-Worker.cmd_attach attaches the others later: memory of a further page).
+options['attach'] are attached when the connection opens (default all; 0:
+none, the connection is live once open; Worker.cmd_attach attaches the
+others later: memory of a connection, of its first page, of a further
+page).
 
 loadgen imports this module when a worker is configured with one of these
 adapters. Worker.nlive counts live *pages*; a WsConn is `live` when all the
@@ -200,8 +202,10 @@ class WsConn(loadgen.Page):
                 self.w.nlive -= 1
         self.live = False
 
-    def page_live(self, page):
-        if not page.attached:
+    def page_live(self, page=None):
+        """page is attached (None: the connection opened with none to
+        attach)."""
+        if page is not None and not page.attached:
             page.attached = True
             self.w.nlive += 1
         if not self.live and all(p.attached for p in self.pages[:self.want]):
@@ -319,6 +323,8 @@ class ZorgWS(WsAdapter):
     def opened(self, conn):
         for page in conn.pages[:conn.want]:
             self.attach(conn, page)
+        if not conn.want:       # a bare connection (shared-pages)
+            conn.page_live()
 
     def attach(self, conn, page):
         conn.send_text({'type': 'attach', 'page': page.number,
