@@ -11,7 +11,6 @@ import os
 import socket
 import time
 
-import aiohttp
 import pytest
 import websockets
 from websockets.client import ClientProtocol
