@@ -826,6 +826,10 @@ async def tabs(ctx):
                                          concurrency=conc)
             last = max((a['last_live'] for a in opened), default=0.0)
             live = sum(a['live'] for a in opened)
+            errors = {}
+            for a in opened:
+                for key, v in a['errors'].items():
+                    errors[key] = errors.get(key, 0) + v
             rss1 = (await settled_rss(server))[1]
             lasts, p50s, missing, window, _, _ = await fanout_rounds(
                 ctx, server, live, ctx.s['tabs_repeats'])
@@ -835,6 +839,8 @@ async def tabs(ctx):
         rows = {'layout': '%d connections x %d pages' % (conns, k),
                 'connections': conns,
                 'tabs held (of %d)' % (b * t): live,
+                'errors while opening': ', '.join(
+                    '%s %d' % kv for kv in sorted(errors.items())) or '–',
                 'open time s': round(last - t0, 2) if last else None,
                 'server RSS MB over the baseline': round(
                     (rss1 - rss0) / 1024., 1),
@@ -853,9 +859,10 @@ async def tabs(ctx):
             for key in ('fan-out: last tab ms p50', 'fan-out: last tab ms '
                         'p99'):
                 mark(out, '%s %s' % (key, tt), limit)
-        ctx.log('  %d/%d tabs live; %.1f KB per tab; fan-out last tab p50 '
-                '%.1f ms, missed %d; %s' % (
-                    live, b * t, rows['server RSS KB per tab'],
+        ctx.log('  %d/%d tabs live%s; %.1f KB per tab; fan-out last tab '
+                'p50 %.1f ms, missed %d; %s' % (
+                    live, b * t, ' errors %s' % errors if errors else '',
+                    rows['server RSS KB per tab'],
                     rows['fan-out: last tab ms p50'] or -1, missing,
                     'bound by the ' + limit if limit else 'no limit '
                     'reached'))
