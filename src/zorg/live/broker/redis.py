@@ -537,6 +537,17 @@ class RedisBroker:
     def dropPage(self, uuid):
         self.pages.drop(uuid)
 
+    # Input records (page/inputonce.py): beside the page's record.
+
+    def recallInput(self, uuid, inputId):
+        return self.pages.recallInput(uuid, inputId)
+
+    def rememberInput(self, uuid, inputId, answer, keep, ttl):
+        self.pages.rememberInput(uuid, inputId, answer, keep, ttl)
+
+    def forgetInputs(self, uuid):
+        pass    # dropPage deletes them with the record
+
     def close(self):
         """Stop the threads and close the connections."""
         self.presence.close()

@@ -52,6 +52,7 @@ from zorg.live.page.client import LivePageClient, redact
 from zorg.live.page import delivery as _delivery
 from zorg.live.page.delivery import Delivery
 from zorg.live.page.event import Close, Error, Join, Leave, encode
+from zorg.live.page.inputonce import InputOnce, LocalInputs
 from zorg.live.page.wire import reconnectAnswer, reloadText
 
 READ_LIMIT = 500  # events in one answer; the rest come with the next
@@ -188,6 +189,10 @@ class LivePageManager:
         self.presence = (broker if IPresence.providedBy(broker)
                          else LocalPresence())
         self.records = broker if IPageRecords.providedBy(broker) else None
+        # Inputs' recorded answers go where the page records are: a
+        # repeated input may reach another process.
+        self.inputs = InputOnce(broker if hasattr(broker, 'recallInput')
+                                else LocalInputs())
         self.presence.addPresenceListener(self._presenceChanged)
 
     def _presenceChanged(self, changes):
@@ -321,6 +326,8 @@ class LivePageManager:
             # Closed for good, wherever it was served; a timeout here
             # keeps the record (the page may be alive in another process).
             self.records.dropPage(uuid)
+        elif self.records is None:
+            self.inputs.forget(uuid)
         last = False
         if member:
             last = self.presence.leave(client.group_id, client.principal,

@@ -143,7 +143,10 @@ class LivePage(BrowserPage):
     """Base class of live pages (a browser view)."""
 
     presence = False          # receive join/leave events of the group
-    transport = 'auto'        # 'auto' (SSE, then long-poll) or 'longpoll'
+    transport = 'auto'        # 'auto' (WebSocket, SSE, long-poll) or one
+    # 'shared': one connection per browser and site, shared by its tabs
+    # (livepage.js); 'tab': each tab its own, as before.
+    connection = 'shared'
     presenceTarget = None     # id of the page's list of who is online
     maxArgumentsSize = 65536  # bytes of handler arguments
     maxArgumentsDepth = 32    # nesting of handler arguments (setting)
@@ -253,6 +256,10 @@ class LivePage(BrowserPage):
                  ('data-refresh-interval', '%g' % client.refreshInterval),
                  ('data-heartbeat-interval',
                   '%g' % client.heartbeatInterval)]
+        if 'ws' in offered.split():
+            # The browser's shared connection: <app URL>/@@live.
+            attrs.append(('data-live-url', '%s/@@live' % base))
+            attrs.append(('data-connection', self.connection))
         if self.presenceTarget:
             attrs.append(('data-presence-target', self.presenceTarget))
         if self.allowAttributes:

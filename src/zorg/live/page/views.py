@@ -9,6 +9,8 @@ them); under WSGI-HTTP this view serves them in worker threads.
 import json
 from urllib.parse import parse_qs
 
+import transaction
+
 from zope.interface import implementer
 from zope.publisher.browser import BrowserView
 from zope.publisher.interfaces import NotFound
@@ -18,6 +20,7 @@ from zope.security.proxy import removeSecurityProxy
 
 from zorg.live.interfaces import (
     BadRequest, Forbidden, LiveError, MethodNotAllowed, TooLarge)
+from zorg.live.page import inputonce
 from zorg.live.page.page import checkDepth
 from zorg.live.page.wire import errorBody, errorHeaders
 
@@ -114,8 +117,25 @@ class ClientView(BrowserView):
     def do_input(self):
         self.checkPagePermission()
         name, arguments = self.inputFromRequest()
-        replies = self.page.input(self.uuid, name, arguments)
-        return replies or '{"events":[]}'
+        inputId = self.request.getHeader(inputonce.HEADER)
+        if inputId is None:
+            replies = self.page.input(self.uuid, name, arguments)
+            return replies or '{"events":[]}'
+        # Exactly once (page/inputonce.py): a repeat gets the answer the
+        # first run recorded when its transaction committed.
+        inputId = inputonce.checkInputId(inputId)
+        once = self.page.manager.inputs
+        answer = once.begin(self.uuid, inputId)
+        if answer is not None:
+            return answer
+        try:
+            answer = self.page.input(self.uuid, name, arguments) or (
+                '{"events":[]}')
+        except BaseException:
+            once.released(self.uuid, inputId)
+            raise
+        once.joinTransaction(transaction.get(), self.uuid, inputId, answer)
+        return answer
 
     def inputFromRequest(self):
         request = self.request
@@ -165,3 +185,24 @@ class ClientView(BrowserView):
             'lastEventId': manager.broker.formatPosition(
                 client.delivery.acked),
             'recovered': recovered})
+
+
+class LiveConnectionView(BrowserView):
+    """``<app URL>/@@live``: who the request's credentials belong to.
+
+    LiveServerHTTP asks this (in a worker thread, with the credentials of
+    a WebSocket handshake or a shared SSE stream) before it accepts a
+    browser's shared connection: the connection belongs to that principal
+    (page/connection.py). A platform whose requests know their user
+    otherwise overrides `principalId`.
+    """
+
+    def principalId(self):
+        principal = getattr(self.request, 'principal', None)
+        return None if principal is None else principal.id
+
+    def __call__(self):
+        response = self.request.response
+        response.setHeader('Content-Type', 'application/json')
+        response.setHeader('Cache-Control', 'no-cache, no-store')
+        return json.dumps({'principal': self.principalId()})

@@ -128,3 +128,51 @@ class FrameCache:
 
     def __len__(self):
         return len(self._frames)
+
+
+# -- the shared connection (WebSocket, shared SSE) ---------------------------
+# One JSON object per message, naming its page by the small number the
+# connection's owner gave it when attaching. The bytes depend only on that
+# number and the events, so one encoded message serves every connection
+# whose page has the same number (server/fanout.py shares it).
+
+PONG = '{"type":"pong"}'
+RECONNECT_MESSAGE = '{"type":"reconnect"}'
+
+
+def eventsMessage(page, texts):
+    """The events (their JSON texts) for page number `page`."""
+    return '{"type":"events","page":%d,"events":[%s]}' % (page,
+                                                           ','.join(texts))
+
+
+def attachedMessage(page):
+    return '{"type":"attached","page":%d}' % page
+
+
+def detachedMessage(page):
+    return '{"type":"detached","page":%d}' % page
+
+
+def ackMessage(page, inputId, status, body):
+    """The answer to input `inputId`: its status and the JSON `body` the
+    POST input path answers (the piggy-backed events, or the error)."""
+    return '{"type":"ack","page":%d,"id":%s,"status":%d,"reply":%s}' % (
+        page, json.dumps(inputId), status, body)
+
+
+def errorMessage(error, page=None):
+    """A refused message: the LiveError's code and message (and the page
+    number, when the message named one)."""
+    message = {'type': 'error'}
+    if page is not None:
+        message['page'] = page
+    message['error'] = error.code
+    message['message'] = str(error)
+    return json.dumps(message, separators=(',', ':'))
+
+
+def sseData(message):
+    """A shared-connection message as one SSE frame (no id: the client
+    keeps each page's last event id)."""
+    return b'data: %s\n\n' % message.encode('utf-8')

@@ -54,10 +54,12 @@ from zorg.live.page.wire import (
 from zorg.live.server import health
 from zorg.live.server.fanout import Fanout, Parked, resolve
 from zorg.live.server.progress import progressReceive
+from zorg.live.server.sharedsse import sharedStream
 
 log = logging.getLogger('zorg.live.server')
 
 LIVE_PATH = re.compile(r'/@@client/([A-Za-z0-9_-]{1,64})/(output|events|close)$')
+SHARED_EVENTS = '/@@live/events'   # a browser's shared SSE stream
 JSON_HEADERS = [(b'content-type', b'application/json'),
                 (b'cache-control', b'no-cache, no-store')]
 SSE_HEADERS = [(b'content-type', b'text/event-stream; charset=utf-8'),
@@ -110,7 +112,8 @@ class LiveApp:
         # (page/guard.py).
         self.wsgi = ProxyHeadersMiddleware(
             WSGIMiddleware(siteApplication(
-                wsgi_app, lambda: self.manager, settings),
+                wsgi_app, lambda: self.manager, settings,
+                ('ws', 'sse', 'longpoll')),
                 workers=settings.threads),
             trusted_hosts=os.environ.get('FORWARDED_ALLOW_IPS', '127.0.0.1'))
         self.crossSite = refusal(frozenset(settings.trusted_origins.split()))
@@ -126,6 +129,8 @@ class LiveApp:
         self._wokenLock = threading.Lock()
         self._executor = None
         self.waitingIO = 0    # calls waiting on the broker now
+        self.sockets = set()  # the open WebSockets (livesocket.py)
+        self.streams = set()  # the shared SSE streams (StreamConnection)
 
     @property
     def manager(self):
@@ -191,6 +196,70 @@ class LiveApp:
         self.draining = True
         for parked in list(self.parked.values()):
             parked.wake(rules.DRAIN)
+        for connection in list(self.sockets) + list(self.streams):
+            getattr(connection, 'connection', connection).drain()
+
+    # -- the site, asked from the loop ------------------------------------
+
+    async def siteRequest(self, method, path, headers, body=b'',
+                          client=None, server=None, scheme='http'):
+        """``(status, body)`` of a request to the site (the publisher in
+        a worker thread, through everything a browser's request passes:
+        proxy headers, the cross-site guard, the mark)."""
+        scope = {'type': 'http', 'asgi': {'version': '3.0'},
+                 'http_version': '1.1', 'method': method, 'scheme': scheme,
+                 'path': path, 'raw_path': path.encode('utf-8'),
+                 'query_string': b'', 'root_path': '',
+                 'headers': list(headers) + [
+                     (b'content-length', b'%d' % len(body))],
+                 'client': client, 'server': server}
+        first = [{'type': 'http.request', 'body': body, 'more_body': False}]
+        answer = {'status': 500, 'body': []}
+
+        async def receive():
+            if first:
+                return first.pop()
+            return {'type': 'http.disconnect'}
+
+        async def send(message):
+            if message['type'] == 'http.response.start':
+                answer['status'] = message['status']
+            elif message['type'] == 'http.response.body':
+                answer['body'].append(message.get('body', b''))
+        await self.wsgi(scope, receive, send)
+        return answer['status'], b''.join(answer['body'])
+
+    async def principalOf(self, path, headers, client=None, server=None,
+                          scheme='http'):
+        """The principal the credentials in `headers` belong to, as the
+        site's ``@@live`` view at `path` says (LiveError: the site's
+        refusal, e.g. 401)."""
+        status, body = await self.siteRequest('GET', path, headers,
+                                              client=client, server=server,
+                                              scheme=scheme)
+        try:
+            answer = json.loads(body)
+        except ValueError:
+            answer = None
+        if status == 200 and isinstance(answer, dict) and isinstance(
+                answer.get('principal'), str):
+            return answer['principal']
+        error = LiveError(answer.get('message') if isinstance(answer, dict)
+                          and answer.get('message') else
+                          'the site did not say who you are (%d from %s): '
+                          'is zorg.live configured for it?' % (status, path))
+        error.status = status if status >= 400 else 500
+        error.code = (answer.get('error') if isinstance(answer, dict)
+                      and answer.get('error') else 'not-authenticated')
+        raise error
+
+    def parkPage(self, uuid, parked):
+        """A page of a shared connection waits: it supersedes whatever
+        waited for the same page id."""
+        old = self.parked.pop(uuid, None)
+        if old is not None and old is not parked:
+            old.wake(rules.SUPERSEDED)
+        self.parked[uuid] = parked
 
     async def _reap(self):
         interval = self.manager.reapInterval
@@ -202,14 +271,21 @@ class LiveApp:
                 log.exception('dropping silent pages failed')
 
     async def _beat(self):
-        """Heartbeats of the idle SSE streams, all from this one task
-        (rather than a timer per stream). A failure is logged and the
-        task goes on: it serves every stream."""
-        tick = min(1.0, LivePageClient.heartbeatInterval / 2)
+        """Heartbeats of the idle SSE streams, the shared ones and the
+        WebSockets (pings), all from this one task (rather than a timer
+        per stream). A failure is logged and the task goes on: it serves
+        every stream."""
+        interval = LivePageClient.heartbeatInterval
+        tick = min(1.0, interval / 2)
         while True:
             await asyncio.sleep(tick)
             try:
                 self.fanout.beat()
+                now = self.loop.time()
+                for socket in list(self.sockets):
+                    socket.ping(now, interval)
+                for stream in list(self.streams):
+                    stream.beat(now, interval)
             except Exception:
                 log.exception('writing SSE heartbeats failed')
 
@@ -311,6 +387,8 @@ class LiveApp:
         if self.parked.get(uuid) is parked:
             del self.parked[uuid]
 
+    unparkPage = _unpark
+
     # -- ASGI ------------------------------------------------------------
 
     def __call__(self, scope, receive, send):
@@ -324,6 +402,8 @@ class LiveApp:
                 if scope['path'].endswith('/@@live-health'):
                     return health.respond(self.manager, scope, send,
                                           self.probe)
+                if scope['path'].endswith(SHARED_EVENTS):
+                    return sharedStream(self, scope, receive, send)
                 return self.passOn(scope, receive, send)
             uuid, step = match.groups()
             method = scope['method']

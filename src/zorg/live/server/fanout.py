@@ -55,6 +55,12 @@ class Parked:
 
     __slots__ = ('future', 'reason', 'client', 'cursor', 'transport',
                  'since')
+    # Fanout writes this stream's heartbeats; a page on a shared
+    # connection has none of its own (server/shared.py).
+    beats = True
+    # The bytes Fanout writes for ``(group id, entries)``; None: the SSE
+    # frames of this stream (server/shared.py gives each page number one).
+    encode = None
 
     def __init__(self, client=None, transport=None):
         self.future = None
@@ -130,10 +136,11 @@ class Fanout:
             if parked not in idle:
                 continue       # its task took over since the round began
             cursor = parked.cursor
-            batch = batches.get(cursor)
+            encode = parked.encode or self._chunk
+            batch = batches.get((cursor, encode))
             if batch is None:
-                batch = batches[cursor] = self._batch(broker, group_id,
-                                                      cursor)
+                batch = batches[cursor, encode] = self._batch(
+                    broker, group_id, cursor, encode)
             entries, end, shared = batch
             transport = parked.transport
             if (entries is None or transport.is_closing()
@@ -143,7 +150,7 @@ class Fanout:
                 continue
             if shared is None:
                 mine = select(parked.client, entries)
-                data = self._chunk(group_id, mine) if mine else None
+                data = encode(group_id, mine) if mine else None
             else:
                 data = shared
             if data is not None:
@@ -159,7 +166,7 @@ class Fanout:
         if self.pushing.pop(group_id, False):
             self.push(group_id)
 
-    def _batch(self, broker, group_id, cursor):
+    def _batch(self, broker, group_id, cursor, encode):
         """``(entries, end, shared chunk)`` after `cursor`; entries None
         when the stream's task must handle it; shared None when the
         entries have audiences (each stream gets its own selection)."""
@@ -174,7 +181,7 @@ class Fanout:
         end = entries[-1][0]
         if any(audience is not None for _pos, _text, audience in entries):
             return entries, end, None
-        return entries, end, self._chunk(
+        return entries, end, encode(
             group_id, [(pos, text) for pos, text, _audience in entries])
 
     def _chunk(self, group_id, entries):
@@ -187,7 +194,8 @@ class Fanout:
         now = self.clock()
         for group_id, streams in list(self.idle.items()):
             for parked in list(streams):
-                if now - parked.since < parked.client.heartbeatInterval:
+                if (not parked.beats or now - parked.since
+                        < parked.client.heartbeatInterval):
                     continue
                 transport = parked.transport
                 if (transport.is_closing()

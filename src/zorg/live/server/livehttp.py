@@ -19,6 +19,7 @@ from zope.interface import implementer, provider
 from zorg.live.interfaces import HeadersTooLarge, IServer, IServerType
 from zorg.live.page.wire import rawError
 from zorg.live.server.asgi import LiveApp
+from zorg.live.server.livesocket import LiveSocketProtocol
 
 log = logging.getLogger('zorg.live.server')
 
@@ -224,13 +225,15 @@ class LiveServer:
         # requests that go to the site only (a middleware frame less for
         # every open page).
         config = uvicorn.Config(
-            self.app, http=LiveHttpProtocol, lifespan='on',
+            self.app, http=LiveHttpProtocol, ws=LiveSocketProtocol,
+            lifespan='on',
             interface='asgi3', proxy_headers=False,
             log_level='warning', access_log=False, server_header=False,
             timeout_keep_alive=max(5, int(settings.header_timeout)),
             timeout_graceful_shutdown=int(settings.graceful_timeout),
             backlog=4096)
         config.zorg_settings = settings
+        config.zorg_app = self.app
         self.server = LiveUvicornServer(config, self.app)
 
     async def serve(self):

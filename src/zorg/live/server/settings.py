@@ -115,6 +115,19 @@ TABLE = [
      'Other origins (scheme://host:port, space-separated) whose pages may '
      'send state-changing requests to this site; its own origin always '
      'may.'),
+    ('max-input-ids', int, 100,
+     'Input ids remembered per page with their answers, so that an input '
+     'the client sends again (its answer was lost) is not run twice.'),
+    ('max-message-size', _size, 1 << 20,
+     'Largest WebSocket message LiveServerHTTP reads (close 1009 above '
+     'it).'),
+    ('max-connection-pages', int, 100,
+     'Pages one shared connection (a browser\'s WebSocket or shared SSE '
+     'stream) may carry.'),
+    ('websocket-deflate', _bool, False,
+     'Compress WebSocket messages (permessage-deflate). Off: it costs tens '
+     'of KB of memory per connection, and one encoded frame can no longer '
+     'serve every receiver.'),
     ('allow-get-input', _bool, False,
      'UNSAFE: also accept input requests as GET (the original zorg.live '
      'form), which links and images on other sites can make. Off.'),
@@ -127,7 +140,8 @@ _POSITIVE = ('threads', 'refresh-interval', 'client-timeout',
              'header-timeout', 'send-timeout', 'presence-timeout',
              'broker-threads', 'health-timeout', 'max-header-size',
              'max-header-count', 'max-input-size', 'max-argument-depth',
-             'max-anonymous-pages', 'max-anonymous-per-address')
+             'max-anonymous-pages', 'max-anonymous-per-address',
+             'max-input-ids', 'max-message-size', 'max-connection-pages')
 _NOT_NEGATIVE = ('graceful-timeout', 'max-idle-groups')
 # Browsers' timers and proxies: a page told to wait longer than this for
 # its next byte would be taken for dead by any proxy in between.
@@ -238,6 +252,8 @@ class Settings:
         LivePage.retryAfter = self.retry_after
         ClientView.maxInputSize = self.max_input_size
         ClientView.allowGetInput = self.allow_get_input
+        from zorg.live.page.inputonce import InputOnce
+        InputOnce.keep = self.max_input_ids
 
     def schemaKeys(self):
         """ZConfig <key> elements for the <zorg-live> section."""

@@ -233,3 +233,22 @@ def test_health_says_connected(make):
     state = make().health()
     assert state['connected'] is True
     assert state['kind'] in ('memory', 'redis')
+
+
+def test_input_records_are_bounded_and_go_with_the_page(make):
+    """Recorded input answers (page/inputonce.py): the store the manager
+    uses with this broker keeps the last `keep` per page, never replaces
+    the first answer, and forgets a closed page's."""
+    from zorg.live.page.manager import LivePageManager
+    records = LivePageManager(make()).inputs.records
+    for n in range(5):
+        records.rememberInput('p1', 'in-%d' % n, 'answer %d' % n, 3, 60)
+    records.rememberInput('p1', 'in-4', 'another answer', 3, 60)
+    assert [records.recallInput('p1', 'in-%d' % n) for n in range(5)] == [
+        None, None, 'answer 2', 'answer 3', 'answer 4']
+    assert records.recallInput('p2', 'in-4') is None
+    records.rememberInput('p2', 'in-4', 'of p2', 3, 60)
+    forget = getattr(records, 'dropPage', None) or records.forgetInputs
+    forget('p1')
+    assert records.recallInput('p1', 'in-4') is None
+    assert records.recallInput('p2', 'in-4') == 'of p2'

@@ -33,3 +33,17 @@ def test_doctest_file(name):
     result = unittest.TextTestRunner(verbosity=0).run(suite_for(name))
     assert result.wasSuccessful(), '%s failed, see the output above' % name
 test_suite.__test__ = False  # for zope.testrunner, not a pytest test
+
+
+# Modules whose docstrings tell their rule with examples.
+DOCMODULES = ['zorg.live.page.inputonce', 'zorg.live.page.connection']
+
+
+@pytest.mark.parametrize('name', DOCMODULES)
+def test_doctest_module(name):
+    import importlib
+    suite = doctest.DocTestSuite(importlib.import_module(name),
+                                 optionflags=FLAGS)
+    assert suite.countTestCases(), name
+    result = unittest.TextTestRunner(verbosity=0).run(suite)
+    assert result.wasSuccessful(), '%s failed, see the output above' % name

@@ -56,3 +56,12 @@ class ClientView(core.ClientView):
     def pageURL(self):
         # ZPublisher's URL2 (the core's getURL(2) is zope.publisher's).
         return self.request['URL2']
+
+
+class LiveConnectionView(core.LiveConnectionView):
+    """``@@live`` on Zope: the user is AccessControl's, not the request's
+    zope.security principal."""
+
+    def principalId(self):
+        from zorg.live.zope6.page import userInfo
+        return userInfo()[0]

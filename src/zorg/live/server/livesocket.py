@@ -1,0 +1,335 @@
+"""The WebSocket transport of LiveServerHTTP: ``<app URL>/@@live``.
+
+uvicorn's HTTP protocol parses the request and hands the connection over
+at ``Upgrade: websocket`` (its ``ws`` protocol class is this one). The
+framing is the `websockets` library's sans-I/O ServerProtocol; this module
+only moves bytes between it, the transport and a SharedConnection
+(server/shared.py). No task waits per connection: an idle connection is
+this protocol object, its ServerProtocol and its transport.
+
+The handshake is refused (403) for a page of another origin (cross-site
+WebSocket hijacking) and authenticated like any site request: LiveApp asks
+the site who the request's credentials belong to (``@@live`` in a worker
+thread, page/views.py) and the connection belongs to that principal.
+
+Heartbeats are pings from LiveApp's beat task; a peer that answers nothing
+for two intervals is dropped. Writes above the transport's high-water mark
+wait (`send`), at most send-timeout, then the connection is aborted.
+"""
+
+import asyncio
+import logging
+
+from websockets.exceptions import InvalidHandshake
+from websockets.extensions.permessage_deflate import (
+    ServerPerMessageDeflateFactory)
+from websockets.frames import CloseCode, Frame, Opcode
+from websockets.http11 import Request
+from websockets.server import ServerProtocol
+
+from zorg.live.interfaces import BadRequest, LiveError, TooLarge
+from zorg.live.page import wire
+from zorg.live.page.connection import parseMessage
+from zorg.live.server.shared import KEEP, SharedConnection, encoders
+
+log = logging.getLogger('zorg.live.server')
+# The library logs every connection opened and closed at INFO: thousands.
+framing = logging.getLogger('zorg.live.server.websocket')
+framing.setLevel(logging.WARNING)
+
+
+
+def textFrame(text):
+    """One unmasked text frame (server to client): the same bytes serve
+    every connection."""
+    return Frame(Opcode.TEXT, text.encode('utf-8')).serialize(mask=False)
+
+
+PING = Frame(Opcode.PING, b'').serialize(mask=False)
+encoder = encoders(textFrame)
+
+
+class SocketConnection(SharedConnection):
+    """A shared connection over one WebSocket."""
+
+    def __init__(self, protocol, principal, headers):
+        super().__init__(protocol.app, protocol.transport, principal,
+                         headers, protocol.client, protocol.server,
+                         protocol.scheme)
+        self.protocol = protocol
+        if protocol.ws.extensions:
+            # Compressed: every frame is this connection's own.
+            self.encoder = encoders(protocol.sendText)
+
+    def wrap(self, message):
+        if self.protocol.ws.extensions:
+            return self.protocol.sendText(message)
+        return textFrame(message)
+
+    def encoder(self, number):
+        return encoder(number)
+
+    async def send(self, data):
+        await self.protocol.write(data)
+
+    def close(self):
+        self.protocol.goAway(wire.RECONNECT_MESSAGE, CloseCode.SERVICE_RESTART,
+                             'the server restarts; reconnect')
+
+
+class LiveSocketProtocol(asyncio.Protocol):
+    """One WebSocket of LiveServerHTTP (uvicorn's ``ws`` protocol class)."""
+
+    def __init__(self, config, server_state, app_state=None):
+        self.config = config
+        self.app = config.zorg_app
+        self.settings = config.zorg_settings
+        self.connections = server_state.connections
+        self.transport = None
+        self.ws = None
+        self.connection = None     # SocketConnection once accepted
+        self.paused = None         # a future while the transport is full
+        self.lastHeard = 0.0
+        self.lastSent = 0.0
+        self.message = None        # fragments of a message arriving
+        self.shaking = False       # the handshake is being answered
+
+    # -- asyncio ---------------------------------------------------------
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.connections.add(self)
+        self.client = transport.get_extra_info('peername')
+        self.server = transport.get_extra_info('sockname')
+        self.scheme = 'https' if transport.get_extra_info(
+            'sslcontext') else 'http'
+        settings = self.settings
+        self.ws = ServerProtocol(
+            # No context takeover: each message is compressed on its own,
+            # so messages written by different tasks cannot be mixed up.
+            extensions=([ServerPerMessageDeflateFactory(
+                server_no_context_takeover=True)]
+                        if settings.websocket_deflate else None),
+            max_size=settings.max_message_size, logger=framing)
+        self.lastHeard = self.lastSent = self.app.loop.time()
+
+    def data_received(self, data):
+        ws = self.ws
+        ws.receive_data(data)
+        self.lastHeard = self.app.loop.time()
+        if self.connection is None:
+            if ws.handshake_exc is None and not self.shaking:
+                for event in ws.events_received():
+                    if isinstance(event, Request):
+                        self.shaking = True
+                        self.app.loop.create_task(self.handshake(event))
+            elif ws.handshake_exc is not None:
+                self._refuse(400, BadRequest('not a WebSocket handshake: %s'
+                                             % ws.handshake_exc))
+            return
+        for frame in ws.events_received():
+            self.frameReceived(frame)
+        self.flush()
+
+    def connection_lost(self, exc):
+        self.connections.discard(self)
+        if self.connection is not None:
+            self.app.sockets.discard(self)
+            self.connection.lost()
+        if self.paused is not None and not self.paused.done():
+            self.paused.set_result(None)
+
+    def pause_writing(self):
+        if self.paused is None or self.paused.done():
+            self.paused = self.app.loop.create_future()
+
+    def resume_writing(self):
+        if self.paused is not None and not self.paused.done():
+            self.paused.set_result(None)
+
+    def shutdown(self):
+        """uvicorn's graceful shutdown: tell the owner to reconnect."""
+        if self.connection is not None:
+            self.connection.drain()
+        else:
+            self.transport.close()
+
+    # -- the handshake ---------------------------------------------------
+
+    async def handshake(self, request):
+        app = self.app
+        try:
+            if not request.path.split('?')[0].endswith('/@@live'):
+                error = LiveError('no WebSocket here: the live connection '
+                                  'of a site is <app URL>/@@live')
+                error.status, error.code = 404, 'not-found'
+                raise error
+            error = app.crossSite(lambda name: request.headers.get(name))
+            if error is not None:
+                raise error
+            headers = [(name.lower().encode('latin-1'),
+                        value.encode('latin-1'))
+                       for name, value in request.headers.raw_items()]
+            kept = [(n, v) for n, v in headers if n in KEEP]
+            principal = await app.principalOf(
+                request.path.split('?')[0], kept, self.client, self.server,
+                self.scheme)
+        except LiveError as e:
+            return self._refuse(e.status, e)
+        except InvalidHandshake as e:
+            return self._refuse(400, BadRequest(str(e)))
+        if self.transport.is_closing():
+            return
+        response = self.ws.accept(request)
+        self.ws.send_response(response)
+        if self.ws.handshake_exc is not None:
+            self.flush()
+            self.transport.close()
+            return
+        self.connection = SocketConnection(self, principal, kept)
+        app.sockets.add(self)
+        self.flush()
+        if app.draining:
+            self.connection.drain()
+            return
+        for frame in self.ws.events_received():
+            self.frameReceived(frame)
+        self.flush()
+
+    def _refuse(self, status, error):
+        response = self.ws.reject(status, '')
+        response.headers['Content-Type'] = 'application/json'
+        body = wire.errorBody(error).encode('utf-8')
+        response.body = body
+        response.headers['Content-Length'] = str(len(body))
+        self.ws.send_response(response)
+        self.flush()
+        self.transport.close()
+
+    # -- frames ----------------------------------------------------------
+
+    def frameReceived(self, frame):
+        opcode = frame.opcode
+        if opcode in (Opcode.TEXT, Opcode.BINARY):
+            self.message = (opcode, [frame.data])
+        elif opcode == Opcode.CONT and self.message is not None:
+            self.message[1].append(frame.data)
+        else:
+            return    # ping (answered by ws), pong, close (answered by ws)
+        if not frame.fin:
+            return
+        opcode, parts = self.message
+        self.message = None
+        if opcode == Opcode.BINARY:
+            self.ws.fail(CloseCode.UNSUPPORTED_DATA,
+                         'send JSON text messages, not binary')
+            return
+        try:
+            text = b''.join(parts).decode('utf-8')
+        except UnicodeDecodeError:
+            self.ws.fail(CloseCode.INVALID_DATA, 'a text message must be '
+                         'UTF-8')
+            return
+        self.messageReceived(text)
+
+    def messageReceived(self, text):
+        connection = self.connection
+        settings = self.settings
+        try:
+            kind, number, message = parseMessage(
+                text, settings.max_connection_pages,
+                settings.max_argument_depth)
+        except LiveError as e:
+            self.app.loop.create_task(connection.refuse(
+                e, getattr(e, 'page', None)))
+            return
+        if kind == 'ping':
+            self.writeText(wire.PONG)
+        elif kind == 'input':
+            if len(text) > settings.max_input_size:
+                self.app.loop.create_task(connection.refuse(TooLarge(
+                    'the input is larger than %d bytes (setting '
+                    'max-input-size)' % settings.max_input_size), number))
+                return
+            connection.input(number, message)
+        else:
+            self.app.loop.create_task(self._control(kind, number, message))
+
+    async def _control(self, kind, number, message):
+        connection = self.connection
+        try:
+            if kind == 'attach':
+                await connection.attach(number, message['uuid'],
+                                        message.get('lastEventId'),
+                                        message.get('url'))
+            else:
+                await connection.detach(number)
+        except LiveError as e:
+            await connection.refuse(e, number)
+
+    # -- writing ---------------------------------------------------------
+
+    def sendText(self, text):
+        """`text` as this connection's next frame (its extensions
+        applied): the bytes to write."""
+        self.ws.send_text(text.encode('utf-8'))
+        return b''.join(self.ws.data_to_send())
+
+    def writeText(self, text):
+        if not self.transport.is_closing():
+            self.transport.write(self.connection.wrap(text))
+            self.lastSent = self.app.loop.time()
+
+    async def write(self, data):
+        """Write `data` (whole frames); a reader that takes nothing for
+        send-timeout seconds while the buffer is full is dropped."""
+        if self.transport.is_closing():
+            return
+        if self.paused is not None and not self.paused.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self.paused),
+                                       self.settings.send_timeout)
+            except asyncio.TimeoutError:
+                log.info('dropping a WebSocket that read nothing for %gs',
+                         self.settings.send_timeout)
+                self.transport.abort()
+                return
+        if not self.transport.is_closing():
+            self.transport.write(data)
+            self.lastSent = self.app.loop.time()
+
+    def flush(self):
+        """Write what the ServerProtocol has to send (handshake, pongs,
+        close frames), and close the TCP connection when it is done."""
+        for data in self.ws.data_to_send():
+            if data:
+                self.transport.write(data)
+            else:
+                self.transport.close()    # the end of the close handshake
+                return
+        if self.ws.close_expected() and self.connection is not None:
+            # We sent a close frame (a failure): the peer answers it, or
+            # the beat drops it.
+            pass
+
+    def ping(self, now, interval):
+        """The beat: a ping after `interval` of silence; a peer silent for
+        two intervals is gone."""
+        if now - self.lastHeard > 2 * interval + 1:
+            log.info('dropping a WebSocket silent for %ds', now -
+                     self.lastHeard)
+            self.transport.abort()
+            return
+        if now - self.lastSent >= interval and not self.transport.is_closing():
+            self.transport.write(PING)
+            self.lastSent = now
+
+    def goAway(self, message, code, reason):
+        """Tell the owner `message`, close with `code`."""
+        if self.transport.is_closing():
+            return
+        if message is not None:
+            self.transport.write(self.connection.wrap(message))
+        self.ws.send_close(code, reason)
+        self.flush()
+        self.transport.close()

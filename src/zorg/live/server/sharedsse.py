@@ -1,0 +1,141 @@
+"""The shared SSE stream: one stream per browser carrying all its pages,
+for where a WebSocket does not get through (a proxy without Upgrade).
+
+``GET <app URL>/@@live/events?page=N,<page id>,<last event id>&page=...``
+attaches the listed pages (page/connection.py's rules, as for a
+WebSocket) and sends the same messages as the WebSocket, each as one
+``data:`` line. The owner opens a new stream when its set of pages
+changes; input goes by POST. See PROTOCOL.txt.
+"""
+
+import asyncio
+from urllib.parse import parse_qs
+
+from zorg.live.interfaces import BadRequest, LiveError, MethodNotAllowed
+from zorg.live.page import wire
+from zorg.live.page.connection import checkMessage
+from zorg.live.server.fanout import BACKLOG, HEARTBEAT, chunk
+from zorg.live.server.shared import KEEP, SharedConnection, encoders
+
+encoder = encoders(lambda text: chunk(wire.sseData(text)))
+
+
+class StreamConnection(SharedConnection):
+    """A shared connection over one SSE stream (server to client only)."""
+
+    def __init__(self, app, scope, principal, asgiSend, headers):
+        transport = scope.get('zorg.live.transport')
+        super().__init__(app, transport, principal, headers,
+                         scope.get('client'), scope.get('server'),
+                         scope.get('scheme', 'http'))
+        self.asgiSend = asgiSend
+        self.abort = transport.abort if transport is not None else None
+        self.ended = app.loop.create_future()
+        self.lastSent = app.loop.time()
+
+    def wrap(self, message):
+        return wire.sseData(message)
+
+    def encoder(self, number):
+        return encoder(number)
+
+    async def send(self, data):
+        self.lastSent = self.app.loop.time()
+        await self.app._send(self.asgiSend, data, self.abort)
+
+    def close(self):
+        if not self.ended.done():
+            self.ended.set_result('drain')
+
+    def gone(self, reason=None):
+        if not self.ended.done():
+            self.ended.set_result('gone')
+
+    def beat(self, now, interval):
+        transport = self.transport
+        if now - self.lastSent < interval or transport.is_closing():
+            return
+        if transport.get_write_buffer_size() > BACKLOG:
+            transport.abort()     # a reader that took nothing for so long
+            return
+        transport.write(HEARTBEAT)
+        self.lastSent = now
+
+
+def attachments(scope, maxPages):
+    """The checked attach messages of the stream's ``page`` parameters."""
+    query = parse_qs(scope['query_string'].decode('latin-1'),
+                     keep_blank_values=True)
+    pages = query.get('page', [])
+    if not pages:
+        raise BadRequest('name the pages to attach: ?page=N,<page id>,'
+                         '<last event id>')
+    if len(pages) > maxPages:
+        raise BadRequest('a stream carries at most %d pages (setting '
+                         'max-connection-pages)' % maxPages)
+    found = []
+    for value in pages:
+        parts = value.split(',')
+        if len(parts) != 3 or not parts[0].isdigit():
+            raise BadRequest('page=%r is not N,<page id>,<last event id>'
+                             % value[:80])
+        message = {'type': 'attach', 'page': int(parts[0]),
+                   'uuid': parts[1], 'lastEventId': parts[2] or None}
+        checkMessage(message, maxPages)
+        found.append(message)
+    return found
+
+
+async def sharedStream(app, scope, receive, send):
+    from zorg.live.server.asgi import SSE_HEADERS, SSE_PREAMBLE, respondError
+    headers = scope['headers']
+    values = {}
+    for name, value in headers:
+        values.setdefault(name, value.decode('latin-1'))
+    try:
+        if scope['method'] != 'GET':
+            raise MethodNotAllowed('use GET for the shared stream')
+        if scope.get('zorg.live.transport') is None:
+            raise BadRequest('the shared stream needs LiveServerHTTP')
+        error = app.crossSite(lambda name: values.get(name.lower().encode()))
+        if error is not None:
+            raise error
+        wanted = attachments(scope, app.settings.max_connection_pages)
+        kept = [(n, v) for n, v in headers if n in KEEP]
+        principal = await app.principalOf(
+            scope['path'][:-len('/events')], kept, scope.get('client'),
+            scope.get('server'), scope.get('scheme', 'http'))
+    except LiveError as e:
+        return await respondError(send, e)
+    connection = StreamConnection(app, scope, principal, send, kept)
+    callbacks = scope.get('zorg.live.disconnected')
+    watcher = None
+    if callbacks is not None:
+        callbacks.append(connection.gone)
+    else:
+        async def watch():
+            while (await receive())['type'] != 'http.disconnect':
+                pass
+            connection.gone()
+        watcher = app.loop.create_task(watch())
+    app.streams.add(connection)
+    try:
+        await send({'type': 'http.response.start', 'status': 200,
+                    'headers': SSE_HEADERS})
+        await connection.send(SSE_PREAMBLE)
+        if app.draining:
+            connection.close()
+        for message in wanted:
+            try:
+                await connection.attach(message['page'], message['uuid'],
+                                        message['lastEventId'], None)
+            except LiveError as e:
+                await connection.refuse(e, message['page'])
+        if await connection.ended == 'drain':
+            await app._send(send, connection.wrap(wire.RECONNECT_MESSAGE),
+                            connection.abort, more=False)
+    finally:
+        app.streams.discard(connection)
+        connection.lost()
+        if watcher is not None:
+            watcher.cancel()
