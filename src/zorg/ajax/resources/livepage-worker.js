@@ -476,10 +476,18 @@
       this.tabs.post(record.key, { op: 'events', key: record.key, events });
     }
 
-    // An error frame names a page whose attach (or input) was refused.
+    /*
+     * An error frame: a page whose attach was refused, or an attached page
+     * that the server let go (its broker failed: attach it again later), or
+     * a refused input (told to the tab).
+     */
     refused(record, frame) {
       if (!record) {
         if (typeof console !== 'undefined') console.warn('LivePage connection:', frame.error, frame.message);
+        return;
+      }
+      if (frame.error === 'broker-unavailable' || frame.error === 'busy') {
+        this.attachLater(record);
         return;
       }
       if (!record.attached) {
@@ -489,6 +497,19 @@
         if (this.transport === 'sse') this.scheduleStream();
       }
       this.tabs.post(record.key, { op: 'error', key: record.key, error: frame.error, message: frame.message });
+    }
+
+    attachLater(record) {
+      const serial = this.serial;
+      record.attached = false;
+      if (this.transport === 'ws') this.numbers.delete(record.number);
+      record.number = null;
+      const { backoffBase, backoffCap } = this.config;
+      setTimeout(() => {
+        if (serial !== this.serial || this.pages.get(record.key) !== record || record.number !== null) return;
+        if (this.transport === 'ws') this.attachOnServer(record);
+        else this.scheduleStream();
+      }, Math.random() * Math.min(backoffCap, backoffBase * 8));
     }
 
     // ------------------------------------------------------- shared SSE
@@ -584,14 +605,8 @@
       if (previous) previous.controller.abort();
       this.sseWorked = true;
       this.attempt = 0;
+      // Each page is confirmed by its own "attached" frame.
       this.setState('open');
-      for (const key of numbers.values()) {
-        const record = this.pages.get(key);
-        if (record && !record.attached) {
-          record.attached = true;
-          this.tellAttached(record);
-        }
-      }
     }
   }
 

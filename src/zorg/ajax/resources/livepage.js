@@ -585,10 +585,14 @@
       }
     }
 
-    // The connection would not take the page.
+    // The connection would not take the page (or refused its input).
     _attachRefused(message) {
       if (!this._running) return;
-      if (message.error === 'not-found') {
+      if (this._attachedTo !== null) {
+        this._report(httpError(400, { error: message.error, message: message.message }));
+        return;
+      }
+      if (message.error === 'not-found' || message.error === 'unknown-page') {
         // The server forgot the page (it expired, or the server restarted).
         this._registerAgain(this._generation);
         return;
