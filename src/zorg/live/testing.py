@@ -209,6 +209,13 @@ class BrowserLivePage(LivePage):
                 % (n, escape(str(prefix)), n))))
 
 
+class BrowserOwnConnectionPage(BrowserLivePage):
+    """The same, with a connection of its own (per-tab SSE, else long-poll),
+    for the tests of those transports."""
+
+    connection = 'tab'
+
+
 class BrowserLongPollPage(BrowserLivePage):
     """The same, on long-poll only (data-transport="longpoll")."""
 
