@@ -370,3 +370,88 @@ def test_behind_a_proxy_without_upgrade_twelve_tabs_share_one_sse_stream(
         assert len(streams) == 1, streams
         assert proxy.inFlight('/@@client/') == []
         screenshot(tabs[-1])
+
+
+# -- the server restarts, goes silent, sends much ---------------------------
+
+def test_shared_pages_come_back_after_the_server_restarted(
+        tmp_path, new_context, screenshot):
+    """SIGTERM: the server tells the connection to reconnect. The memory
+    broker's history is gone with the process, so each tab registers anew,
+    is told recovered:false and reloads itself; then all is live again."""
+    server = RunningServer(tmp_path / 'server', refresh_interval=5,
+                           heartbeat_interval=1)
+    with server:
+        context = new_context(**credentials(server, 'alice'))
+        tabs = openTabs(context, server.url('browser-tabs-restart.html'), 3)
+        for tab in tabs:
+            waitOpen(tab, 'shared', 'ws')
+            tab.evaluate('() => { window.beforeRestart = true; }')
+        postFromTabs(tabs, ['before'])
+        assertEveryTabShows(tabs, ['before'])
+        assert server.stop() == 0
+        server.output.close()
+        server.start()
+        for tab in tabs:
+            tab.wait_for_function(
+                '() => !window.beforeRestart && window.LivePage && '
+                'LivePage.status === "open"', timeout=WAIT)
+            waitOpen(tab, 'shared', 'ws')
+        postFromTabs(tabs, ['after'])
+        assertEveryTabShows(tabs, ['after'])
+        screenshot(tabs[0])
+
+
+def test_a_silent_connection_is_taken_for_lost_and_made_anew(
+        tmp_path, new_context):
+    """The server process stops (SIGSTOP): nothing arrives, not even a
+    pong. After two heartbeats of silence the owner gives the connection
+    up; when the server goes on, a new one carries the same pages."""
+    import os
+    import signal
+    server = RunningServer(tmp_path / 'server', refresh_interval=5,
+                           heartbeat_interval=1)
+    with server:
+        context = new_context(**credentials(server, 'alice'))
+        context.add_init_script(STATUSES)
+        tabs = openTabs(context, server.url('browser-tabs-silent.html'), 2)
+        for tab in tabs:
+            waitOpen(tab, 'shared', 'ws')
+        postFromTabs(tabs, ['before'])
+        os.kill(server.process.pid, signal.SIGSTOP)
+        try:
+            for tab in tabs:
+                tab.wait_for_function('() => LivePage.status === "connecting"',
+                                      timeout=WAIT)
+        finally:
+            os.kill(server.process.pid, signal.SIGCONT)
+        for tab in tabs:
+            waitOpen(tab, 'shared', 'ws')
+        postFromTabs(tabs, ['after 1', 'after 2'])
+        assertEveryTabShows(tabs, ['before', 'after 1', 'after 2'])
+        assert noteRuns(server.url()) == {'before': 1, 'after 1': 1,
+                                          'after 2': 1}
+
+
+def test_200_quick_events_reach_three_tabs_in_order_and_once(
+        live_server, new_context):
+    context = new_context(**credentials(live_server, 'alice'))
+    tabs = openTabs(context, live_server.url('browser-tabs-burst.html'), 3)
+    for tab in tabs:
+        waitOpen(tab, 'shared', 'ws')
+    count = 200
+    assert tabs[0].evaluate('(n) => LivePage.send("burst", [n, "event"])',
+                            count) == []
+    note(tabs[1], 'the end')
+    expected = list(range(count)) + ['the end']
+    for tab in tabs:
+        waitForMessages(tab, ['the end'])
+        assert tab.evaluate(
+            '() => Array.from(document.querySelectorAll("#log .msg"), '
+            '(p) => p.dataset.n === undefined ? p.textContent '
+            ': Number(p.dataset.n))') == expected
+        # Every event applied once (the sender also applied its reply).
+        replies = len(tab.evaluate(REPLIES))
+        assert tab.evaluate('() => LivePage.appliedCount') == \
+            count + 1 + replies
+    assert [len(tab.evaluate(REPLIES)) for tab in tabs] == [0, 1, 0]
