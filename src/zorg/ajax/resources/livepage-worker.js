@@ -144,6 +144,8 @@
       this.attempt = 0;          // failures since the last success (backoff exponent)
       this.wsWorked = false;
       this.sseWorked = false;
+      this.failures = 0;         // attempts in a row with the transport that never worked
+      this.attachments = 0;      // names each attachment of a page
       this.socket = null;
       this.stream = null;        // {controller, numbers} of the SSE stream that works
       this.timer = null;         // liveness of the WebSocket
@@ -193,7 +195,7 @@
       const record = {
         key, uuid: String(message.uuid), url: message.url || null,
         lastEventId: message.lastEventId ? String(message.lastEventId) : null,
-        number: null, attached: false, loseAck: false,
+        number: null, attached: false, attachment: null, loseAck: false,
       };
       this.pages.set(key, record);
       if (this.state === 'open') this.attachOnServer(record);
@@ -251,9 +253,13 @@
       record.number = null;
     }
 
+    /*
+     * Each attachment has a name of its own: a tab sends its unanswered
+     * input again on a new one (the server may have lost the old one's).
+     */
     tellAttached(record) {
       this.tabs.post(record.key, {
-        op: 'attached', key: record.key, connection: `${this.id}-${this.serial}`,
+        op: 'attached', key: record.key, connection: record.attachment,
         transport: this.transport,
       });
     }
@@ -388,12 +394,14 @@
     }
 
     /*
-     * A socket that never opened, on a browser where no socket of this
-     * owner ever did (a proxy that does not pass Upgrade, say), is given
-     * up for the shared SSE stream; any other loss is reconnected.
+     * A socket that never opened twice in a row, on a browser where no
+     * socket of this owner ever did (a proxy that does not pass Upgrade,
+     * say), is given up for the shared SSE stream; any other loss is
+     * reconnected. (Twice: the server may have been restarting just then.)
      */
     socketFailed(opened) {
-      if (!opened && !this.wsWorked && this.config.mode === 'auto') {
+      if (!opened && !this.wsWorked && this.config.mode === 'auto' && ++this.failures >= 2) {
+        this.failures = 0;
         this.serial += 1;
         this.closeConnection();
         this.transport = 'sse';
@@ -436,6 +444,7 @@
         case 'attached':
           if (record) {
             record.attached = true;
+            record.attachment = `${this.id}-${++this.attachments}`;
             this.tellAttached(record);
           }
           break;
@@ -595,7 +604,8 @@
       // A stream superseded by a newer one ends quietly.
       if (serial !== this.serial || (!working && this.streamLatest !== controller)) return;
       this.stream = null;
-      if (!gotByte && !this.sseWorked && this.config.mode === 'auto') this.fallBack();
+      // Twice in a row without a byte, and never a stream that worked.
+      if (!gotByte && !this.sseWorked && this.config.mode === 'auto' && ++this.failures >= 2) this.fallBack();
       else this.lost();
     }
 
