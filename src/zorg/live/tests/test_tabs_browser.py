@@ -455,3 +455,23 @@ def test_200_quick_events_reach_three_tabs_in_order_and_once(
         assert tab.evaluate('() => LivePage.appliedCount') == \
             count + 1 + replies
     assert [len(tab.evaluate(REPLIES)) for tab in tabs] == [0, 1, 0]
+
+
+def test_input_refused_over_the_socket_rejects_and_changes_nothing(
+        live_server, new_context):
+    """An undeclared handler: the ack carries the POST path's 400 and its
+    error object; send() rejects with them, and the connection and the
+    other tab go on."""
+    context = new_context(**credentials(live_server, 'alice'))
+    tabs = openTabs(context, live_server.url('browser-tabs-input.html'), 2)
+    for tab in tabs:
+        waitOpen(tab, 'shared', 'ws')
+    refused = tabs[0].evaluate('''() => LivePage.send("nothing", [])
+        .then(() => null, (error) => ({status: error.status,
+                                       code: error.code}))''')
+    assert refused == {'status': 400, 'code': 'bad-request'}
+    assert note(tabs[1], 'after the refusal') == [
+        '<p class="reply">after the refusal</p>']
+    assertEveryTabShows(tabs, ['after the refusal'])
+    assert all(tab.evaluate('() => LivePage.transport') == 'ws'
+               for tab in tabs)
