@@ -197,11 +197,9 @@ class LiveSocketProtocol(asyncio.Protocol):
         self.flush()
 
     def _refuse(self, status, error):
-        response = self.ws.reject(status, '')
+        response = self.ws.reject(status, wire.errorBody(error))
+        del response.headers['Content-Type']
         response.headers['Content-Type'] = 'application/json'
-        body = wire.errorBody(error).encode('utf-8')
-        response.body = body
-        response.headers['Content-Length'] = str(len(body))
         self.ws.send_response(response)
         self.flush()
         self.transport.close()
