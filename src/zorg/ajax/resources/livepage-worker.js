@@ -217,10 +217,16 @@
       });
     }
 
+    /*
+     * For tests. "close": the connection breaks. "lose-next-ack": the next
+     * answer to this page's input is lost with the connection;
+     * "lose-next-ack-and-halt": the same, and this owner connects no more
+     * (as if its tab hung), so that only a new owner can send it again.
+     */
     debug(key, what) {
       const record = this.pages.get(key);
-      if (what === 'lose-next-ack' && record) record.loseAck = true;
-      else if (what === 'close') this.lost();
+      if (what === 'close') this.lost();
+      else if (record && (what === 'lose-next-ack' || what === 'lose-next-ack-and-halt')) record.loseAck = what;
     }
 
     /*
@@ -455,8 +461,13 @@
           if (!record) break;
           if (record.loseAck) {
             // Tests: the server ran the input; its answer is lost with the connection.
+            const halt = record.loseAck === 'lose-next-ack-and-halt';
             record.loseAck = false;
             this.lost();
+            if (halt) {
+              clearTimeout(this.retryTimer);
+              this.connect = () => {};
+            }
             break;
           }
           this.tabs.post(record.key, {

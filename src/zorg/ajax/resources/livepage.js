@@ -634,7 +634,8 @@
     /*
      * For tests: "close" drops the shared connection as a network would;
      * "lose-next-ack" loses the next answer to this page's input together
-     * with the connection (after the server ran the input).
+     * with the connection (after the server ran the input);
+     * "lose-next-ack-and-halt" also stops the owner from connecting again.
      */
     _debugConnection(what) {
       if (this._link) this._link.post({ op: 'debug', key: this._key, what });

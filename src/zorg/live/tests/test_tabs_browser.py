@@ -475,3 +475,40 @@ def test_input_refused_over_the_socket_rejects_and_changes_nothing(
     assertEveryTabShows(tabs, ['after the refusal'])
     assert all(tab.evaluate('() => LivePage.transport') == 'ws'
                for tab in tabs)
+
+
+def test_input_unanswered_when_the_owner_went_away_runs_once(
+        live_server, new_context, screenshot):
+    """Web Locks mode: the server ran a tab's input, its answer was lost
+    and the elected tab hung (it connects no more); then that tab closes.
+    The next tab takes over, the sender attaches to it and sends the input
+    again under its id: answered from the server's record, run once."""
+    import time
+    context = new_context(**credentials(live_server, 'alice'))
+    context.add_init_script(NO_SHARED_WORKER)
+    tabs = openTabs(context, live_server.url('browser-tabs-owner.html'), 3)
+    for tab in tabs:
+        waitOpen(tab, 'shared', 'ws')
+    assert tabs[0].evaluate('() => !!window.ZorgLiveConnectionOwner')
+    sender = tabs[2]
+    text = 'across the change of owner'
+    sender.evaluate('() => LivePage._debugConnection('
+                    '"lose-next-ack-and-halt")')
+    sender.evaluate('''(text) => { window.answer = null;
+        LivePage.send("note", [text]).then((events) => {
+          window.answer = events.map((event) => event.html); }); }''', text)
+    deadline = time.monotonic() + WAIT / 1000
+    while noteRuns(live_server.url()).get(text) != 1:
+        assert time.monotonic() < deadline, 'the input did not run'
+        time.sleep(0.05)
+    sender.wait_for_function('() => LivePage.status === "connecting"',
+                             timeout=WAIT)
+    assert sender.evaluate('() => window.answer') is None
+    tabs[0].close()
+    sender.wait_for_function('() => window.answer !== null', timeout=WAIT)
+    assert sender.evaluate('() => window.answer') == [
+        '<p class="reply">%s</p>' % text]
+    assert sender.evaluate(REPLIES) == [text]
+    assertEveryTabShows(tabs[1:], [text])
+    assert noteRuns(live_server.url())[text] == 1
+    screenshot(sender)
