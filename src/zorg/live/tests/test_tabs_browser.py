@@ -512,3 +512,16 @@ def test_input_unanswered_when_the_owner_went_away_runs_once(
     assertEveryTabShows(tabs[1:], [text])
     assert noteRuns(live_server.url())[text] == 1
     screenshot(sender)
+
+
+def test_twelve_anonymous_tabs_share_one_websocket(live_server, new_context):
+    """A visitor who has not logged in: the pages and the connection are
+    the anonymous principal's, so they share it too."""
+    context = new_context()
+    tabs = openTabs(context, live_server.url('browser-tabs-public.html'),
+                    TABS)
+    for tab in tabs:
+        waitOpen(tab, 'shared', 'ws')
+    texts = ['anonymous %d' % n for n in range(3)]
+    postFromTabs(tabs, texts)
+    assertEveryTabShows(tabs, texts)
