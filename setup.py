@@ -56,6 +56,11 @@ setup(
         'waitress >= 3.0',
         'uvicorn[standard] >= 0.30',
         'a2wsgi >= 1.10',
+        # The sans-I/O ServerProtocol frames the WebSocket; after the
+        # handshake server/livesocket.py restarts its frame parser (an
+        # internal, so the upper bound).
+        'websockets >= 14.0, < 18',
+        'transaction >= 3.0',
         'redis >= 5.0',
         'PasteDeploy >= 3.0',
     ],

@@ -25,9 +25,10 @@ from websockets.extensions.permessage_deflate import (
     ServerPerMessageDeflateFactory)
 from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Request
+from websockets.protocol import Protocol
 from websockets.server import ServerProtocol
 
-from zorg.live.interfaces import BadRequest, LiveError, TooLarge
+from zorg.live.interfaces import BadRequest, Busy, LiveError, TooLarge
 from zorg.live.page import wire
 from zorg.live.page.connection import parseMessage
 from zorg.live.server.shared import KEEP, SharedConnection, encoders
@@ -46,20 +47,34 @@ def textFrame(text):
 
 
 PING = Frame(Opcode.PING, b'').serialize(mask=False)
+# Inputs that may wait on one connection; answers it may leave unread.
+MAX_QUEUED_INPUTS = 100
+MAX_UNREAD = 1 << 20
 encoder = encoders(textFrame)
+
+
+def forgetHandshake(ws):
+    """Free the handshake request that ServerProtocol's parser keeps for
+    the connection's life (some 2.5 KB per idle connection): run the
+    frame parser in a new generator. Nothing is lost: a client sends no
+    frame before it has the 101 answer, and the reader's buffer stays."""
+    ws.parser = Protocol.parse(ws)
+    next(ws.parser)
 
 
 class SocketConnection(SharedConnection):
     """A shared connection over one WebSocket."""
+
+    __slots__ = ('protocol', 'ownEncoder')
 
     def __init__(self, protocol, principal, headers):
         super().__init__(protocol.app, protocol.transport, principal,
                          headers, protocol.client, protocol.server,
                          protocol.scheme)
         self.protocol = protocol
-        if protocol.ws.extensions:
-            # Compressed: every frame is this connection's own.
-            self.encoder = encoders(protocol.sendText)
+        # Compressed, every frame is this connection's own.
+        self.ownEncoder = (encoders(protocol.sendText)
+                           if protocol.ws.extensions else None)
 
     def wrap(self, message):
         if self.protocol.ws.extensions:
@@ -67,7 +82,7 @@ class SocketConnection(SharedConnection):
         return textFrame(message)
 
     def encoder(self, number):
-        return encoder(number)
+        return (self.ownEncoder or encoder)(number)
 
     async def send(self, data):
         await self.protocol.write(data)
@@ -79,6 +94,11 @@ class SocketConnection(SharedConnection):
 
 class LiveSocketProtocol(asyncio.Protocol):
     """One WebSocket of LiveServerHTTP (uvicorn's ``ws`` protocol class)."""
+
+    # Slots: thousands of these wait at once.
+    __slots__ = ('config', 'app', 'settings', 'connections', 'transport',
+                 'ws', 'connection', 'paused', 'lastHeard', 'lastSent',
+                 'message', 'shaking', 'client', 'server', 'scheme')
 
     def __init__(self, config, server_state, app_state=None):
         self.config = config
@@ -189,6 +209,7 @@ class LiveSocketProtocol(asyncio.Protocol):
         self.connection = SocketConnection(self, principal, kept)
         app.sockets.add(self)
         self.flush()
+        forgetHandshake(self.ws)
         if app.draining:
             self.connection.drain()
             return
@@ -238,18 +259,22 @@ class LiveSocketProtocol(asyncio.Protocol):
                 text, settings.max_connection_pages,
                 settings.max_argument_depth)
         except LiveError as e:
-            self.app.loop.create_task(connection.refuse(
-                e, getattr(e, 'page', None)))
+            self.writeText(wire.errorMessage(e, getattr(e, 'page', None)))
             return
         if kind == 'ping':
             self.writeText(wire.PONG)
         elif kind == 'input':
             if len(text) > settings.max_input_size:
-                self.app.loop.create_task(connection.refuse(TooLarge(
+                self.writeText(wire.errorMessage(TooLarge(
                     'the input is larger than %d bytes (setting '
                     'max-input-size)' % settings.max_input_size), number))
-                return
-            connection.input(number, message)
+            elif len(connection.queue) >= MAX_QUEUED_INPUTS:
+                self.writeText(wire.errorMessage(Busy(
+                    'more than %d inputs wait on this connection; send '
+                    'again when they are answered' % MAX_QUEUED_INPUTS, 1),
+                    number))
+            else:
+                connection.input(number, message)
         else:
             self.app.loop.create_task(self._control(kind, number, message))
 
@@ -274,9 +299,17 @@ class LiveSocketProtocol(asyncio.Protocol):
         return b''.join(self.ws.data_to_send())
 
     def writeText(self, text):
-        if not self.transport.is_closing():
-            self.transport.write(self.connection.wrap(text))
-            self.lastSent = self.app.loop.time()
+        """Answer a message at once (pong, a refusal). A peer that sends
+        and never reads would pile up answers: dropped past a bound."""
+        transport = self.transport
+        if transport.is_closing():
+            return
+        if transport.get_write_buffer_size() > MAX_UNREAD:
+            log.info('dropping a WebSocket that sends but does not read')
+            transport.abort()
+            return
+        transport.write(self.connection.wrap(text))
+        self.lastSent = self.app.loop.time()
 
     async def write(self, data):
         """Write `data` (whole frames); a reader that takes nothing for

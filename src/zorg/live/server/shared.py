@@ -71,6 +71,10 @@ class Attached(Parked):
 class SharedConnection:
     """The pages of one connection and what is done with them."""
 
+    __slots__ = ('app', 'transport', 'principal', 'headers', 'client',
+                 'server', 'scheme', 'pages', 'inputs', 'queue', 'closed',
+                 '__weakref__')
+
     def __init__(self, app, transport, principal, headers=(), client=None,
                  server=None, scheme='http'):
         self.app = app

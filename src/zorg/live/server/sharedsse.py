@@ -23,6 +23,8 @@ encoder = encoders(lambda text: chunk(wire.sseData(text)))
 class StreamConnection(SharedConnection):
     """A shared connection over one SSE stream (server to client only)."""
 
+    __slots__ = ('asgiSend', 'abort', 'ended', 'lastSent')
+
     def __init__(self, app, scope, principal, asgiSend, headers):
         transport = scope.get('zorg.live.transport')
         super().__init__(app, transport, principal, headers,

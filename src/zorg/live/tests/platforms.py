@@ -84,3 +84,31 @@ def exchange(alice, bob, aliceName, bobName):
     waitForMessage(alice, '%s: Hi Alice' % bobName)
     assert alice.evaluate(MESSAGES) == bob.evaluate(MESSAGES) == [
         '%s: Hello from Alice' % aliceName, '%s: Hi Alice' % bobName]
+
+
+def socketAttach(server, client, client_path, number=1):
+    """A WebSocket to the site's ``@@live`` with `client`'s credentials,
+    with page `client_path` (an @@client path) attached: ``(socket, first
+    answer)``; the answer is ``attached`` or an ``error``."""
+    from websockets.sync.client import connect
+    ws = connect('ws://127.0.0.1:%d/@@live' % server.port,
+                 additional_headers=client.headers, open_timeout=30)
+    ws.send(json.dumps({'type': 'attach', 'page': number,
+                        'uuid': client_path.rsplit('/', 1)[-1],
+                        'url': client_path}))
+    return ws, json.loads(ws.recv(timeout=30))
+
+
+def socketSay(ws, number, inputId, text):
+    """Send a chat line over `ws`; returns its ack and the events message
+    that shows it (reading until both came)."""
+    ws.send(json.dumps({'type': 'input', 'page': number, 'id': inputId,
+                        'handler': 'say', 'arguments': [text]}))
+    ack = shown = None
+    while ack is None or shown is None:
+        message = json.loads(ws.recv(timeout=30))
+        if message['type'] == 'ack' and message['id'] == inputId:
+            ack = message
+        elif message['type'] == 'events' and text in json.dumps(message):
+            shown = message
+    return ack, shown

@@ -17,6 +17,7 @@ import websockets
 from websockets.client import ClientProtocol
 from websockets.uri import parse_uri
 
+from zorg.live.tests.redisfixture import redisServer, servers  # noqa
 from zorg.live.tests.serverfixture import RunningServer
 from zorg.live.tests.test_demo import (
     ALICE, BOB, SITE_ZCML as DEMO_ZCML, Page, session)
@@ -484,3 +485,69 @@ def test_one_shared_sse_stream_carries_many_pages(tmp_path):
 
     with liveServer(tmp_path) as server:
         asyncio.run(run(server))
+
+
+def test_floods_are_bounded(tmp_path):
+    """Inputs sent ten times faster than they run: past 100 waiting, each
+    gets busy at once (and did not run); a peer that sends pings and reads
+    nothing is dropped rather than piling up pongs."""
+    async def run(server):
+        async with session() as s, Socket(server) as ws:
+            page = await Page(server, s, 'livepage.html').open()
+            await ws.attach(1, page)
+            for n in range(1000):
+                await ws.send(type='input', page=1, id='f%d' % n,
+                              handler='append', arguments=['t', '%d' % n])
+            answers = await ws.until(lambda m: m['type'] in ('ack', 'error')
+                                     and m.get('page') == 1, 1000)
+            ran = [m['id'] for m in answers if m['type'] == 'ack']
+            busy = [m for m in answers if m['type'] == 'error']
+            assert busy and all(m['error'] == 'busy' for m in busy)
+            assert len(ran) + len(busy) == 1000
+            await ws.until(lambda m: str(len(ran) - 1) in appendsOf(
+                ws, 1) or len(appendsOf(ws, 1)) >= len(ran))
+            assert sorted(appendsOf(ws, 1), key=int) == sorted(
+                (i[1:] for i in ran), key=int)
+        sock = rawSocket(server)
+        ping = websocketText(json.dumps({'type': 'ping'}))
+        sock.settimeout(LIMIT)
+        with pytest.raises(OSError):
+            for _ in range(200000):
+                sock.sendall(ping * 100)
+        until(lambda: 'sends but does not read' in open(
+            os.path.join(server.dir, 'server.log')).read())
+        sock.close()
+
+    with liveServer(tmp_path) as server:
+        asyncio.run(run(server))
+
+
+# -- two processes on Redis --------------------------------------------------
+
+@pytest.mark.redis
+def test_a_page_of_one_process_attaches_to_a_socket_of_another(servers):
+    """Redis: a page rendered by process A is attached to a WebSocket of
+    process B (which adopts it), gets what A's pages publish, and its input
+    over B's socket runs once, though sent twice, once to each process."""
+    a = servers('a', refresh_interval=2)
+    b = servers('b', refresh_interval=2)
+
+    async def run():
+        async with session() as s, Socket(b) as ws:
+            page = await Page(a, s, 'livepage.html').open()
+            assert (await ws.attach(1, page))['type'] == 'attached'
+            await page.send('append', 't', 'from a')
+            await ws.until(lambda m: 'from a' in appendsOf(ws, 1))
+            await ws.send(type='input', page=1, id='r1', handler='append',
+                          arguments=['t', 'from b'])
+            await ws.until(lambda m: m['type'] == 'ack')
+            # The same input id again, to process A over POST.
+            async with s.post(page.client('input'), json={
+                    'handler': 'append', 'arguments': ['t', 'from b']},
+                    headers={'X-Live-Input-Id': 'r1'}) as r:
+                assert r.status == 200
+            await page.send('append', 't', 'last')
+            await ws.until(lambda m: 'last' in appendsOf(ws, 1))
+            assert appendsOf(ws, 1) == ['from a', 'from b', 'last']
+
+    asyncio.run(run())
