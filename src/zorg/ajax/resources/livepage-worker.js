@@ -124,6 +124,8 @@
     backoffBase: 500,      // ms; a reconnect waits random(0, min(cap, base * 2^attempt))
     backoffCap: 30000,     // ms
     headersTimeout: 10000, // ms an SSE request may take to answer with headers
+    inputsInFlight: 50,    // inputs sent on the WebSocket and not answered yet, at most
+                           // (the server lets 100 wait on a connection)
   };
 
   class ConnectionOwner {
@@ -153,6 +155,8 @@
       this.streamPending = false;
       this.streamLatest = null;  // AbortController of the newest stream asked for
       this.watched = new Set();  // keys of the tabs whose end the owner waits for
+      this.inFlight = [];        // {key, id} of the inputs sent on this socket, unanswered, in order
+      this.held = [];            // {key, message} of inputs that wait for room in inFlight
       this.connect();
     }
 
@@ -208,13 +212,38 @@
     }
 
     input(key, message) {
-      const record = this.pages.get(key);
-      // Not attached: the tab sends it again once its page is.
-      if (!record || !record.attached || this.transport !== 'ws') return;
-      this.sendFrame({
-        type: 'input', page: record.number, id: message.id,
-        handler: message.handler, arguments: message.arguments,
-      });
+      this.held.push({ key, message });
+      this.sendInputs();
+    }
+
+    /*
+     * Inputs go out in the order they came, a bounded number at a time, so
+     * that the server never has to refuse one for want of room (it would
+     * not say which). One whose page is not attached (any more) is dropped:
+     * its tab sends it again once the page is attached anew.
+     */
+    sendInputs() {
+      while (this.held.length && this.inFlight.length < this.config.inputsInFlight) {
+        const { key, message } = this.held.shift();
+        const record = this.pages.get(key);
+        if (!record || !record.attached || this.transport !== 'ws' || this.state !== 'open') continue;
+        this.inFlight.push({ key, id: message.id });
+        this.sendFrame({
+          type: 'input', page: record.number, id: message.id,
+          handler: message.handler, arguments: message.arguments,
+        });
+      }
+    }
+
+    /*
+     * Inputs run one after another in the order sent, and a refusal is
+     * immediate: an answer to one means every input sent before it was
+     * answered or refused already.
+     */
+    answered(key, id) {
+      const at = this.inFlight.findIndex((input) => input.key === key && input.id === id);
+      if (at >= 0) this.inFlight.splice(0, at + 1);
+      this.sendInputs();
     }
 
     /*
@@ -331,6 +360,9 @@
     closeConnection() {
       clearTimeout(this.timer);
       this.timer = null;
+      // The tabs send their unanswered inputs again on the next attachment.
+      this.inFlight = [];
+      this.held = [];
       if (this.socket) {
         const socket = this.socket;
         this.socket = null;
@@ -458,7 +490,10 @@
           if (record) this.handEvents(record, frame.events);
           break;
         case 'ack':
-          if (!record) break;
+          if (!record) {
+            if (typeof key === 'string') this.answered(key, frame.id);
+            break;
+          }
           if (record.loseAck) {
             // Tests: the server ran the input; its answer is lost with the connection.
             const halt = record.loseAck === 'lose-next-ack-and-halt';
@@ -473,6 +508,7 @@
           this.tabs.post(record.key, {
             op: 'ack', key: record.key, id: frame.id, status: frame.status, reply: frame.reply,
           });
+          this.answered(record.key, frame.id);
           break;
         case 'detached':
           if (numbers.get(frame.page) === null) numbers.delete(frame.page);
@@ -499,11 +535,16 @@
     /*
      * An error frame: a page whose attach was refused, or an attached page
      * that the server let go (its broker failed: attach it again later), or
-     * a refused input (told to the tab).
+     * a refused input (told to the tab; "busy": too many inputs wait on the
+     * connection, so the tab sends its unanswered ones again later).
      */
     refused(record, frame) {
       if (!record) {
         if (typeof console !== 'undefined') console.warn('LivePage connection:', frame.error, frame.message);
+        return;
+      }
+      if (frame.error === 'busy' && record.attached) {
+        this.tabs.post(record.key, { op: 'busy', key: record.key });
         return;
       }
       if (frame.error === 'broker-unavailable' || frame.error === 'busy') {

@@ -57,6 +57,7 @@
     heartbeatInterval: 15000, // ms: the server's heartbeat; the shared connection pings after it
     sharedTimeout: 10000,   // ms within which the shared connection's owner must answer
     inputRetries: 10,       // network failures after which a posted input is given up
+    inputsInFlight: 16,     // inputs of a tab sent over the WebSocket and not answered yet, at most
     backoffBase: 500,       // ms; a reconnect waits random(0, min(cap, base * 2^attempt))
     backoffCap: 30000,      // ms
     headersTimeout: 10000,  // ms an SSE request may take to answer with headers
@@ -425,12 +426,35 @@
      * every new connection); otherwise posted.
      */
     _dispatchInput(input) {
-      if (this.connection === 'shared' && this.transport === 'ws' && this._running) {
-        if (this._attachedTo === null || input.sentOn === this._attachedTo) return;
-        input.sentOn = this._attachedTo;
-        this._link.post({ op: 'input', key: this._key, id: input.id, handler: input.handler, arguments: input.args });
-      } else {
-        this._postInput(input);
+      if (this._inputOverSocket()) this._sendInputs();
+      else this._postInput(input);
+    }
+
+    _dispatchInputs() {
+      if (this._inputOverSocket()) this._sendInputs();
+      else for (const input of Array.from(this._inputs.values())) this._postInput(input);
+    }
+
+    _inputOverSocket() {
+      return this.connection === 'shared' && this.transport === 'ws' && this._running;
+    }
+
+    /*
+     * Sends the unanswered inputs not yet sent on the page's attachment, in
+     * order, a few at a time: the server keeps the answers to a page's last
+     * max-input-ids inputs, and one sent again must still find its answer
+     * there (and the server lets only so many wait on a connection).
+     */
+    _sendInputs() {
+      if (this._attachedTo === null) return;
+      let inFlight = 0;
+      for (const input of this._inputs.values()) {
+        if (input.sentOn !== this._attachedTo) {
+          if (inFlight >= this.options.inputsInFlight) return;
+          input.sentOn = this._attachedTo;
+          this._link.post({ op: 'input', key: this._key, id: input.id, handler: input.handler, arguments: input.args });
+        }
+        inFlight += 1;
       }
     }
 
@@ -471,6 +495,7 @@
       const input = this._inputs.get(id);
       if (!input) return;
       this._inputs.delete(id);
+      if (this._inputOverSocket()) this._sendInputs();
       if (status < 200 || status >= 300) {
         input.reject(httpError(status, reply));
         return;
@@ -550,6 +575,7 @@
         case 'events': this._deliverAll(message.events); break;
         case 'ack': this._settleInput(message.id, message.status, message.reply); break;
         case 'error': this._attachRefused(message); break;
+        case 'busy': this._sendInputsLater(); break;
         default: break;
       }
     }
@@ -571,7 +597,20 @@
       this._attachedTo = message.connection;
       this._opened();
       // A new connection: what it has not answered goes again.
-      for (const input of Array.from(this._inputs.values())) this._dispatchInput(input);
+      this._dispatchInputs();
+    }
+
+    /*
+     * The server had too many inputs of this connection waiting and refused
+     * some (it does not say which): after a while every unanswered one goes
+     * again, and the server answers those it has run from its record.
+     */
+    async _sendInputsLater() {
+      const generation = this._generation;
+      await sleep(this._jitter(3));
+      if (this._generation !== generation) return;
+      for (const input of this._inputs.values()) input.sentOn = null;
+      this._dispatchInputs();
     }
 
     _deliverAll(events) {
@@ -627,7 +666,7 @@
       this._attachedTo = null;
       if (this.mode === 'ws') this.mode = 'auto';
       this.transport = transport || (this.mode !== 'longpoll' && streamingSupported() ? 'sse' : 'longpoll');
-      for (const input of Array.from(this._inputs.values())) this._dispatchInput(input);
+      this._dispatchInputs();
       if (this._running) this._run(++this._generation);
     }
 

@@ -525,3 +525,36 @@ def test_twelve_anonymous_tabs_share_one_websocket(live_server, new_context):
     texts = ['anonymous %d' % n for n in range(3)]
     postFromTabs(tabs, texts)
     assertEveryTabShows(tabs, texts)
+
+
+def test_more_inputs_at_once_than_a_connection_queues_all_run_once(
+        live_server, new_context):
+    """8 tabs send 25 inputs each, all at once: more than the server lets
+    wait on one connection (100), and more than it remembers per page
+    (max-input-ids, 100) if they went again all at once. The owner sends
+    them a bounded number at a time; every input is answered once, and each
+    handler ran exactly once."""
+    context = new_context(**credentials(live_server, 'alice'))
+    tabs = openTabs(context, live_server.url('browser-tabs-flood.html'), 8)
+    for tab in tabs:
+        waitOpen(tab, 'shared', 'ws')
+    count = 25
+    for index, tab in enumerate(tabs):
+        tab.evaluate('''([prefix, count]) => { window.answered = null;
+            Promise.all(Array.from({length: count},
+              (_, n) => LivePage.send("note", [`${prefix} ${n}`])))
+            .then((answers) => { window.answered = answers.length; }); }''',
+                     ['tab %d' % index, count])
+    for tab in tabs:
+        tab.wait_for_function('() => window.answered !== null', timeout=WAIT)
+        assert tab.evaluate('() => window.answered') == count
+    texts = ['tab %d %d' % (index, n) for index in range(len(tabs))
+             for n in range(count)]
+    runs = noteRuns(live_server.url())
+    assert {text: runs.get(text) for text in texts} == \
+        {text: 1 for text in texts}
+    note(tabs[0], 'the end')
+    for tab in tabs:
+        shown = waitForMessages(tab, ['the end'])
+        assert sorted(shown) == sorted(texts + ['the end'])
+        assert len(tab.evaluate(REPLIES)) == count + (tab is tabs[0])
