@@ -543,6 +543,16 @@
         if (typeof console !== 'undefined') console.warn('LivePage connection:', frame.error, frame.message);
         return;
       }
+      if (typeof frame.id === 'string' && record.attached) {
+        // A refused input that the server names: its tab settles it.
+        const at = this.inFlight.findIndex((input) => input.key === record.key && input.id === frame.id);
+        if (at >= 0) this.inFlight.splice(at, 1);
+        this.tabs.post(record.key, {
+          op: 'refused', key: record.key, id: frame.id, error: frame.error, message: frame.message,
+        });
+        this.sendInputs();
+        return;
+      }
       if (frame.error === 'busy' && record.attached) {
         this.tabs.post(record.key, { op: 'busy', key: record.key });
         return;

@@ -576,6 +576,7 @@
         case 'ack': this._settleInput(message.id, message.status, message.reply); break;
         case 'error': this._attachRefused(message); break;
         case 'busy': this._sendInputsLater(); break;
+        case 'refused': this._inputRefused(message); break;
         default: break;
       }
     }
@@ -605,6 +606,23 @@
      * some (it does not say which): after a while every unanswered one goes
      * again, and the server answers those it has run from its record.
      */
+    // The server refused an input it names: "busy" goes again later.
+    async _inputRefused(message) {
+      const input = this._inputs.get(message.id);
+      if (!input) return;
+      if (message.error !== 'busy') {
+        const status = { 'too-large': 413, forbidden: 403, 'unknown-page': 404 }[message.error] || 400;
+        this._settleInput(message.id, status, { error: message.error, message: message.message });
+        return;
+      }
+      const attachment = this._attachedTo;
+      await sleep(this._jitter(3));
+      if (input.sentOn === attachment && this._inputs.has(input.id)) {
+        input.sentOn = null;
+        this._dispatchInputs();
+      }
+    }
+
     async _sendInputsLater() {
       const generation = this._generation;
       await sleep(this._jitter(3));
