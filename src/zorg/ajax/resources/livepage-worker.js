@@ -357,6 +357,14 @@
       this.retryLater();
     }
 
+    // A new connection at once: every page attaches again on it.
+    renew() {
+      this.lost();
+      clearTimeout(this.retryTimer);
+      this.retryTimer = null;
+      this.connect();
+    }
+
     closeConnection() {
       clearTimeout(this.timer);
       this.timer = null;
@@ -559,6 +567,15 @@
       }
       if (frame.error === 'broker-unavailable' || frame.error === 'busy') {
         this.attachLater(record);
+        return;
+      }
+      if (frame.error === 'forbidden' && !record.attached && !record.renewed) {
+        // The connection belongs to whoever was logged in when it was made
+        // (anonymous, say, before this page's user logged in): a new one
+        // carries the browser's credentials of now. A page still refused
+        // on it is told so (its tab connects on its own).
+        record.renewed = true;
+        this.renew();
         return;
       }
       if (!record.attached) {

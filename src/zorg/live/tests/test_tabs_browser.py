@@ -558,3 +558,29 @@ def test_more_inputs_at_once_than_a_connection_queues_all_run_once(
         shown = waitForMessages(tab, ['the end'])
         assert sorted(shown) == sorted(texts + ['the end'])
         assert len(tab.evaluate(REPLIES)) == count + (tab is tabs[0])
+
+
+def test_after_logging_in_the_tabs_share_a_connection_of_the_new_user(
+        live_server, new_context):
+    """The first page was anonymous, so the browser's connection was made
+    anonymous. Then the browser logs in (the chat page asks; the browser
+    answers with alice's login): her pages are refused on that connection,
+    the owner makes a new one with the browser's credentials of now, and
+    her tabs share it. The anonymous page, refused there, goes on with a
+    connection of its own."""
+    context = new_context(**credentials(live_server, 'alice'))
+    anonymous = openTab(context, live_server.url('browser-tabs-public.html'))
+    waitOpen(anonymous, 'shared', 'ws')
+    tabs = openTabs(context, live_server.url('browser-tabs-login.html'), 3)
+    for tab in tabs:
+        waitOpen(tab, 'shared', 'ws')
+    texts = ['logged in %d' % n for n in range(3)]
+    postFromTabs(tabs, texts)
+    assertEveryTabShows(tabs, texts)
+    waitOpen(anonymous, 'tab')
+    # (It may not post any more: the browser now sends alice's login.)
+    visitor = openTab(new_context(),
+                      live_server.url('browser-tabs-public.html'))
+    waitOpen(visitor, 'shared', 'ws')
+    assert note(visitor, 'still live') == ['<p class="reply">still live</p>']
+    assert waitForMessages(anonymous, ['still live']) == ['still live']
