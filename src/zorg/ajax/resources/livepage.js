@@ -411,7 +411,14 @@
      * runs it once (over the shared WebSocket, or posted).
      */
     send(handler, args = []) {
-      const input = { id: `${this._key}-${++this._inputCount}`, handler, args, sentOn: null, posting: false };
+      let wireArgs;
+      try {
+        // As JSON, whichever way it goes (a cycle cannot be sent at all).
+        wireArgs = JSON.parse(JSON.stringify(args) ?? 'null');
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      const input = { id: `${this._key}-${++this._inputCount}`, handler, args: wireArgs, sentOn: null, posting: false };
       const answered = new Promise((resolve, reject) => {
         input.resolve = resolve;
         input.reject = reject;
