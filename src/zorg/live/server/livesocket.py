@@ -50,6 +50,7 @@ PING = Frame(Opcode.PING, b'').serialize(mask=False)
 # Inputs that may wait on one connection; answers it may leave unread.
 MAX_QUEUED_INPUTS = 100
 MAX_UNREAD = 1 << 20
+CLOSE_TIMEOUT = 5.0    # seconds a peer may take to close after we did
 encoder = encoders(textFrame)
 
 
@@ -332,16 +333,28 @@ class LiveSocketProtocol(asyncio.Protocol):
     def flush(self):
         """Write what the ServerProtocol has to send (handshake, pongs,
         close frames), and close the TCP connection when it is done."""
+        transport = self.transport
         for data in self.ws.data_to_send():
             if data:
-                self.transport.write(data)
-            else:
-                self.transport.close()    # the end of the close handshake
+                transport.write(data)
+            elif (self.ws.close_rcvd is None and transport.can_write_eof()
+                    and not transport.is_closing()):
+                # We closed first (a message over the limit, bad data):
+                # closing the socket with the peer's data unread would
+                # reset the connection before the peer read our close
+                # frame. So half-close, let the peer close, and abort it
+                # if it does not within the close timeout.
+                transport.write_eof()
+                self.app.loop.call_later(CLOSE_TIMEOUT, transport.abort)
                 return
-        if self.ws.close_expected() and self.connection is not None:
-            # We sent a close frame (a failure): the peer answers it, or
-            # the beat drops it.
-            pass
+            else:
+                transport.close()     # the end of the close handshake
+                return
+
+    def eof_received(self):
+        self.ws.receive_eof()
+        self.flush()
+        return False       # the transport closes itself
 
     def ping(self, now, interval):
         """The beat: a ping after `interval` of silence; a peer silent for

@@ -18,6 +18,7 @@ owner to reconnect).
 """
 
 import asyncio
+import json
 import logging
 
 from zorg.live.interfaces import BadRequest, LiveError
@@ -160,7 +161,7 @@ class SharedConnection:
         # Exactly as the POST input path runs it: the site's publisher in a
         # worker thread, with this connection's credentials; the header
         # makes a repeat get the recorded answer (page/inputonce.py).
-        body = wire.json.dumps({'handler': message['handler'],
+        body = json.dumps({'handler': message['handler'],
                                 'arguments': message.get('arguments')})
         status, answer = await self.app.siteRequest(
             'POST', path, self.headers + [

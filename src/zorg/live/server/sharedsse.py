@@ -8,7 +8,6 @@ WebSocket) and sends the same messages as the WebSocket, each as one
 changes; input goes by POST. See PROTOCOL.txt.
 """
 
-import asyncio
 from urllib.parse import parse_qs
 
 from zorg.live.interfaces import BadRequest, LiveError, MethodNotAllowed
