@@ -584,3 +584,29 @@ def test_after_logging_in_the_tabs_share_a_connection_of_the_new_user(
     waitOpen(visitor, 'shared', 'ws')
     assert note(visitor, 'still live') == ['<p class="reply">still live</p>']
     assert waitForMessages(anonymous, ['still live']) == ['still live']
+
+
+def test_when_neither_websocket_nor_shared_stream_gets_through_tabs_long_poll(
+        live_server, new_context):
+    """Behind the proxy without Upgrade, and the shared stream cut off as
+    well (the elected tab's requests for it fail): every tab falls back to
+    long-poll on its own, and input is posted."""
+    with RoundRobinProxy([live_server.port]) as proxy:
+        context = new_context(**login(proxy.url(), 'alice'))
+        context.add_init_script(NO_SHARED_WORKER)
+        blocked = []
+
+        def block(route):
+            blocked.append(route.request.url)
+            route.abort()
+
+        context.route('**/@@live/events?*', block)
+        tabs = openTabs(context, proxy.url('browser-tabs-blocked.html'), 3)
+        for tab in tabs:
+            waitOpen(tab, 'tab', 'longpoll')
+        assert len(blocked) >= 2, blocked
+        texts = ['long-polled %d' % n for n in range(3)]
+        postFromTabs(tabs, texts)
+        assertEveryTabShows(tabs, texts)
+        runs = noteRuns(live_server.url())
+        assert [runs.get(text) for text in texts] == [1, 1, 1]
