@@ -372,6 +372,7 @@
       this._tabLock = null;       // resolves when this tab holds its lock
       this._attachedTo = null;    // the connection the page is attached on now
       this._heardOwner = false;
+      this._registering = null;   // the generation that registers the page anew
       this._inputs = new Map();   // input id -> input not answered yet, in the order sent
       this._inputCount = 0;
 
@@ -667,16 +668,23 @@
     }
 
     async _registerAgain(generation) {
-      for (;;) {
-        this._setStatus('connecting');
-        const outcome = await this._register(generation);
-        if (this._generation !== generation || outcome.type === STOPPED) return;
-        if (outcome.type === APPLIED) {
-          this._attach();
-          return;
+      // One new page id at a time, however many refusals come.
+      if (this._registering === generation) return;
+      this._registering = generation;
+      try {
+        for (;;) {
+          this._setStatus('connecting');
+          const outcome = await this._register(generation);
+          if (this._generation !== generation || outcome.type === STOPPED) return;
+          if (outcome.type === APPLIED) {
+            this._attach();
+            return;
+          }
+          await this._sleep(outcome.delay ?? this._backoff(), generation);
+          if (this._generation !== generation) return;
         }
-        await this._sleep(outcome.delay ?? this._backoff(), generation);
-        if (this._generation !== generation) return;
+      } finally {
+        if (this._registering === generation) this._registering = null;
       }
     }
 
