@@ -243,8 +243,12 @@
    * SharedWorker, or else a BroadcastChannel to whichever tab holds the
    * owner's lock (this one, maybe). Returns {kind, post(message)} or null.
    */
+  // The version of the messages between the tabs and the owner: tabs of a
+  // newer livepage.js do not talk to an owner of an older one still running.
+  const OWNER_PROTOCOL = 1;
+
   function openLink(client, onMessage) {
-    const name = `zorg-live ${client.mode} ${client.liveURL}`;
+    const name = `zorg-live/${OWNER_PROTOCOL} ${client.mode} ${client.liveURL}`;
     if (typeof SharedWorker === 'function' && client.workerURL) {
       try {
         const worker = new SharedWorker(client.workerURL, { name });
