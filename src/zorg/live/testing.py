@@ -209,6 +209,13 @@ class BrowserLivePage(LivePage):
                 % (n, escape(str(prefix)), n))))
 
 
+class BrowserOwnConnectionPage(BrowserLivePage):
+    """The same, with a connection of its own (per-tab SSE, else long-poll),
+    for the tests of those transports."""
+
+    connection = 'tab'
+
+
 class BrowserLongPollPage(BrowserLivePage):
     """The same, on long-poll only (data-transport="longpoll")."""
 
@@ -403,3 +410,41 @@ class BenchLivePage(TestLivePage):
     @handler(name='publish')
     def publishBench(self, data):
         self.publish(Custom('bench', data))
+
+
+# The shared-connection tests (test_tabs_browser.py): how often each `note`
+# ran in this process, whatever carried the input (WebSocket or POST).
+NOTE_RUNS = {}
+
+
+class BrowserTabsPage(BrowserLivePage):
+    """The browser test page for many tabs: `note` appends a message to
+    every page of the group and replies to the sender alone (#replies)."""
+
+    def renderBody(self):
+        return super().renderBody().replace(
+            '<div id="log"></div>',
+            '<div id="log"></div><div id="replies"></div>')
+
+    @handler
+    def note(self, text):
+        from html import escape
+        from zorg.live.page.event import safe
+        text = str(text)
+        NOTE_RUNS[text] = NOTE_RUNS.get(text, 0) + 1
+        self.publish(Append('log', safe('<p class="msg">%s</p>'
+                                        % escape(text))))
+        return Append('replies', safe('<p class="reply">%s</p>'
+                                      % escape(text)))
+
+
+class NoteRunsView:
+    """``@@test-note-runs``: NOTE_RUNS as JSON."""
+
+    def __init__(self, context, request):
+        self.context, self.request = context, request
+
+    def __call__(self):
+        import json
+        self.request.response.setHeader('Content-Type', 'application/json')
+        return json.dumps(NOTE_RUNS)

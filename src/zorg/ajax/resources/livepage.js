@@ -33,12 +33,31 @@
  * hides comments (so a proxy that buffers the stream cannot be noticed) and
  * HTTP statuses (so "unknown page" and "busy" cannot be told from a broken
  * connection).
+ *
+ * The shared connection
+ * ---------------------
+ * A browser keeps about six HTTP/1.1 connections per site; a stream per tab
+ * leaves tab seven without any. Where the server offers a WebSocket
+ * (data-live-url) and the page does not ask for its own connection
+ * (data-connection="tab"), the tab does not run the loop above: it hands
+ * its page to the owner of the browser's one connection for the site
+ * (livepage-worker.js, in a SharedWorker, or in the tab elected with Web
+ * Locks) and receives its events from there. The tab still applies every
+ * event through deliver(), with its own lastEventId, and keeps every input
+ * until its ack arrives, sending it again (same id) whenever its page is
+ * attached on a new connection. When neither WebSocket nor the shared SSE
+ * stream gets through, the tab falls back to the loop above (long-poll).
  */
 (() => {
   'use strict';
 
   const DEFAULTS = {
-    transport: 'auto',      // "auto" (SSE, else long-poll) | "sse" | "longpoll"
+    transport: 'auto',      // "auto" (WS, else SSE, else long-poll) | "ws" | "sse" | "longpoll"
+    connection: 'shared',   // "shared" (one connection per browser and site) | "tab"
+    heartbeatInterval: 15000, // ms: the server's heartbeat; the shared connection pings after it
+    sharedTimeout: 10000,   // ms within which the shared connection's owner must answer
+    inputRetries: 10,       // network failures after which a posted input is given up
+    inputsInFlight: 16,     // inputs of a tab sent over the WebSocket and not answered yet, at most
     backoffBase: 500,       // ms; a reconnect waits random(0, min(cap, base * 2^attempt))
     backoffCap: 30000,      // ms
     headersTimeout: 10000,  // ms an SSE request may take to answer with headers
@@ -164,6 +183,18 @@
     return error;
   }
 
+  // A JSON answer; an empty body is {}.
+  async function readJSONBody(response) {
+    const text = await response.text();
+    if (!text) return {};
+    try {
+      return JSON.parse(text);
+    } catch (error) {
+      if (response.ok) throw error;
+      return null;
+    }
+  }
+
   async function readErrorBody(response) {
     try {
       return await response.json();
@@ -190,6 +221,107 @@
       typeof TextDecoder === 'function' && typeof AbortController === 'function';
   }
 
+  function randomKey() {
+    const bytes = new Uint8Array(12);
+    crypto.getRandomValues(bytes);
+    return Array.from(bytes, (b) => b.toString(36).padStart(2, '0')).join('');
+  }
+
+  function sleep(ms) {
+    return new Promise((resolve) => setTimeout(resolve, ms));
+  }
+
+  // Where this browser can run the one owner of a shared connection.
+  function sharingSupported() {
+    return typeof WebSocket === 'function' && typeof crypto === 'object' &&
+      (typeof SharedWorker === 'function' ||
+       (typeof navigator === 'object' && !!navigator.locks && typeof BroadcastChannel === 'function'));
+  }
+
+  /*
+   * The tab's end of the shared connection: a MessagePort to the
+   * SharedWorker, or else a BroadcastChannel to whichever tab holds the
+   * owner's lock (this one, maybe). Returns {kind, post(message)} or null.
+   */
+  // The version of the messages between the tabs and the owner: tabs of a
+  // newer livepage.js do not talk to an owner of an older one still running.
+  const OWNER_PROTOCOL = 1;
+
+  function openLink(client, onMessage) {
+    const name = `zorg-live/${OWNER_PROTOCOL} ${client.mode} ${client.liveURL}`;
+    if (typeof SharedWorker === 'function' && client.workerURL) {
+      try {
+        const worker = new SharedWorker(client.workerURL, { name });
+        worker.port.onmessage = (event) => onMessage(event.data);
+        worker.port.start();
+        return { kind: 'worker', post: (message) => worker.port.postMessage(message) };
+      } catch (error) {
+        // A script of another origin, say: elect a tab instead.
+      }
+    }
+    if (!(navigator.locks && typeof BroadcastChannel === 'function' && client.workerURL)) return null;
+    const channel = new BroadcastChannel(name);
+    channel.onmessage = (event) => {
+      const message = event.data;
+      if (message && (message.to === client._key || message.to === '*')) onMessage(message);
+    };
+    electOwner(name, client);
+    return { kind: 'lock', post: (message) => channel.postMessage(message) };
+  }
+
+  /*
+   * Every tab asks for the owner's lock and keeps it for its life once it
+   * has it: the first tab owns the connection, and when it goes away the
+   * Web Locks API hands the lock to the next tab in line by itself.
+   */
+  const elections = new Set();
+
+  function electOwner(name, client) {
+    if (elections.has(name)) return;
+    elections.add(name);
+    navigator.locks.request(`${name} owner`, () => new Promise(() => {
+      loadOwnerClass(client.workerURL).then((Owner) => {
+        const channel = new BroadcastChannel(name);
+        const tabs = {
+          post: (key, message) => channel.postMessage(Object.assign({ to: key }, message)),
+          broadcast: (message) => channel.postMessage(Object.assign({ to: '*' }, message)),
+        };
+        const owner = new Owner(client.liveURL, client._ownerConfig(), tabs);
+        channel.onmessage = (event) => {
+          const message = event.data;
+          if (message && typeof message.key === 'string' && message.to === undefined) owner.receive(message.key, message);
+        };
+        owner.hello();
+      }, (error) => console.warn('LivePage: the shared connection cannot start here:', error));
+    }));
+  }
+
+  // The owner's code is livepage-worker.js: loaded into this tab as a script.
+  function loadOwnerClass(url) {
+    if (window.ZorgLiveConnectionOwner) return Promise.resolve(window.ZorgLiveConnectionOwner);
+    return new Promise((resolve, reject) => {
+      const element = document.createElement('script');
+      element.src = url;
+      element.onload = () => (window.ZorgLiveConnectionOwner ? resolve(window.ZorgLiveConnectionOwner) : reject(new Error(`${url} defines no owner`)));
+      element.onerror = () => reject(new Error(`${url} did not load`));
+      document.head.appendChild(element);
+    });
+  }
+
+  /*
+   * A tab holds a lock named after its key for its life, so that the owner
+   * learns when the tab is gone without a word. Resolves once it is held.
+   */
+  function holdTabLock(key) {
+    if (!(typeof navigator === 'object' && navigator.locks)) return Promise.resolve(false);
+    return new Promise((held) => {
+      navigator.locks.request(`zorg-live-tab ${key}`, () => {
+        held(true);
+        return new Promise(() => {});
+      }).catch(() => held(false));
+    });
+  }
+
   class LivePageClient {
     /*
      * options: uuid, clientURL, lastEventId, transport, presenceTarget, and
@@ -204,8 +336,18 @@
       // What the page declares beyond the allow-lists of the attribute event.
       this.allowAttributes = words(options.allowAttributes).map((name) => name.toLowerCase());
       this.allowSchemes = words(options.allowSchemes).map((scheme) => `${scheme.toLowerCase().replace(/:$/, '')}:`);
-      this.mode = ['auto', 'sse', 'longpoll'].includes(this.options.transport) ? this.options.transport : 'auto';
-      this.transport = this.mode !== 'longpoll' && streamingSupported() ? 'sse' : 'longpoll';
+      this.mode = ['auto', 'ws', 'sse', 'longpoll'].includes(this.options.transport) ? this.options.transport : 'auto';
+      this.liveURL = options.liveURL || null;
+      this.workerURL = options.workerURL || null;
+      // "shared": the page's events come over the browser's one connection
+      // for the site; "tab": over this tab's own requests (as it falls back to).
+      this.connection = this.options.connection !== 'tab' && this.liveURL && this.mode !== 'longpoll' &&
+        streamingSupported() && sharingSupported() ? 'shared' : 'tab';
+      // A WebSocket of its own is not made for one tab: "ws" means "auto" there.
+      if (this.connection === 'tab' && this.mode === 'ws') this.mode = 'auto';
+      if (this.connection === 'shared') this.transport = this.mode === 'sse' ? 'sse' : 'ws';
+      else this.transport = this.mode !== 'longpoll' && streamingSupported() ? 'sse' : 'longpoll';
+      this.sharedBy = null;       // "worker" | "lock": where the shared connection's owner runs
       this.status = 'closed';
       this.outputNum = 0;
       this.appliedCount = 0;
@@ -229,6 +371,14 @@
       this._sseFailures = 0;      // SSE failures in a row
       this._sseRetry = 0;         // the server's "retry:" advice, ms
       this._closedByPagehide = false;
+      this._key = randomKey();    // names this page to the shared connection's owner
+      this._link = null;          // to that owner
+      this._tabLock = null;       // resolves when this tab holds its lock
+      this._attachedTo = null;    // the connection the page is attached on now
+      this._heardOwner = false;
+      this._registering = null;   // the generation that registers the page anew
+      this._inputs = new Map();   // input id -> input not answered yet, in the order sent
+      this._inputCount = 0;
 
       if (typeof window !== 'undefined') {
         window.addEventListener('pagehide', () => this._pageHidden());
@@ -246,7 +396,9 @@
       this._closedByPagehide = false;
       this._attempt = 0;
       this._setStatus('connecting');
-      this._run(++this._generation);
+      const generation = ++this._generation;
+      if (this.connection === 'shared') this._startShared(generation);
+      else this._run(generation);
       return this;
     }
 
@@ -259,25 +411,112 @@
     /*
      * Calls a handler the page declares. Resolves with the events the
      * handler replied with (already applied); rejects with an Error carrying
-     * status, code and the server's message.
+     * status, code and the server's message. The input carries an id of its
+     * own and is sent again under it until an answer comes, so the server
+     * runs it once (over the shared WebSocket, or posted).
      */
-    async send(handler, args = []) {
-      const headers = { 'Content-Type': 'application/json', Accept: 'application/json' };
+    send(handler, args = []) {
+      let wireArgs;
+      try {
+        // As JSON, whichever way it goes (a cycle cannot be sent at all).
+        wireArgs = JSON.parse(JSON.stringify(args) ?? 'null');
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      const input = { id: `${this._key}-${++this._inputCount}`, handler, args: wireArgs, sentOn: null, posting: false };
+      const answered = new Promise((resolve, reject) => {
+        input.resolve = resolve;
+        input.reject = reject;
+      });
+      this._inputs.set(input.id, input);
+      this._dispatchInput(input);
+      return answered;
+    }
+
+    /*
+     * Over the shared WebSocket once the page is attached on it (again, after
+     * every new connection); otherwise posted.
+     */
+    _dispatchInput(input) {
+      if (this._inputOverSocket()) this._sendInputs();
+      else this._postInput(input);
+    }
+
+    _dispatchInputs() {
+      if (this._inputOverSocket()) this._sendInputs();
+      else for (const input of Array.from(this._inputs.values())) this._postInput(input);
+    }
+
+    _inputOverSocket() {
+      return this.connection === 'shared' && this.transport === 'ws' && this._running;
+    }
+
+    /*
+     * Sends the unanswered inputs not yet sent on the page's attachment, in
+     * order, a few at a time: the server keeps the answers to a page's last
+     * max-input-ids inputs, and one sent again must still find its answer
+     * there (and the server lets only so many wait on a connection).
+     */
+    _sendInputs() {
+      if (this._attachedTo === null) return;
+      let inFlight = 0;
+      for (const input of this._inputs.values()) {
+        if (input.sentOn !== this._attachedTo) {
+          if (inFlight >= this.options.inputsInFlight) return;
+          input.sentOn = this._attachedTo;
+          this._link.post({ op: 'input', key: this._key, id: input.id, handler: input.handler, arguments: input.args });
+        }
+        inFlight += 1;
+      }
+    }
+
+    async _postInput(input) {
+      if (input.posting) return;
+      input.posting = true;
+      const headers = {
+        'Content-Type': 'application/json', Accept: 'application/json', 'X-Live-Input-Id': input.id,
+      };
       const token = csrfToken();
       if (token) headers['X-CSRF-Token'] = token;
-      const response = await fetch(`${this.clientURL}/input`, {
-        method: 'POST',
-        headers,
-        credentials: 'same-origin',
-        body: JSON.stringify({ handler, arguments: args }),
-      });
-      if (!response.ok) throw httpError(response.status, await readErrorBody(response));
-      const body = await response.json();
-      const events = Array.isArray(body.events) ? body.events : [];
+      for (let failures = 0; this._inputs.has(input.id); failures += 1) {
+        let response;
+        let body;
+        try {
+          response = await fetch(`${this.clientURL}/input`, {
+            method: 'POST', headers, credentials: 'same-origin',
+            body: JSON.stringify({ handler: input.handler, arguments: input.args }),
+          });
+          body = await readJSONBody(response);
+        } catch (error) {
+          // No answer: the input may have run or not; its id makes sending it again safe.
+          if (failures + 1 >= this.options.inputRetries) {
+            this._inputs.delete(input.id);
+            input.reject(error);
+            return;
+          }
+          await sleep(this._jitter(failures));
+          continue;
+        }
+        this._settleInput(input.id, response.status, body);
+        return;
+      }
+    }
+
+    // The answer to an input, applied once: a repeat's answer finds it gone.
+    _settleInput(id, status, reply) {
+      const input = this._inputs.get(id);
+      if (!input) return;
+      this._inputs.delete(id);
+      if (this._inputOverSocket()) this._sendInputs();
+      if (status < 200 || status >= 300) {
+        input.reject(httpError(status, reply));
+        return;
+      }
+      const events = reply && Array.isArray(reply.events) ? reply.events : [];
       // Replies to this page alone: not part of the group log, so their ids
       // (if any) do not move lastEventId.
       for (const event of events) this._apply(event);
-      return events;
+      input.resolve(events);
     }
 
     on(name, fn) {
@@ -290,6 +529,192 @@
       const listeners = this._listeners.get(name);
       if (listeners) listeners.delete(fn);
       return this;
+    }
+
+    // -------------------------------------------------- shared connection
+
+    _startShared(generation) {
+      if (!this._link) {
+        this._link = openLink(this, (message) => this._fromOwner(message));
+        if (!this._link) {
+          this._leaveShared(null);
+          return;
+        }
+        this.sharedBy = this._link.kind;
+        this._tabLock = holdTabLock(this._key);
+      }
+      this._heardOwner = false;
+      this._tabLock.then(() => {
+        if (this._generation === generation) this._attach();
+      });
+      // An owner that never answers (its script did not load, say) must not
+      // leave the page dead: it connects on its own then.
+      setTimeout(() => {
+        if (this._generation === generation && !this._heardOwner) {
+          this._report(new Error('the shared connection did not answer: connecting on its own'));
+          this._leaveShared(null);
+        }
+      }, this.options.sharedTimeout);
+    }
+
+    _ownerConfig() {
+      const { heartbeatInterval, backoffBase, backoffCap, headersTimeout } = this.options;
+      return { mode: this.mode, heartbeat: heartbeatInterval, backoffBase, backoffCap, headersTimeout };
+    }
+
+    // Hands the page to the owner, from the last event this tab applied.
+    async _attach() {
+      this._attachedTo = null;
+      this._link.post({
+        op: 'attach', key: this._key, uuid: this.uuid, lastEventId: this.lastEventId,
+        url: this.clientURL, liveURL: this.liveURL, config: this._ownerConfig(),
+        locked: await this._tabLock,
+      });
+    }
+
+    _fromOwner(message) {
+      if (!message || typeof message !== 'object' || this.connection !== 'shared') return;
+      this._heardOwner = true;
+      switch (message.op) {
+        case 'hello':
+          // A new owner (the tab that held the connection went away): it
+          // knows nothing of this page yet.
+          if (this._running) this._attach();
+          this._ownerState(message);
+          break;
+        case 'state': this._ownerState(message); break;
+        case 'attached': this._attached(message); break;
+        case 'events': this._deliverAll(message.events); break;
+        case 'ack': this._settleInput(message.id, message.status, message.reply); break;
+        case 'error': this._attachRefused(message); break;
+        case 'busy': this._sendInputsLater(); break;
+        case 'refused': this._inputRefused(message); break;
+        default: break;
+      }
+    }
+
+    _ownerState(message) {
+      if (message.transport === 'ws' || message.transport === 'sse') this.transport = message.transport;
+      if (message.state === 'fallback') {
+        // Neither the WebSocket nor the shared stream gets through.
+        this._leaveShared('longpoll');
+      } else if (message.state !== 'open') {
+        this._attachedTo = null;
+        if (this._running) this._setStatus('connecting');
+      }
+    }
+
+    _attached(message) {
+      if (!this._running) return;
+      this.transport = message.transport;
+      this._attachedTo = message.connection;
+      this._opened();
+      // A new connection: what it has not answered goes again.
+      this._dispatchInputs();
+    }
+
+    /*
+     * The server had too many inputs of this connection waiting and refused
+     * some (it does not say which): after a while every unanswered one goes
+     * again, and the server answers those it has run from its record.
+     */
+    // The server refused an input it names: "busy" goes again later.
+    async _inputRefused(message) {
+      const input = this._inputs.get(message.id);
+      if (!input) return;
+      if (message.error !== 'busy') {
+        const status = { 'too-large': 413, forbidden: 403, 'unknown-page': 404 }[message.error] || 400;
+        this._settleInput(message.id, status, { error: message.error, message: message.message });
+        return;
+      }
+      const attachment = this._attachedTo;
+      await sleep(this._jitter(3));
+      if (input.sentOn === attachment && this._inputs.has(input.id)) {
+        input.sentOn = null;
+        this._dispatchInputs();
+      }
+    }
+
+    async _sendInputsLater() {
+      const generation = this._generation;
+      await sleep(this._jitter(3));
+      if (this._generation !== generation) return;
+      for (const input of this._inputs.values()) input.sentOn = null;
+      this._dispatchInputs();
+    }
+
+    _deliverAll(events) {
+      if (!this._running || !Array.isArray(events)) return;
+      const generation = this._generation;
+      for (const event of events) {
+        // The server shuts down: the owner reconnects.
+        if (event && event.event === 'reconnect') continue;
+        this._deliver(event, null);
+        if (this._generation !== generation) return;
+      }
+    }
+
+    // The connection would not take the page (or refused its input).
+    _attachRefused(message) {
+      if (!this._running) return;
+      if (this._attachedTo !== null) {
+        this._report(httpError(400, { error: message.error, message: message.message }));
+        return;
+      }
+      if (message.error === 'not-found' || message.error === 'unknown-page') {
+        // The server forgot the page (it expired, or the server restarted).
+        this._registerAgain(this._generation);
+        return;
+      }
+      this._report(httpError(message.error === 'forbidden' ? 403 : 400,
+        { error: message.error, message: message.message }, 'the shared connection refused the page'));
+      this._leaveShared(null);
+    }
+
+    async _registerAgain(generation) {
+      // One new page id at a time, however many refusals come.
+      if (this._registering === generation) return;
+      this._registering = generation;
+      try {
+        for (;;) {
+          this._setStatus('connecting');
+          const outcome = await this._register(generation);
+          if (this._generation !== generation || outcome.type === STOPPED) return;
+          if (outcome.type === APPLIED) {
+            this._attach();
+            return;
+          }
+          await this._sleep(outcome.delay ?? this._backoff(), generation);
+          if (this._generation !== generation) return;
+        }
+      } finally {
+        if (this._registering === generation) this._registering = null;
+      }
+    }
+
+    /*
+     * From now on the tab connects on its own: long-poll when the shared
+     * connection does not get through at all, else as without one.
+     */
+    _leaveShared(transport) {
+      if (this.connection !== 'shared') return;
+      if (this._link) this._link.post({ op: 'detach', key: this._key });
+      this.connection = 'tab';
+      this._attachedTo = null;
+      if (this.mode === 'ws') this.mode = 'auto';
+      this.transport = transport || (this.mode !== 'longpoll' && streamingSupported() ? 'sse' : 'longpoll');
+      this._dispatchInputs();
+      if (this._running) this._run(++this._generation);
+    }
+
+    /*
+     * For tests: "close" drops the shared connection as a network would;
+     * "lose-next-ack" loses the next answer to this page's input together
+     * with the connection (after the server ran the input);
+     * "lose-next-ack-and-halt" also stops the owner from connecting again.
+     */
+    _debugConnection(what) {
+      if (this._link) this._link.post({ op: 'debug', key: this._key, what });
     }
 
     // --------------------------------------------------------------- loop
@@ -637,6 +1062,16 @@
     }
 
     _stop(code, reason) {
+      if (this.connection === 'shared' && this._link && this._running) {
+        this._link.post({ op: 'detach', key: this._key });
+        this._attachedTo = null;
+        // Nothing will answer these over the connection any more.
+        for (const input of Array.from(this._inputs.values())) {
+          if (input.posting) continue;
+          this._inputs.delete(input.id);
+          input.reject(new Error('the page was closed'));
+        }
+      }
       this._running = false;
       this._generation += 1;
       if (this._abort) this._abort.abort();
@@ -845,12 +1280,19 @@
     clientURL: script.dataset.clientUrl,
     lastEventId: script.dataset.lastEventId,
     transport: offered.includes('sse') ? script.dataset.transport : 'longpoll',
+    // No WebSocket offered (WSGI-HTTP): no shared connection either.
+    liveURL: offered.includes('ws') ? script.dataset.liveUrl : null,
+    connection: script.dataset.connection,
+    workerURL: script.src ? new URL('livepage-worker.js', script.src).href : null,
     presenceTarget: script.dataset.presenceTarget,
     allowAttributes: script.dataset.allowAttributes,
     allowSchemes: script.dataset.allowSchemes,
   };
   if (refresh !== null) options.pollTimeout = (refresh + 30) * 1000;
-  if (heartbeat !== null) options.streamIdleTimeout = (3 * heartbeat + 15) * 1000;
+  if (heartbeat !== null) {
+    options.streamIdleTimeout = (3 * heartbeat + 15) * 1000;
+    options.heartbeatInterval = heartbeat * 1000;
+  }
   const client = new LivePageClient(options);
   window.LivePage = client;
 

@@ -161,12 +161,15 @@ def ackMessage(page, inputId, status, body):
         page, json.dumps(inputId), status, body)
 
 
-def errorMessage(error, page=None):
+def errorMessage(error, page=None, inputId=None):
     """A refused message: the LiveError's code and message (and the page
-    number, when the message named one)."""
+    number, when the message named one; the input id of a refused input,
+    so that the sender knows which of its inputs it was)."""
     message = {'type': 'error'}
     if page is not None:
         message['page'] = page
+    if inputId is not None:
+        message['id'] = inputId
     message['error'] = error.code
     message['message'] = str(error)
     return json.dumps(message, separators=(',', ':'))

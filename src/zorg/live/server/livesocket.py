@@ -268,12 +268,13 @@ class LiveSocketProtocol(asyncio.Protocol):
             if len(text) > settings.max_input_size:
                 self.writeText(wire.errorMessage(TooLarge(
                     'the input is larger than %d bytes (setting '
-                    'max-input-size)' % settings.max_input_size), number))
+                    'max-input-size)' % settings.max_input_size), number,
+                    message['id']))
             elif len(connection.queue) >= MAX_QUEUED_INPUTS:
                 self.writeText(wire.errorMessage(Busy(
                     'more than %d inputs wait on this connection; send '
                     'again when they are answered' % MAX_QUEUED_INPUTS, 1),
-                    number))
+                    number, message['id']))
             else:
                 connection.input(number, message)
         else:

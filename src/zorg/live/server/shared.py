@@ -153,11 +153,11 @@ class SharedConnection:
         if page is None:
             return await self.refuse(BadRequest(
                 'page %d is not attached; attach it before sending input'
-                % number), number)
+                % number), number, inputId)
         try:
             path = inputPath(page.url, page.client.uuid)
         except LiveError as e:
-            return await self.refuse(e, number)
+            return await self.refuse(e, number, inputId)
         # Exactly as the POST input path runs it: the site's publisher in a
         # worker thread, with this connection's credentials; the header
         # makes a repeat get the recorded answer (page/inputonce.py).
@@ -175,9 +175,10 @@ class SharedConnection:
             await self.send(self.wrap(wire.ackMessage(
                 number, inputId, status, answer.decode('utf-8', 'replace'))))
 
-    async def refuse(self, error, number=None):
+    async def refuse(self, error, number=None, inputId=None):
         if not self.closed:
-            await self.send(self.wrap(wire.errorMessage(error, number)))
+            await self.send(self.wrap(wire.errorMessage(error, number,
+                                                        inputId)))
 
     # -- delivery ------------------------------------------------------
 

@@ -177,6 +177,7 @@ def test_input_answers_as_the_post_path_does(tmp_path):
                           arguments=['t', 'x'])
             error = await ws.until(lambda m: m['type'] == 'error')
             assert error['page'] == 2 and 'not attached' in error['message']
+            assert error['id'] == 'x2'     # which input it was
             await ws.send(type='input', page=1, id='not an id',
                           handler='append', arguments=['t', 'x'])
             await ws.until(lambda m: m['type'] == 'error', 2)
@@ -503,6 +504,8 @@ def test_floods_are_bounded(tmp_path):
             ran = [m['id'] for m in answers if m['type'] == 'ack']
             busy = [m for m in answers if m['type'] == 'error']
             assert busy and all(m['error'] == 'busy' for m in busy)
+            assert {m['id'] for m in busy} | set(ran) == {
+                'f%d' % n for n in range(1000)}
             assert len(ran) + len(busy) == 1000
             await ws.until(lambda m: str(len(ran) - 1) in appendsOf(
                 ws, 1) or len(appendsOf(ws, 1)) >= len(ran))
