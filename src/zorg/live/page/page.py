@@ -200,6 +200,13 @@ class LivePage(BrowserPage):
         platform whose requests spell it otherwise overrides this)."""
         return self.request.getApplicationURL()
 
+    def liveURL(self):
+        """The URL of the browser's shared connection for this site:
+        ``@@live`` where the site knows its users (here: at the root; a
+        platform whose users live in a site of their own overrides
+        this)."""
+        return '%s/@@live' % self.applicationURL()
+
     def checkAnonymousCap(self, client):
         """Busy (503 with Retry-After) when an anonymous page would pass
         max-anonymous-pages, overall or from its client address. Counted
@@ -257,8 +264,8 @@ class LivePage(BrowserPage):
                  ('data-heartbeat-interval',
                   '%g' % client.heartbeatInterval)]
         if 'ws' in offered.split():
-            # The browser's shared connection: <app URL>/@@live.
-            attrs.append(('data-live-url', '%s/@@live' % base))
+            # The browser's shared connection.
+            attrs.append(('data-live-url', self.liveURL()))
             attrs.append(('data-connection', self.connection))
         if self.presenceTarget:
             attrs.append(('data-presence-target', self.presenceTarget))

@@ -8,6 +8,7 @@ view base, which gives the page Zope's security declarations.
 from AccessControl import getSecurityManager
 from AccessControl.SpecialUsers import nobody
 from Acquisition import aq_inner
+from zope.component.hooks import getSite
 from zope.interface import implementer
 
 from zorg.live.page import page as core
@@ -50,6 +51,14 @@ class LivePage(core.LivePage):
 
     def principalInfo(self):
         return userInfo()
+
+    def liveURL(self):
+        # Where the users are known: the current site (a Plone portal has
+        # its own user folder, which the root's @@live would not ask).
+        site = getSite()
+        url = getattr(aq_inner(site), 'absolute_url', None) if site else None
+        return '%s/@@live' % (url() if url is not None
+                              else self.applicationURL())
 
     def online(self):
         """[(user id, full name)] of who has a page of the group open,

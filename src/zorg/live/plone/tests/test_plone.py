@@ -79,8 +79,16 @@ def addons(plone, action, product='zorg.live.plone'):
 
 
 def openPage(new_context, plone, login, path):
-    context = new_context(extra_http_headers={'Authorization': auth(login)})
+    """A browser logged in through Plone's login form (its cookie goes
+    with every request, the shared connection's handshake included)."""
+    context = new_context()
     page = context.new_page()
+    page.goto(plone.url('/Plone/login'))
+    page.fill('input[name="__ac_name"]', login)
+    page.fill('input[name="__ac_password"]', password(login))
+    page.press('input[name="__ac_password"]', 'Enter')
+    page.wait_for_function('() => document.cookie.includes("__ac") || '
+                           '!document.querySelector(\'input[name="__ac_password"]\')')
     page.goto(plone.url(path))
     page.wait_for_function('() => window.LivePage && LivePage.status === '
                            '"open"')
@@ -106,6 +114,10 @@ def test_presence_notices_and_permissions_from_install_to_uninstall(
     a = openPage(new_context, plone, 'ann', '/Plone/doc')
     b = openPage(new_context, plone, 'bob', '/Plone/doc')
     waitOnline(a, 'ann=Ann Arbor bob=Bob Dylan')
+    # Each browser's pages share its WebSocket (@@live knows the PAS user).
+    for page in (a, b):
+        assert page.evaluate('() => [LivePage.connection, '
+                             'LivePage.transport]') == ['shared', 'ws']
     c = openPage(new_context, plone, 'carol', '/Plone/doc')
     waitOnline(a, 'ann=Ann Arbor bob=Bob Dylan carol=Carol King')
 
