@@ -400,8 +400,9 @@ class LiveApp:
             match = LIVE_PATH.search(scope['path'])
             if match is None:
                 if scope['path'].endswith('/@@live-health'):
-                    return health.respond(self.manager, scope, send,
-                                          self.probe)
+                    return health.respond(
+                        self.manager, scope, send, self.probe,
+                        (len(self.sockets), len(self.streams)))
                 if scope['path'].endswith(SHARED_EVENTS):
                     return sharedStream(self, scope, receive, send)
                 return self.passOn(scope, receive, send)

@@ -97,8 +97,9 @@ def report(manager, delivering=True):
     return (200 if ok else 503), body
 
 
-async def respond(manager, scope, send, probe=None):
-    """Answer an ASGI request for @@live-health from `probe`'s state."""
+async def respond(manager, scope, send, probe=None, shared=None):
+    """Answer an ASGI request for @@live-health from `probe`'s state;
+    `shared`: the numbers of open WebSockets and shared SSE streams."""
     if scope['method'] not in ('GET', 'HEAD'):
         status, body = 405, {'error': 'bad-request',
                              'message': 'use GET for @@live-health'}
@@ -107,6 +108,8 @@ async def respond(manager, scope, send, probe=None):
         delivering = (probe is None or
                       probe.delivering(asyncio.get_running_loop().time()))
         (status, body), extra = report(manager, delivering), []
+        if shared is not None:
+            body['websockets'], body['sharedStreams'] = shared
     data = json.dumps(body).encode()
     headers = HEADERS + [(b'content-length', b'%d' % len(data))] + extra
     await send({'type': 'http.response.start', 'status': status,

@@ -296,6 +296,10 @@ def test_detach_closes_the_page(tmp_path):
         async with session() as s, Socket(server) as ws:
             page = await Page(server, s, 'livepage.html').open()
             await ws.attach(1, page)
+            # @@live-health counts the open sockets.
+            async with s.get(server.url('@@live-health')) as r:
+                health = await r.json()
+            assert (health['websockets'], health['sharedStreams']) == (1, 0)
             await ws.send(type='detach', page=1)
             await ws.until(lambda m: m['type'] == 'detached')
             status, body = await page.send('append', 't', 'gone')
