@@ -254,8 +254,9 @@ class LiveApp:
         raise error
 
     def parkPage(self, uuid, parked):
-        """A page of a shared connection waits: it supersedes whatever
-        waited for the same page id."""
+        """`parked` waits for page `uuid` (an output request, a stream, a
+        page of a shared connection): it supersedes whatever waited for the
+        same page id."""
         old = self.parked.pop(uuid, None)
         if old is not None and old is not parked:
             old.wake(rules.SUPERSEDED)
@@ -375,19 +376,15 @@ class LiveApp:
                 return
 
     def _park(self, uuid, client=None, transport=None):
-        old = self.parked.pop(uuid, None)
-        if old is not None:
-            old.wake(rules.SUPERSEDED)
-        parked = self.parked[uuid] = Parked(client, transport)
+        parked = Parked(client, transport)
+        self.parkPage(uuid, parked)
         if self.draining:
             parked.wake(rules.DRAIN)
         return parked
 
-    def _unpark(self, uuid, parked):
+    def unparkPage(self, uuid, parked):
         if self.parked.get(uuid) is parked:
             del self.parked[uuid]
-
-    unparkPage = _unpark
 
     # -- ASGI ------------------------------------------------------------
 
@@ -530,7 +527,7 @@ class LiveApp:
             manager.holdEnded(client)
             if watcher is not None:
                 watcher.cancel()
-            self._unpark(uuid, parked)
+            self.unparkPage(uuid, parked)
         return manager.endOutput(client, num, generation, outcome, texts,
                                  end)
 
@@ -614,7 +611,7 @@ class LiveApp:
             manager.holdEnded(client)
             if watcher is not None:
                 watcher.cancel()
-            self._unpark(uuid, parked)
+            self.unparkPage(uuid, parked)
 
     async def _send(self, send, body, abort=None, more=True):
         """Send a chunk; a reader slower than send-timeout is dropped: its
