@@ -104,6 +104,17 @@ def changesState(method, path):
     return method not in SAFE_METHODS or STATE_STEP.search(path) is not None
 
 
+def headerGetter(headers):
+    """`get` over ASGI headers (lowercase bytes pairs; the last of a
+    repeated header counts), for `crossSite` outside WSGI."""
+    values = dict(headers)
+
+    def get(name):
+        value = values.get(name.encode('latin-1'))
+        return None if value is None else value.decode('latin-1')
+    return get
+
+
 def environGetter(environ):
     def get(name):
         if name == 'host':

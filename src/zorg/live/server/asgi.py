@@ -47,13 +47,14 @@ from zorg.live.interfaces import (
     MethodNotAllowed, TooLarge)
 from zorg.live.page import delivery as rules
 from zorg.live.page.client import LivePageClient
-from zorg.live.page.guard import refusal, siteApplication
+from zorg.live.page.guard import headerGetter, refusal, siteApplication
 from zorg.live.page.manager import WouldBlock
 from zorg.live.page.wire import (
     SSE_HEARTBEAT, SSE_PREAMBLE, SSE_RECONNECT, FrameCache, errorBody)
 from zorg.live.server import health
 from zorg.live.server.fanout import Fanout, Parked, resolve
 from zorg.live.server.progress import progressReceive
+from zorg.live.server.shared import KEEP
 from zorg.live.server.sharedsse import sharedStream
 
 log = logging.getLogger('zorg.live.server')
@@ -231,9 +232,11 @@ class LiveApp:
 
     async def principalOf(self, path, headers, client=None, server=None,
                           scheme='http'):
-        """The principal the credentials in `headers` belong to, as the
-        site's ``@@live`` view at `path` says (LiveError: the site's
-        refusal, e.g. 401)."""
+        """``(principal, kept headers)``: whom the credentials in the
+        request `headers` belong to, as the site's ``@@live`` view at
+        `path` says (LiveError: the site's refusal, e.g. 401), and the
+        headers that the connection's input requests carry on (KEEP)."""
+        headers = [(name, value) for name, value in headers if name in KEEP]
         status, body = await self.siteRequest('GET', path, headers,
                                               client=client, server=server,
                                               scheme=scheme)
@@ -243,7 +246,7 @@ class LiveApp:
             answer = None
         if status == 200 and isinstance(answer, dict) and isinstance(
                 answer.get('principal'), str):
-            return answer['principal']
+            return answer['principal'], headers
         error = LiveError(answer.get('message') if isinstance(answer, dict)
                           and answer.get('message') else
                           'the site did not say who you are (%d from %s): '
@@ -466,10 +469,7 @@ class LiveApp:
         if scope['method'] != 'POST':
             return await respondError(send, MethodNotAllowed(
                 'use POST for close'), [(b'allow', b'POST')])
-        headers = dict(scope['headers'])
-        error = self.crossSite(
-            lambda name: (headers[name.encode()].decode('latin-1')
-                          if name.encode() in headers else None))
+        error = self.crossSite(headerGetter(scope['headers']))
         if error is not None:
             return await respondError(send, error)
         try:

@@ -31,7 +31,8 @@ from websockets.server import ServerProtocol
 from zorg.live.interfaces import BadRequest, Busy, LiveError, TooLarge
 from zorg.live.page import wire
 from zorg.live.page.connection import parseMessage
-from zorg.live.server.shared import KEEP, SharedConnection, encoders
+from zorg.live.page.guard import headerGetter
+from zorg.live.server.shared import SharedConnection, encoders
 
 log = logging.getLogger('zorg.live.server')
 # The library logs every connection opened and closed at INFO: thousands.
@@ -179,22 +180,21 @@ class LiveSocketProtocol(asyncio.Protocol):
 
     async def handshake(self, request):
         app = self.app
+        path = request.path.split('?')[0]
         try:
-            if not request.path.split('?')[0].endswith('/@@live'):
+            if not path.endswith('/@@live'):
                 error = LiveError('no WebSocket here: the live connection '
                                   'of a site is <app URL>/@@live')
                 error.status, error.code = 404, 'not-found'
                 raise error
-            error = app.crossSite(lambda name: request.headers.get(name))
-            if error is not None:
-                raise error
             headers = [(name.lower().encode('latin-1'),
                         value.encode('latin-1'))
                        for name, value in request.headers.raw_items()]
-            kept = [(n, v) for n, v in headers if n in KEEP]
-            principal = await app.principalOf(
-                request.path.split('?')[0], kept, self.client, self.server,
-                self.scheme)
+            error = app.crossSite(headerGetter(headers))
+            if error is not None:
+                raise error
+            principal, kept = await app.principalOf(
+                path, headers, self.client, self.server, self.scheme)
         except LiveError as e:
             return self._refuse(e.status, e)
         except InvalidHandshake as e:

@@ -13,8 +13,9 @@ from urllib.parse import parse_qs
 from zorg.live.interfaces import BadRequest, LiveError, MethodNotAllowed
 from zorg.live.page import wire
 from zorg.live.page.connection import checkMessage
+from zorg.live.page.guard import headerGetter
 from zorg.live.server.fanout import BACKLOG, HEARTBEAT, chunk
-from zorg.live.server.shared import KEEP, SharedConnection, encoders
+from zorg.live.server.shared import SharedConnection, encoders
 
 encoder = encoders(lambda text: chunk(wire.sseData(text)))
 
@@ -89,23 +90,19 @@ def attachments(scope, maxPages):
 
 async def sharedStream(app, scope, receive, send):
     from zorg.live.server.asgi import SSE_HEADERS, SSE_PREAMBLE, respondError
-    headers = scope['headers']
-    values = {}
-    for name, value in headers:
-        values.setdefault(name, value.decode('latin-1'))
     try:
         if scope['method'] != 'GET':
             raise MethodNotAllowed('use GET for the shared stream')
         if scope.get('zorg.live.transport') is None:
             raise BadRequest('the shared stream needs LiveServerHTTP')
-        error = app.crossSite(lambda name: values.get(name.lower().encode()))
+        error = app.crossSite(headerGetter(scope['headers']))
         if error is not None:
             raise error
         wanted = attachments(scope, app.settings.max_connection_pages)
-        kept = [(n, v) for n, v in headers if n in KEEP]
-        principal = await app.principalOf(
-            scope['path'][:-len('/events')], kept, scope.get('client'),
-            scope.get('server'), scope.get('scheme', 'http'))
+        principal, kept = await app.principalOf(
+            scope['path'][:-len('/events')], scope['headers'],
+            scope.get('client'), scope.get('server'),
+            scope.get('scheme', 'http'))
     except LiveError as e:
         return await respondError(send, e)
     connection = StreamConnection(app, scope, principal, send, kept)

@@ -239,6 +239,16 @@ def test_a_page_of_another_origin_cannot_open_the_socket(tmp_path):
                 assert response.status_code == 403
                 assert json.loads(response.body)['error'] == 'cross-site'
 
+        # A repeated Origin: the last counts, as for every request (this
+        # crashed the handshake, which then never answered).
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            await websockets.connect(
+                server.url('@@live').replace('http', 'ws', 1),
+                additional_headers=[('Origin', own),
+                                    ('Origin', 'http://evil.test')],
+                open_timeout=LIMIT)
+        assert refused.value.response.status_code == 403
+
     with RunningServer(tmp_path, zcml=DEMO_ZCML, refresh_interval=2,
                        trusted_origins='http://trusted.test') as server:
         asyncio.run(run(server))
