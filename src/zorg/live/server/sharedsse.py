@@ -49,7 +49,9 @@ class StreamConnection(SharedConnection):
         if not self.ended.done():
             self.ended.set_result('drain')
 
-    def gone(self, reason=None):
+    def wake(self, reason):
+        """The client went away (LiveApp._watchDisconnect tells it so, as
+        it tells a parked request)."""
         if not self.ended.done():
             self.ended.set_result('gone')
 
@@ -106,16 +108,7 @@ async def sharedStream(app, scope, receive, send):
     except LiveError as e:
         return await respondError(send, e)
     connection = StreamConnection(app, scope, principal, send, kept)
-    callbacks = scope.get('zorg.live.disconnected')
-    watcher = None
-    if callbacks is not None:
-        callbacks.append(connection.gone)
-    else:
-        async def watch():
-            while (await receive())['type'] != 'http.disconnect':
-                pass
-            connection.gone()
-        watcher = app.loop.create_task(watch())
+    watcher = app._watchDisconnect(scope, receive, connection)
     app.streams.add(connection)
     try:
         await send({'type': 'http.response.start', 'status': 200,

@@ -490,6 +490,16 @@ def test_one_shared_sse_stream_carries_many_pages(tmp_path):
                     [m for m in ms if m['type'] == 'events']) == 3)
                 assert sorted(m['page'] for m in messages
                               if m['type'] == 'events') == [1, 2, 3]
+                async with s.get(server.url('@@live-health')) as h:
+                    assert (await h.json())['sharedStreams'] == 1
+            # The client went away: the stream ends (its pages detach).
+            deadline = time.monotonic() + LIMIT
+            while True:
+                async with s.get(server.url('@@live-health')) as h:
+                    if (await h.json())['sharedStreams'] == 0:
+                        break
+                assert time.monotonic() < deadline, 'the stream stayed'
+                await asyncio.sleep(0.05)
             # Another origin: refused.
             async with s.get(server.url('@@live/events'), params=query,
                              headers={'Origin': 'http://evil.test'}) as r:
