@@ -112,3 +112,23 @@ def socketSay(ws, number, inputId, text):
         elif message['type'] == 'events' and text in json.dumps(message):
             shown = message
     return ack, shown
+
+
+def checkSocketOwnership(server, chatPath, inputId):
+    """A site's WebSocket carries its user's pages only: bob's socket and
+    an anonymous one cannot attach alice's chat page at `chatPath`;
+    alice's attaches it and says something through it."""
+    alice = Client(server, 'alice')
+    client = openChat(alice, chatPath)
+    for other in (Client(server, 'bob'), Client(server)):
+        ws, answer = socketAttach(server, other, client)
+        assert answer['type'] == 'error' and answer['error'] == 'forbidden'
+        ws.close()
+        other.close()
+    ws, answer = socketAttach(server, alice, client)
+    assert answer == {'type': 'attached', 'page': 1}
+    ack, shown = socketSay(ws, 1, inputId, 'over the socket')
+    assert ack['status'] == 200, ack
+    assert shown['page'] == 1
+    ws.close()
+    alice.close()

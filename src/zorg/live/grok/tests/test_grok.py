@@ -14,8 +14,8 @@ import pytest
 from zorg.live.tests.browserfixture import (  # noqa: F401 (fixtures)
     artifacts, browser, new_context, screenshot)
 from zorg.live.tests.platforms import (
-    Client, credentials, exchange, openChat, openPage, socketAttach,
-    socketSay, waitOnline)
+    Client, checkSocketOwnership, credentials, exchange, openChat, openPage,
+    waitOnline)
 from zorg.live.tests.serverfixture import RunningServer
 
 pytestmark = pytest.mark.browser
@@ -95,17 +95,4 @@ def test_bad_input_gets_the_same_clear_4xx_as_on_bluebream(grok_site):
 def test_a_websocket_carries_the_pages_of_its_grok_user_only(grok_site):
     """@@live on Grok: alice's socket attaches her chat page and says
     things through it; bob's and an anonymous one cannot attach it."""
-    alice = Client(grok_site, 'alice')
-    client = openChat(alice, '/chat/@@chat')
-    for other in (Client(grok_site, 'bob'), Client(grok_site)):
-        ws, answer = socketAttach(grok_site, other, client)
-        assert answer['type'] == 'error' and answer['error'] == 'forbidden'
-        ws.close()
-        other.close()
-    ws, answer = socketAttach(grok_site, alice, client)
-    assert answer == {'type': 'attached', 'page': 1}
-    ack, shown = socketSay(ws, 1, 'g1', 'over the socket')
-    assert ack['status'] == 200, ack
-    assert shown['page'] == 1
-    ws.close()
-    alice.close()
+    checkSocketOwnership(grok_site, '/chat/@@chat', 'g1')

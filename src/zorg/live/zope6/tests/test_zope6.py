@@ -15,8 +15,8 @@ import pytest
 from zorg.live.tests.browserfixture import (  # noqa: F401 (fixtures)
     WAIT, artifacts, browser, new_context, screenshot)
 from zorg.live.tests.platforms import (
-    Client, credentials, exchange, openChat, openPage, socketAttach,
-    socketSay, waitOnline)
+    Client, checkSocketOwnership, credentials, exchange, openChat, openPage,
+    waitOnline)
 from zorg.live.zope6.tests.instance import ZopeInstance
 
 pytestmark = pytest.mark.browser
@@ -105,20 +105,7 @@ def test_a_websocket_carries_the_pages_of_its_zope_user_only(zope):
     """@@live on Zope 6 knows the Zope user (AccessControl): alice's
     socket attaches her page and says things through it; bob's and an
     anonymous one cannot attach it."""
-    alice = Client(zope, 'alice')
-    client = openChat(alice)
-    for other in (Client(zope, 'bob'), Client(zope)):
-        ws, answer = socketAttach(zope, other, client)
-        assert answer['type'] == 'error' and answer['error'] == 'forbidden'
-        ws.close()
-        other.close()
-    ws, answer = socketAttach(zope, alice, client)
-    assert answer == {'type': 'attached', 'page': 1}
-    ack, shown = socketSay(ws, 1, 'z1', 'over the socket')
-    assert ack['status'] == 200, ack
-    assert shown['page'] == 1
-    ws.close()
-    alice.close()
+    checkSocketOwnership(zope, '/room/@@live-chat', 'z1')
 
 
 # -- output without the ZODB --------------------------------------------------
