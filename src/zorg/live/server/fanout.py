@@ -130,13 +130,14 @@ class Fanout:
             stop = min(stop, start + SLICE)
         broker = self.manager.broker
         select = self.manager.select
+        sse = self._chunk      # one bound method for the round, not one a page
         batches = {}
         now = self.clock()
         for parked in streams[start:stop]:
             if parked not in idle:
                 continue       # its task took over since the round began
             cursor = parked.cursor
-            encode = parked.encode or self._chunk
+            encode = parked.encode or sse
             batch = batches.get((cursor, encode))
             if batch is None:
                 batch = batches[cursor, encode] = self._batch(
