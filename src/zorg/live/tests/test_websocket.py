@@ -578,3 +578,40 @@ def test_a_page_of_one_process_attaches_to_a_socket_of_another(servers):
             assert appendsOf(ws, 1) == ['from a', 'from b', 'last']
 
     asyncio.run(run())
+
+
+@pytest.mark.redis
+def test_a_hung_redis_stops_neither_the_socket_nor_an_input(servers,
+                                                             redisServer):
+    """Redis hangs (SIGSTOP) while a page is attached: the socket still
+    answers at once, an input sent meanwhile is refused (503, nothing
+    stored or recorded), and sent again with the same id after Redis is
+    back it runs, once."""
+    a = servers('a', refresh_interval=2)
+
+    async def run():
+        async with session() as s, Socket(a) as ws:
+            page = await Page(a, s, 'livepage.html').open()
+            await ws.attach(1, page)
+            redisServer.hang()
+            try:
+                await ws.send(type='input', page=1, id='h1',
+                              handler='append', arguments=['t', 'hung'])
+                await ws.send(type='ping')
+                first = await ws.until(lambda m: m['type'] in ('pong',
+                                                               'ack'))
+                assert first['type'] == 'pong'    # not behind the input
+                ack = await ws.until(lambda m: m['type'] == 'ack')
+                assert ack['status'] == 503, ack
+                assert ack['reply']['error'] == 'broker-unavailable'
+            finally:
+                redisServer.resume()
+            await ws.send(type='input', page=1, id='h1', handler='append',
+                          arguments=['t', 'hung'])
+            await ws.until(lambda m: m['type'] == 'ack' and
+                           m['status'] == 200)
+            await page.send('append', 't', 'last')
+            await ws.until(lambda m: 'last' in appendsOf(ws, 1))
+            assert appendsOf(ws, 1) == ['hung', 'last']
+
+    asyncio.run(run())
