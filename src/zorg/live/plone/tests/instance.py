@@ -1,9 +1,12 @@
 """A real Plone 6 site in a Zope instance made by ``mkwsgiinstance``.
 
-The site (classic UI), its users and a private document shared with
-them are created through Plone's API before the instance serves; the
-add-on is *not* installed: the test installs it through the add-ons
-control panel, as a site administrator would.
+The site (classic UI), its users and documents are created through
+Plone's API before the instance serves.
+
+- `PloneInstance`: the add-on is *not* installed; the test installs it
+  through the add-ons control panel, as a site administrator would.
+- `ViewInstance`: the add-on installed, and one user for each way Plone
+  grants View (see VIEWERS), on a private and a published document.
 """
 
 import textwrap
@@ -13,7 +16,7 @@ from zorg.live.zope6.tests.instance import ZopeInstance
 USERS = (('ann', 'Ann Arbor'), ('bob', 'Bob Dylan'), ('carol', 'Carol King'))
 PASSWORD = 'secret-%s-pw'
 
-SETUP = textwrap.dedent("""\
+OPEN = textwrap.dedent("""\
     import sys, transaction
     from Zope2.Startup.run import configure_wsgi
     configure_wsgi(sys.argv[1])
@@ -34,10 +37,21 @@ SETUP = textwrap.dedent("""\
         'plone.app.contenttypes:default', 'plonetheme.barceloneta:default'])
     setSite(site)
     from plone import api
-    for login, fullname in %(users)r:
-        api.user.create(email=login + '@example.org', username=login,
-                        password=%(password)r %% login,
-                        properties={'fullname': fullname})
+    def users(pairs):
+        for login, fullname in pairs:
+            api.user.create(email=login + '@example.org', username=login,
+                            password=%(password)r %% login,
+                            properties={'fullname': fullname})
+    """) % {'password': PASSWORD}
+
+CLOSE = textwrap.dedent("""\
+    app._p_jar.transaction_manager.commit()
+    app._p_jar.close()
+    Zope2.DB.close()
+    """)
+
+SETUP = OPEN + textwrap.dedent("""\
+    users(%(users)r)
     doc = api.content.create(container=site, type='Document', id='doc',
                              title='The document')
     # Private (the default workflow's initial state): Ann and Carol may
@@ -45,10 +59,42 @@ SETUP = textwrap.dedent("""\
     api.user.grant_roles(username='ann', obj=doc, roles=['Reader'])
     api.user.grant_roles(username='carol', obj=doc, roles=['Reader'])
     api.user.grant_roles(username='bob', obj=doc, roles=['Editor', 'Reader'])
-    app._p_jar.transaction_manager.commit()
-    app._p_jar.close()
-    Zope2.DB.close()
-    """) % {'users': USERS, 'password': PASSWORD}
+    """) % {'users': USERS} + CLOSE
+
+
+# Who may view the documents of ViewInstance, and why. Ann edits both.
+VIEWERS = (
+    ('ann', 'Ann Arbor'),      # Editor on both documents (sharing tab)
+    ('ben', 'Ben Hur'),        # Site Administrator through a group
+    ('cal', 'Cal Ripken'),     # Site Administrator, directly
+    ('dan', 'Dan Brown'),      # Reader of both documents (sharing tab)
+    ('eve', 'Eve Arden'),      # in a group that is Reader (sharing tab)
+    ('fay', 'Fay Wray'),       # a member: the workflow state decides
+)
+
+VIEW_SETUP = OPEN + textwrap.dedent("""\
+    users(%(users)r)
+    from plone.base.utils import get_installer
+    get_installer(site, app.REQUEST).install_product('zorg.live.plone')
+    api.group.create(groupname='siteadmins', roles=['Site Administrator'])
+    api.group.add_user(groupname='siteadmins', username='ben')
+    api.user.grant_roles(username='cal', roles=['Site Administrator'])
+    api.group.create(groupname='readers')
+    api.group.add_user(groupname='readers', username='eve')
+    for id in ('private', 'published', 'retracted', 'later'):
+        doc = api.content.create(container=site, type='Document', id=id,
+                                 title='The %%s document' %% id)
+        api.user.grant_roles(username='ann', obj=doc, roles=['Editor'])
+        api.user.grant_roles(username='dan', obj=doc, roles=['Reader'])
+        api.group.grant_roles(groupname='readers', obj=doc,
+                              roles=['Reader'])
+        if id in ('published', 'retracted'):
+            api.content.transition(obj=doc, transition='publish')
+    # A folder listing with a private item, for per-viewer fragments.
+    folder = api.content.create(container=site, type='Folder', id='folder',
+                                title='The folder')
+    api.content.transition(obj=folder, transition='publish')
+    """) % {'users': VIEWERS} + CLOSE
 
 
 class PloneInstance(ZopeInstance):
@@ -57,3 +103,7 @@ class PloneInstance(ZopeInstance):
     # for any add-on that is installed with pip.
     packages = ()
     setupScript = SETUP
+
+
+class ViewInstance(PloneInstance):
+    setupScript = VIEW_SETUP
