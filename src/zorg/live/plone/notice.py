@@ -1,62 +1,87 @@
-"""The change notice: a model-driven update that respects View.
+"""The change notice, and who hears of changes to who may view.
 
 When a document is saved (IObjectModifiedEvent on Dexterity content), the
 ``live-changed`` fragment is rendered once and, after the transaction
-commits, delivered to the principals on the document's pages who may
-view it at that moment: nobody hears of content they may not see, even
-if they opened it before it was made private.
+commits, delivered to the pages of the document whose viewers may view it
+at that moment (access.py: Plone's own View, asked as each of them).
+
+When who may view changes (a workflow transition, the sharing tab, a user
+taken out of a group), the pages of those who lost View are told and
+closed after the commit (access.revalidate).
 """
 
-import transaction
+from html import escape
+
 import zope.component
-from AccessControl.PermissionRole import rolesForPermissionOn
-from Acquisition import aq_inner
+from plone.app.workflow.interfaces import ILocalrolesModifiedEvent
 from zope.globalrequest import getRequest
+from zope.i18n import translate
 
 from zorg.live.interfaces import ILivePageManager
 from zorg.live.page.event import Update, safe
+from zorg.live.plone import access
 from zorg.live.plone.interfaces import IZorgLiveLayer
+from zorg.live.plone.messages import _
 from zorg.live.plone.settings import settings
 from zorg.live.zope6.model import ModelUpdate
 
 TARGET = 'zorg-live-notice'
 
 
-def mayView(obj, userid):
-    """Whether the user `userid` has View on `obj` (Plone's users)."""
-    from plone.api import user as users
-    user = users.get(userid=userid)
-    if user is None:
-        return False
-    return bool(user.getUser().allowed(
-        aq_inner(obj), rolesForPermissionOn('View', aq_inner(obj))))
+def installed():
+    """The request being published, where the add-on is installed in its
+    site (its browser layer); else None."""
+    request = getRequest()
+    if request is None or not IZorgLiveLayer.providedBy(request):
+        return None
+    return request
 
 
 class ChangeNotice(ModelUpdate):
     """Subscriber for (Dexterity content, IObjectModifiedEvent)."""
 
     def __call__(self, obj, event):
-        request = getRequest()
-        if request is None or not IZorgLiveLayer.providedBy(request):
-            return      # not installed in this site
+        if ILocalrolesModifiedEvent.providedBy(event):
+            return      # who may view changed, not the content: see below
+        request = installed()
+        if request is None:
+            return
         current = settings()
         if current is None or not current.notify_changes:
             return
-        group = self.group(obj)
         html = self.render(obj, request)
         if html is None:
             return
+        group = self.group(obj)
         update = Update(self.target, safe(html))
-        manager = zope.component.getUtility(ILivePageManager)
-
-        def deliver(committed):
-            if not committed:
-                return
-            allowed = [p for p in manager.whoIsOnline(group)
-                       if mayView(obj, p)]
-            if allowed:
-                manager.publishToPrincipals(update, group, allowed)
-        transaction.get().addAfterCommitHook(deliver)
+        access.afterCommit(access.publishToViewers, update, obj, group)
 
 
 changeNotice = ChangeNotice('live-changed', TARGET)
+
+
+def lostNotice(request):
+    """(target, html) that the page of a viewer who lost View is told."""
+    text = translate(_('lost_view', default='You may no longer view this '
+                       'page.'), context=request)
+    return TARGET, '<p class="zorg-live-lost">%s</p>' % escape(text)
+
+
+def viewChanged(obj, event):
+    """A workflow transition or a change of the sharing tab: check again
+    who may view `obj` and what lies below it, after the commit."""
+    request = installed()
+    if request is None:
+        return
+    access.afterCommit(access.revalidate, obj, lostNotice(request))
+
+
+def groupLeft(event):
+    """A user left a group (or was deleted): the pages open anywhere in
+    the site are checked again, after the commit."""
+    request = installed()
+    if request is None:
+        return
+    from plone import api
+    access.afterCommit(access.revalidate, api.portal.get(),
+                       lostNotice(request))

@@ -6,9 +6,7 @@ add-on is installed and uninstalled through the add-ons control panel, and
 the instance is served by LiveServerHTTP (``use = egg:zorg.live#main``).
 """
 
-import base64
 import json
-import re
 import subprocess
 import sys
 import textwrap
@@ -16,10 +14,10 @@ import time
 
 import pytest
 
-from zorg.live.plone.tests.instance import PASSWORD, PloneInstance
+from zorg.live.plone.tests.helpers import PloneClient, addons, password
+from zorg.live.plone.tests.instance import PloneInstance
 from zorg.live.tests.browserfixture import (  # noqa: F401 (fixtures)
     artifacts, browser, new_context, screenshot)
-from zorg.live.tests.platforms import Client
 
 pytestmark = pytest.mark.browser
 
@@ -30,33 +28,6 @@ NOTICE = "() => (document.querySelector('#zorg-live-notice') || {})" \
          ".textContent || ''"
 
 
-def password(login):
-    return 'admin' if login == 'admin' else PASSWORD % login
-
-
-def auth(login):
-    token = base64.b64encode(('%s:%s' % (login, password(login))).encode())
-    return 'Basic ' + token.decode()
-
-
-class PloneClient(Client):
-    def __init__(self, server, login=None):
-        super().__init__(server)
-        if login:
-            self.headers['Authorization'] = auth(login)
-
-    def form(self, path, fields):
-        return self.request('POST', path, '&'.join(
-            '%s=%s' % pair for pair in fields),
-            {'Content-Type': 'application/x-www-form-urlencoded'})
-
-    def authenticator(self, path):
-        status, html = self.get(path)
-        assert status == 200, html[-2000:]
-        return re.search(r'name="_authenticator" type="hidden" '
-                         r'value="([^"]+)"', html).group(1)
-
-
 @pytest.fixture(scope='module')
 def plone(tmp_path_factory):
     instance = PloneInstance(tmp_path_factory.mktemp('plone') / 'instance',
@@ -64,18 +35,6 @@ def plone(tmp_path_factory):
                              heartbeat_interval=2)
     with instance:
         yield instance
-
-
-def addons(plone, action, product='zorg.live.plone'):
-    """Install or uninstall through the add-ons control panel's forms."""
-    admin = PloneClient(plone, 'admin')
-    token = admin.authenticator('/Plone/prefs_install_products_form')
-    field = 'install_product' if action == 'install' else 'uninstall_product'
-    status, body = admin.form('/Plone/%s_products' % action, [
-        (field, product), ('form.submitted', action.title()),
-        ('_authenticator', token)])
-    assert status in (200, 302), body[-2000:]
-    admin.close()
 
 
 def openPage(new_context, plone, login, path):
@@ -133,6 +92,12 @@ def test_presence_notices_and_permissions_from_install_to_uninstall(
     status, body = carol.request(
         'POST', '/Plone/doc/@@live-presence/@@client/register', '')
     assert (status, json.loads(body)['error']) == (403, 'forbidden')
+    # Her open page is told at once, and closed: it hears nothing more,
+    # and she leaves the others' "Here now" (the manager came with the
+    # sharing form).
+    c.wait_for_function('() => LivePage.status === "closed"')
+    assert 'may no longer view' in c.evaluate(NOTICE)
+    waitOnline(a, 'admin=admin ann=Ann Arbor bob=Bob Dylan')
 
     # Bob saves the document in his browser: Ann's page says so within a
     # second of his save; Carol's page, open since before, gets nothing.
@@ -146,16 +111,16 @@ def test_presence_notices_and_permissions_from_install_to_uninstall(
                         % NOTICE, timeout=1000)
     assert time.monotonic() - saved < 1.0
     screenshot(a, 'notice')
-    # The site manager opens the document after the notice (one group
-    # log, in order): once Carol's page has heard him join, it would have
-    # had the notice too.
-    openPage(new_context, plone, 'admin', '/Plone/doc')
-    c.wait_for_function('() => (%s)().includes("admin=")' % ONLINE)
-    assert c.evaluate(NOTICE) == ''
+    # Carol's page, closed, shows neither the notice nor who left since.
+    edit.close()
+    b.close()
+    waitOnline(a, 'admin=admin ann=Ann Arbor')
+    assert 'changed by' not in c.evaluate(NOTICE)
+    assert 'bob=' in c.evaluate(ONLINE)
     assert 'revised' not in c.content()
 
     # Uninstalling removes every trace.
-    for page in (a, b, c, edit):
+    for page in (a, c):
         page.close()
     for client in (ann, admin, carol):
         client.close()
