@@ -2,6 +2,7 @@
 
 from html import escape
 
+from AccessControl import getSecurityManager
 from Products.Five.browser import BrowserView
 from Products.Five.browser.pagetemplatefile import ViewPageTemplateFile
 
@@ -26,8 +27,11 @@ class ChatPage(LivePage):
 
 
 class Items(BrowserView):
-    """The folder's items: the fragment that <live:update> re-renders."""
+    """The folder's items that the viewer may view: the fragment that
+    <live:update> re-renders (for each viewer, zorg.live.zope6.model)."""
 
     def __call__(self):
-        return ''.join('<li>%s</li>' % escape(name)
-                       for name in self.context.objectIds())
+        security = getSecurityManager()
+        return ''.join('<li>%s</li>' % escape(item.getId())
+                       for item in self.context.objectValues()
+                       if security.checkPermission('View', item))

@@ -1,7 +1,8 @@
 """A real Zope 6 instance for tests and benchmarks.
 
 Created with Zope's own ``mkwsgiinstance``, given the example's ZCML in
-``etc/package-includes``, users and folders (through Zope's API, before
+``etc/site.zcml`` (as docs/zope6.txt says: mkwsgiinstance makes no
+``package-includes``), users and folders (through Zope's API, before
 it serves), and started with ``runwsgi etc/zope.ini`` -- the way Zope 6
 users start an instance -- with ``[server:main]`` either zorg.live's
 (``use = egg:zorg.live#main``) or Zope's default (waitress).
@@ -21,11 +22,6 @@ BIN = os.path.dirname(sys.executable)
 LISTENING = re.compile(r'LiveServerHTTP main listening on '
                        r'http://127\.0\.0\.1:(\d+)')
 
-INCLUDES = """\
-<configure xmlns="http://namespaces.zope.org/zope">
-%s
-</configure>
-"""
 
 LIVE_SERVER = """\
 [server:main]
@@ -97,15 +93,18 @@ class ZopeInstance(ServerProcess):
                         '-u', 'admin:admin'], check=True,
                        stdout=subprocess.DEVNULL)
         if self.packages:
-            includes = os.path.join(self.dir, 'etc', 'package-includes')
-            os.makedirs(includes, exist_ok=True)
+            # After Zope's products, before the overrides (docs/zope6.txt).
+            siteZcml = os.path.join(self.dir, 'etc', 'site.zcml')
+            with open(siteZcml) as f:
+                text = f.read()
             lines = ''.join(
                 '  <include package="%s" file="%s" />\n'
                 % (name, self.zcmlFiles.get(name, 'configure.zcml'))
                 for name in self.packages)
-            with open(os.path.join(includes, 'zorglive-configure.zcml'),
-                      'w') as f:
-                f.write(INCLUDES % lines)
+            anchor = '  <five:loadProducts />\n'
+            assert anchor in text, text
+            with open(siteZcml, 'w') as f:
+                f.write(text.replace(anchor, anchor + lines, 1))
         script = os.path.join(self.dir, 'setup-instance.py')
         with open(script, 'w') as f:
             f.write(self.setupScript)

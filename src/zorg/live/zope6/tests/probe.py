@@ -30,3 +30,16 @@ class AddThenFail(BrowserView):
     def __call__(self, id):
         self.context.manage_addFolder(id)
         raise RuntimeError('failing after adding %s, on purpose' % id)
+
+
+class AddPrivate(BrowserView):
+    """Adds a folder that only managers may view (its View permission is
+    set before it is added, so the one ContainerModifiedEvent already
+    sees it private)."""
+
+    def __call__(self, id):
+        from OFS.Folder import Folder
+        folder = Folder(id)
+        folder._View_Permission = ('Manager',)   # not acquired
+        self.context._setObject(id, folder)
+        return 'added'

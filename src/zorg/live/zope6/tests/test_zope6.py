@@ -2,7 +2,7 @@
 
 The instance is made by Zope's own ``mkwsgiinstance``, includes the
 example (``zorg.live.zope6.example``: ``@@live-chat`` on any folder) in
-``etc/package-includes``, and is started with ``runwsgi etc/zope.ini``
+``etc/site.zcml``, and is started with ``runwsgi etc/zope.ini``
 whose ``[server:main]`` is ``use = egg:zorg.live#main`` (LiveServerHTTP in
 front of Zope's own WSGI pipeline). Pages run in headless chromium.
 """
@@ -68,6 +68,37 @@ def test_object_added_to_the_folder_updates_every_open_page(
         '.includes("notes.txt")', timeout=WAIT)
     admin.close()
     screenshot(alice)
+
+
+def test_a_listing_updated_in_place_shows_a_private_item_only_to_who_may_view_it(
+        zope):
+    """<live:update> renders once per Zope user online in the group: the
+    folder's item that only managers may view reaches the manager's page,
+    not alice's or bob's (one rendering for both of them)."""
+    clients = {login: Client(zope, login) for login in ('alice', 'bob',
+                                                         'admin')}
+    pages = {login: openChat(c, '/room/@@live-chat')
+             for login, c in clients.items()}
+    status, body = clients['admin'].request(
+        'POST', '/room/@@add-private', 'id=managers-only',
+        {'Content-Type': 'application/x-www-form-urlencoded'})
+    assert status == 200, body
+    listings = {}
+    for login, client in clients.items():
+        num, found = 0, None
+        while found is None:
+            status, body = client.get(pages[login] + '/output?outputNum=%d'
+                                      % num)
+            assert status == 200, body
+            num += 1
+            found = next((e['html'] for e in json.loads(body)['events']
+                          if e.get('target') == 'items'), None)
+        listings[login] = found
+    assert '<li>managers-only</li>' in listings['admin']
+    assert listings['alice'] == listings['bob'] == listings['admin'].replace(
+        '<li>managers-only</li>', '')
+    for client in clients.values():
+        client.close()
 
 
 def test_an_aborted_transaction_updates_no_page(zope):
