@@ -55,6 +55,14 @@ $(PLONE_VENV)/.installed: setup.py
 test-plone: $(PLONE_VENV)/.installed system-deps
 	$(PLONE_VENV)/bin/pytest src/zorg/live/plone
 
+# The wheel and the sdist, into dist/ (install one with
+# `pip install 'dist/zorg.live-<version>-py3-none-any.whl[plone]'`).
+.PHONY: dist
+dist: install
+	$(BIN)/pip install -q build
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+
 demo: install
 	$(BIN)/python -m zorg.live.demo --port $(PORT)
 
