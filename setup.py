@@ -28,7 +28,7 @@ setup(
     include_package_data=True,
     package_data={'': ['*.txt', '*.zcml', '*.js', '*.css', '*.pt',
                        '*.xml', '*.conf', '*.html', '*.png',
-                       '*.ini']},
+                       '*.ini', '*.po', '*.pot', '*.mo']},
     zip_safe=False,
     python_requires='>=3.11',
     install_requires=[

@@ -5,6 +5,7 @@ from plone.registry.interfaces import IRegistry
 from zope.component import queryUtility
 
 from zorg.live.plone.interfaces import ISettings
+from zorg.live.plone.messages import _
 
 
 def settings():
@@ -22,8 +23,9 @@ def settings():
 class SettingsForm(controlpanel.RegistryEditForm):
     schema = ISettings
     schema_prefix = 'zorg.live'
-    label = 'Live pages'
-    description = 'Presence and change notices of zorg.live.'
+    label = _('Live pages')
+    description = _('Presence, change notices and who is editing, as '
+                    'they happen.')
 
 
 class ControlPanel(controlpanel.ControlPanelFormWrapper):

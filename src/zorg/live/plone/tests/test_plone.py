@@ -22,7 +22,7 @@ from zorg.live.tests.browserfixture import (  # noqa: F401 (fixtures)
 pytestmark = pytest.mark.browser
 
 ONLINE = "() => Array.from(document.querySelectorAll('#zorg-live-online " \
-         "li'), (li) => li.dataset.principal + '=' + li.textContent)" \
+         "li'), (li) => li.dataset.principal + '=' + li.title)" \
          ".join(' ')"
 NOTICE = "() => (document.querySelector('#zorg-live-notice') || {})" \
          ".textContent || ''"
@@ -93,11 +93,10 @@ def test_presence_notices_and_permissions_from_install_to_uninstall(
         'POST', '/Plone/doc/@@live-presence/@@client/register', '')
     assert (status, json.loads(body)['error']) == (403, 'forbidden')
     # Her open page is told at once, and closed: it hears nothing more,
-    # and she leaves the others' "Here now" (the manager came with the
-    # sharing form).
+    # and she leaves the others' "Here now".
     c.wait_for_function('() => LivePage.status === "closed"')
     assert 'may no longer view' in c.evaluate(NOTICE)
-    waitOnline(a, 'admin=admin ann=Ann Arbor bob=Bob Dylan')
+    waitOnline(a, 'ann=Ann Arbor bob=Bob Dylan')
 
     # Bob saves the document in his browser: Ann's page says so within a
     # second of his save; Carol's page, open since before, gets nothing.
@@ -114,7 +113,7 @@ def test_presence_notices_and_permissions_from_install_to_uninstall(
     # Carol's page, closed, shows neither the notice nor who left since.
     edit.close()
     b.close()
-    waitOnline(a, 'admin=admin ann=Ann Arbor')
+    waitOnline(a, 'ann=Ann Arbor')
     assert 'changed by' not in c.evaluate(NOTICE)
     assert 'bob=' in c.evaluate(ONLINE)
     assert 'revised' not in c.content()
