@@ -45,9 +45,10 @@ def anonymousUser():
         setSecurityManager(saved)
 
 
-def mayView(obj, principal):
+def mayView(obj, principal, permission=VIEW):
     """Whether the user with id `principal` (None: an anonymous visitor)
-    may view `obj` now, as Plone decides it."""
+    may view `obj` now (or has another `permission` on it), as Plone
+    decides it."""
     from plone import api
     if principal is None:
         adopted = anonymousUser()
@@ -57,7 +58,8 @@ def mayView(obj, principal):
             return False
         adopted = api.env.adopt_user(user=user)
     with adopted:
-        return bool(getSecurityManager().checkPermission(VIEW, aq_inner(obj)))
+        return bool(getSecurityManager().checkPermission(
+            permission, aq_inner(obj)))
 
 
 def viewers(obj, group, manager):

@@ -120,9 +120,7 @@ class PresenceViewlet(ViewletBase):
         if self.current.show_editing:
             warning = editing.editingHTML(
                 editing.editingState(self.context), userInfo()[0], request,
-                form=self.view.__name__ in editing.EDIT_FORMS
-                if self.view is not None and hasattr(self.view, '__name__')
-                else False)
+                editor=editing.mayModify(self.context, userInfo()[0]))
         portraits = '%s/portal_memberdata/portraits/' % (
             self.site_url)
         return (

@@ -9,8 +9,10 @@ pages of the content are told who holds the lock now (or that nobody
 does), each viewer who may view it (access.py) -- but not anonymous
 visitors, who are not told members' names, and not the editor himself.
 
-The viewlet shows the same when a page is rendered, so a second editor
-opening the edit form is warned before changing anything.
+Whoever may edit the content too is also warned that the one who saves
+last overwrites the other's changes; the viewlet shows the same when a
+page is rendered, so a second editor is warned before starting (Plone
+sends him from the edit form back to the page, with its lock message).
 """
 
 from html import escape
@@ -27,7 +29,7 @@ from zorg.live.plone.messages import _
 from zorg.live.zope6.page import physicalGroup
 
 TARGET = 'zorg-live-editing'
-EDIT_FORMS = ('edit', '@@edit')
+MODIFY = 'Modify portal content'
 
 
 def editingState(obj):
@@ -48,20 +50,24 @@ def editingState(obj):
     return userid, name or userid
 
 
-def editingHTML(state, viewer, request, form=False):
+def editingHTML(state, viewer, request, editor=False):
     """What `viewer` is shown of `state` (nothing about their own lock);
-    on an edit form, with a warning before they start."""
+    an `editor` (who may modify it too) is warned as well."""
     if state is None or state[0] == viewer:
         return ''
     text = translate(_('editing', default='${name} is editing this page.',
                        mapping={'name': '\x00'}), context=request)
     before, _sep, after = escape(text).partition('\x00')
     html = '%s<b>%s</b>%s' % (before, escape(state[1]), after)
-    if form:
+    if editor:
         html += ' ' + escape(translate(_(
             'editing_warning', default='If you edit it too, whoever saves '
             'last overwrites the other\'s changes.'), context=request))
     return '<p class="zorg-live-editor alert alert-warning">%s</p>' % html
+
+
+def mayModify(obj, principal):
+    return access.mayView(obj, principal, MODIFY)
 
 
 def publishEditing(obj, request):
@@ -74,10 +80,13 @@ def publishEditing(obj, request):
         if to['to'] != 'principals':
             continue       # anonymous visitors are not told names
         others = [p for p in to['ids'] if p != holder]
-        if others:
-            manager._publish(Update(TARGET, safe(
-                editingHTML(state, None, request))), group,
-                audience.principals(others))
+        editors = [p for p in others if mayModify(obj, p)]
+        for ids, editor in ((editors, True),
+                            ([p for p in others if p not in editors], False)):
+            if ids:
+                manager._publish(Update(TARGET, safe(editingHTML(
+                    state, None, request, editor))), group,
+                    audience.principals(ids))
         if holder in to['ids']:
             manager._publish(Update(TARGET, safe('')), group,
                              audience.principals([holder]))

@@ -76,6 +76,10 @@ VIEW_SETUP = OPEN + textwrap.dedent("""\
     users(%(users)r)
     from plone.base.utils import get_installer
     get_installer(site, app.REQUEST).install_product('zorg.live.plone')
+    # Each browser's language where the site has it (the German test).
+    api.portal.set_registry_record('plone.use_request_negotiation', True)
+    api.portal.set_registry_record('plone.available_languages',
+                                   ['en', 'de'])
     api.group.create(groupname='siteadmins', roles=['Site Administrator'])
     api.group.add_user(groupname='siteadmins', username='ben')
     api.user.grant_roles(username='cal', roles=['Site Administrator'])
