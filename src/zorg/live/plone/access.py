@@ -4,7 +4,8 @@ Everything the add-on tells a viewer (a change notice, who else is here, a
 fragment, an editing notice) reaches them exactly when Plone would show
 them the content. So the check is not a copy of Plone's rules: it is
 Zope's security policy run as that user, in the content's context
-(plone.api's ``adopt_user``, then ``checkPermission``), which counts what
+(the user adopted as plone.api's ``adopt_user`` does, then
+``checkPermission``), which counts what
 Plone counts when it publishes the page: global roles, roles from groups,
 local roles of the sharing tab (given directly, to a group, or
 inherited), and the permissions of the workflow state.
@@ -25,20 +26,23 @@ from AccessControl.SecurityManagement import (
     newSecurityManager, setSecurityManager)
 from AccessControl.SpecialUsers import nobody
 from Acquisition import aq_inner
+from zope.component.hooks import getSite, setSite
 
 from zorg.live.interfaces import ILivePageManager
 from zorg.live.page import audience
 from zorg.live.page.event import Close, Update, safe
+from zorg.live.zope6.model import findUser
 from zorg.live.zope6.page import physicalGroup
 
 VIEW = 'View'
 
 
 @contextmanager
-def anonymousUser():
-    """Zope's security as an anonymous visitor, for the block."""
+def adopted(user):
+    """Zope's security as `user` (a user wrapped in its user folder, or
+    nobody), for the block -- as plone.api's ``adopt_user`` does."""
     saved = getSecurityManager()
-    newSecurityManager(None, nobody)
+    newSecurityManager(None, user)
     try:
         yield
     finally:
@@ -48,16 +52,16 @@ def anonymousUser():
 def mayView(obj, principal, permission=VIEW):
     """Whether the user with id `principal` (None: an anonymous visitor)
     may view `obj` now (or has another `permission` on it), as Plone
-    decides it."""
-    from plone import api
+    decides it: the user is the one the user folder above `obj` knows
+    (Plone's PAS: with their groups and roles), and the check is Zope's
+    security policy run as them."""
     if principal is None:
-        adopted = anonymousUser()
+        user = nobody
     else:
-        user = api.user.get(userid=principal)
+        user = findUser(obj, principal)
         if user is None:      # deleted meanwhile: nobody to show it to
             return False
-        adopted = api.env.adopt_user(user=user)
-    with adopted:
+    with adopted(user):
         return bool(getSecurityManager().checkPermission(
             permission, aq_inner(obj)))
 
@@ -124,8 +128,17 @@ def revalidate(obj, notice, manager=None, below=True):
 
 def afterCommit(function, *args):
     """Run `function(*args)` once the current transaction has committed
-    (roles and states are only real then)."""
+    (roles and states are only real then), in the site that is current
+    now (a request may have left its site by the time it commits)."""
+    site = getSite()
+
     def hook(committed):
-        if committed:
+        if not committed:
+            return
+        saved = getSite()
+        setSite(site)
+        try:
             function(*args)
+        finally:
+            setSite(saved)
     transaction.get().addAfterCommitHook(hook)

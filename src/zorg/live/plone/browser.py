@@ -26,6 +26,7 @@ from zope.i18n import translate
 
 from zorg.live.plone import editing
 from zorg.live.plone.messages import _
+from zorg.live.plone.refresh import FRAGMENT
 from zorg.live.plone.settings import settings
 from zorg.live.zope6.page import LivePage, userInfo
 
@@ -80,8 +81,8 @@ class PresenceViewlet(ViewletBase):
         self.page = None
         self.current = settings()
         current = self.current
-        if current is None:
-            return
+        if current is None or self.request.get(FRAGMENT):
+            return      # or: the content rendered for a viewer's refresh
         if not (current.presence or current.notify_changes
                 or current.show_editing or current.refresh_in_place):
             return

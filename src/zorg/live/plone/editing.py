@@ -26,7 +26,8 @@ from zorg.live.page import audience
 from zorg.live.page.event import Update, safe
 from zorg.live.plone import access
 from zorg.live.plone.messages import _
-from zorg.live.zope6.page import physicalGroup
+from zorg.live.zope6.model import findUser
+from zorg.live.zope6.page import physicalGroup, userInfo
 
 TARGET = 'zorg-live-editing'
 MODIFY = 'Modify portal content'
@@ -44,10 +45,9 @@ def editingState(obj):
     userid = info[0].get('creator')
     if not userid:
         return None
-    from plone import api
-    user = api.user.get(userid=userid)
-    name = (user.getProperty('fullname', '') if user is not None else '')
-    return userid, name or userid
+    user = findUser(obj, userid)
+    name = userInfo(user)[1] if user is not None else userid
+    return userid, name
 
 
 def editingHTML(state, viewer, request, editor=False):

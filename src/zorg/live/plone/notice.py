@@ -4,6 +4,8 @@ When a document is saved (IObjectModifiedEvent on Dexterity content), the
 ``live-changed`` fragment is rendered once and, after the transaction
 commits, delivered to the pages of the document whose viewers may view it
 at that moment (access.py: Plone's own View, asked as each of them).
+With *Refresh the content in place*, each of them gets the new content
+instead, rendered for them (refresh.py).
 
 When who may view changes (a workflow transition, the sharing tab, a user
 taken out of a group), the pages of those who lost View are told and
@@ -47,7 +49,13 @@ class ChangeNotice(ModelUpdate):
         if request is None:
             return
         current = settings()
-        if current is None or not current.notify_changes:
+        if current is None or not (current.notify_changes
+                                   or current.refresh_in_place):
+            return
+        if current.refresh_in_place:
+            from zorg.live.plone.refresh import refresh
+            from zorg.live.zope6.page import userInfo
+            access.afterCommit(refresh.publish, obj, userInfo()[1], request)
             return
         html = self.render(obj, request)
         if html is None:

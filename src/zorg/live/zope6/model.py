@@ -25,6 +25,7 @@ from AccessControl.SecurityManagement import (
     newSecurityManager, setSecurityManager)
 from AccessControl.SpecialUsers import nobody
 from Acquisition import aq_base, aq_chain, aq_inner
+from zope.component.hooks import getSite, setSite
 from zope.globalrequest import getRequest, setRequest
 
 from zorg.live.page import audience
@@ -67,19 +68,23 @@ class ModelUpdate(core.ModelUpdate):
 
     def renderAs(self, obj, user):
         """The fragment as `user` (a wrapped Zope user, or nobody) sees
-        it; the editor's security manager and request are put back."""
+        it; the editor's security manager, request and site are put
+        back."""
         editor = getRequest()
         request = viewerRequest(editor, user)
-        saved = getSecurityManager()
+        saved, site = getSecurityManager(), getSite()
         newSecurityManager(request, user)
         setRequest(request)
         try:
             return self.render(obj, request)
         finally:
-            setSecurityManager(saved)
-            setRequest(editor)
+            # Closing the clone ends it as a request (EndRequestEvent,
+            # which clears the site): first, then everything is put back.
             if request is not editor and hasattr(request, 'close'):
                 request.close()
+            setSite(site)
+            setSecurityManager(saved)
+            setRequest(editor)
 
     def renderings(self, obj, group_id, manager):
         """``[(audience, html)]``: one rendering per user online in the

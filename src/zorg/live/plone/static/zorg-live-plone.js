@@ -60,7 +60,19 @@
     item.append(picture, label);
   }
 
+  // The parts that "Refresh the content in place" updates get the ids
+  // the server's update events name (refresh.py's PARTS).
+  function nameParts() {
+    const parts = [['zorg-live-title', '#content > header > h1'],
+      ['zorg-live-description', '#content > header > p.lead']];
+    for (const [id, selector] of parts) {
+      const element = document.querySelector(selector);
+      if (element && !element.id) element.id = id;
+    }
+  }
+
   function watch() {
+    nameParts();
     const root = document.getElementById('zorg-live');
     const list = document.getElementById('zorg-live-online');
     if (!root || !list) return;

@@ -48,6 +48,29 @@ class PloneClient(Client):
             ('form.buttons.save', 'Save'), ('_authenticator', token)])
         assert status in (200, 302), body[-2000:]
 
+    def add(self, path, portal_type, title):
+        """Add content through Plone's add form."""
+        form = '%s/++add++%s' % (path, portal_type)
+        token = self.authenticator(form)
+        status, body = self.form(form, [
+            ('form.widgets.IDublinCore.title', title),
+            ('form.buttons.save', 'Save'), ('_authenticator', token)])
+        assert status in (200, 302), body[-2000:]
+
+    def settings(self, **values):
+        """Save the "Live pages" control panel with these settings on
+        (the others off)."""
+        path = '/Plone/@@zorg-live-settings'
+        token = self.authenticator(path)
+        fields = [('form.buttons.save', 'Save'), ('_authenticator', token)]
+        for name in ('presence', 'notify_changes', 'refresh_in_place',
+                     'show_editing'):
+            fields.append(('form.widgets.%s-empty-marker' % name, '1'))
+            if values.get(name):
+                fields.append(('form.widgets.%s:list' % name, 'selected'))
+        status, body = self.form(path, fields)
+        assert status in (200, 302), body[-2000:]
+
     def transition(self, path, action):
         """A workflow transition, as the state menu does it (the token
         from a page of another group: opening the document would join)."""

@@ -71,7 +71,7 @@ def top(page, path):
     left, bottom = page.evaluate(
         '() => [(document.querySelector("#edit-zone") || document.body)'
         '.getBoundingClientRect().right % 1280, document.querySelector('
-        '"#content h1").getBoundingClientRect().bottom + 12]')
+        '"#content > header > h1").getBoundingClientRect().bottom + 12]')
     # Without the toolbar on the left: it shows the time.
     return page.screenshot(path=str(path), clip={
         'x': left, 'y': 0, 'width': 1280 - left, 'height': bottom})

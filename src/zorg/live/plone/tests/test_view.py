@@ -125,3 +125,41 @@ def test_who_gains_view_by_a_state_change_starts_hearing(plone):
     for page in (fay, visitor):
         assert any('changed by' in n for n in page.notices()), page.events
         page.close()
+
+
+def parts(page, target):
+    """The HTML of `target` in the page's in-place refreshes, in order."""
+    return [u['html'] for e in page.events if e['event'] == 'multi'
+            for u in e['events'] if u['target'] == target]
+
+
+def test_in_place_refresh_shows_each_viewer_the_listing_they_may_see(plone):
+    """With "Refresh the content in place" (the control panel), a change
+    of a folder sends each viewer its listing as rendered for them: the
+    private item that the manager adds reaches the Site Administrator's
+    page, not the member's or the anonymous visitor's; nobody gets the
+    "Reload" notice."""
+    admin = PloneClient(plone, 'admin')
+    admin.settings(presence=True, notify_changes=True, show_editing=True,
+                   refresh_in_place=True)
+    try:
+        path = '/Plone/folder'
+        pages = openAll(plone, path, ('cal', 'fay', None))
+        assert all(p.live for p in pages.values())
+        admin.add(path, 'Document', 'For managers only')
+        for page in pages.values():
+            page.readUntil(lambda events: any(
+                e['event'] == 'multi' for e in events), 'refresh')
+        cal, fay, visitor = (parts(pages[l], 'content-core')[-1]
+                             for l in ('cal', 'fay', None))
+        assert 'For managers only' in cal
+        assert 'For managers only' not in fay
+        assert 'For managers only' not in visitor
+        assert 'The folder' in parts(pages['fay'], 'zorg-live-title')[-1]
+        for page in pages.values():
+            assert not any('changed by' in n for n in page.notices())
+            page.close()
+    finally:
+        admin.settings(presence=True, notify_changes=True,
+                       show_editing=True)
+        admin.close()
