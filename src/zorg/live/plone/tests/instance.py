@@ -76,6 +76,8 @@ VIEW_SETUP = OPEN + textwrap.dedent("""\
     users(%(users)r)
     from plone.base.utils import get_installer
     get_installer(site, app.REQUEST).install_product('zorg.live.plone')
+    # plone.restapi's JWT login, as a site that Volto serves has it.
+    get_installer(site, app.REQUEST).install_product('plone.restapi')
     # Each browser's language where the site has it (the German test).
     api.portal.set_registry_record('plone.use_request_negotiation', True)
     api.portal.set_registry_record('plone.available_languages',
