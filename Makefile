@@ -55,6 +55,15 @@ $(PLONE_VENV)/.installed: setup.py
 test-plone: $(PLONE_VENV)/.installed system-deps
 	$(PLONE_VENV)/bin/pytest src/zorg/live/plone
 
+# The Volto add-on (volto-zorg-live/) in Chromium, against a real Plone
+# backend and a Volto 18 frontend built here with npm and Debian's nodejs
+# (volto-zorg-live/frontend.sh). Not in CI: the first run installs Volto's
+# build dependencies and builds it (about 15 minutes on 2 cores).
+.PHONY: test-volto
+test-volto: $(PLONE_VENV)/.installed system-deps
+	@$(MAKE) --no-print-directory system-deps APT_PACKAGES="nodejs npm"
+	$(PLONE_VENV)/bin/pytest volto-zorg-live/tests
+
 # The wheel and the sdist, into dist/ (install one with
 # `pip install 'dist/zorg.live-<version>-py3-none-any.whl[plone]'`).
 .PHONY: dist

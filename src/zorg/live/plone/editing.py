@@ -103,13 +103,26 @@ def editChanged(obj, event):
     access.afterCommit(publishEditing, obj, request)
 
 
-def lockOperation(event):
-    """ZPublisher's IPubBeforeCommit: a request published plone.locking's
-    lock operations (unlock, lock, refresh) on some content."""
+def lockViews():
+    """The views that take or release locks: plone.locking's operations
+    (Classic UI: unlock, lock, refresh) and plone.restapi's ``@lock``
+    (Volto locks a page while it is edited, and unlocks it after)."""
     from plone.locking.browser.locking import LockingOperations
+    views = [LockingOperations]
+    try:
+        from plone.restapi.services.locking import add, delete
+        views += [add.Lock, delete.Lock]
+    except ImportError:
+        pass
+    return tuple(views)
+
+
+def lockOperation(event):
+    """ZPublisher's IPubBeforeCommit: a request published a view that
+    takes or releases a lock on some content."""
     request = event.request
     published = request.get('PUBLISHED', None)
     view = getattr(published, '__self__', published)
-    if not isinstance(view, LockingOperations):
+    if not isinstance(view, lockViews()):
         return
     editChanged(view.context, event)

@@ -27,7 +27,7 @@ LIVE_SERVER = """\
 [server:main]
 use = egg:zorg.live#main
 host = 127.0.0.1
-port = 0
+port = %(port)d
 threads = %(threads)d
 %(settings)s
 """
@@ -77,8 +77,11 @@ class ZopeInstance(ServerProcess):
     zcmlFiles = {'zorg.live.zope6.tests': 'probe.zcml'}
     setupScript = SETUP
 
-    def __init__(self, directory, server='zorg.live', threads=2,
+    def __init__(self, directory, server='zorg.live', threads=2, port=0,
                  **settings):
+        # port 0: LiveServerHTTP binds a free one and logs it (a fixed
+        # one where another program must know it beforehand: Volto).
+        self.fixedPort = port
         self.dir = str(directory)
         self.server = server
         self.threads = threads
@@ -129,7 +132,7 @@ class ZopeInstance(ServerProcess):
                                          'threads': self.threads}
         else:
             section = LIVE_SERVER % {
-                'threads': self.threads,
+                'threads': self.threads, 'port': self.fixedPort,
                 'settings': ''.join('%s = %s\n' % (k.replace('_', '-'), v)
                                     for k, v in self.settings.items())}
         text = re.sub(r'\[server:main\]\n(?:[^\[\n].*\n|\n)*', section + '\n',
