@@ -163,3 +163,31 @@ def test_in_place_refresh_shows_each_viewer_the_listing_they_may_see(plone):
         admin.settings(presence=True, notify_changes=True,
                        show_editing=True)
         admin.close()
+
+
+def test_leaving_the_group_that_gave_view_closes_the_page(plone):
+    """Ben is a Site Administrator through a group: taken out of it (the
+    group's membership form), his open page of the private document is
+    told and closed; Dan, a Reader there, hears on."""
+    path = '/Plone/private'
+    ben, dan = Page(plone, 'ben', path), Page(plone, 'dan', path)
+    assert ben.live and dan.live
+    admin = PloneClient(plone, 'admin')
+    token = admin.authenticator('/Plone/prefs_install_products_form')
+    status, body = admin.form('/Plone/@@usergroup-groupmembership', [
+        ('groupname', 'siteadmins'), ('form.submitted', '1'),
+        ('delete:list', 'ben'), ('form.button.Edit', 'Remove selected'),
+        ('_authenticator', token)])
+    assert status in (200, 302), body[-2000:]
+    ben.readUntil(closed, 'close')
+    assert 'may no longer view' in ben.notices()[-1]
+    count = len(ben.events)
+    PloneClient(plone, 'ann').save(path, 'Saved after Ben left')
+    dan.readUntil(lambda events: any('changed by' in n
+                                     for n in dan.notices()), 'notice')
+    assert not closed(dan.events)
+    ben.read()
+    assert len(ben.events) == count, ben.events
+    for page in (ben, dan):
+        page.close()
+    admin.close()
