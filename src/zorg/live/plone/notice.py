@@ -8,8 +8,9 @@ With *Refresh the content in place*, each of them gets the new content
 instead, rendered for them (refresh.py).
 
 When who may view changes (a workflow transition, the sharing tab, a user
-taken out of a group), the pages of those who lost View are told and
-closed after the commit (access.revalidate).
+taken out of a group, global roles changed in the users or groups control
+panel), the pages of those who lost View are told and closed after the
+commit (access.revalidate).
 """
 
 from html import escape
@@ -85,11 +86,33 @@ def viewChanged(obj, event):
 
 
 def groupLeft(event):
-    """A user left a group (or was deleted): the pages open anywhere in
-    the site are checked again, after the commit."""
+    """A user left a group (or was deleted), or roles changed: the pages
+    open anywhere in the site are checked again, after the commit."""
     request = installed()
     if request is None:
         return
     from plone import api
     access.afterCommit(access.revalidate, api.portal.get(),
                        lostNotice(request))
+
+
+def roleViews():
+    """Plone's control panels that change global roles (a user's, a
+    group's); they notify no event of their own."""
+    from Products.CMFPlone.controlpanel.browser import (
+        usergroups_groupsoverview, usergroups_usersoverview)
+    return (usergroups_usersoverview.UsersOverviewControlPanel,
+            usergroups_groupsoverview.GroupsOverviewControlPanel)
+
+
+def rolesChanged(event):
+    """ZPublisher's IPubBeforeCommit: a form of the users or groups
+    control panel was submitted: global roles may have changed, so the
+    open pages of the site are checked again, after the commit."""
+    request = event.request
+    if request.get('REQUEST_METHOD') != 'POST':
+        return
+    published = request.get('PUBLISHED', None)
+    view = getattr(published, '__self__', published)
+    if isinstance(view, roleViews()):
+        groupLeft(event)

@@ -191,3 +191,23 @@ def test_leaving_the_group_that_gave_view_closes_the_page(plone):
     for page in (ben, dan):
         page.close()
     admin.close()
+
+
+def test_losing_a_global_role_closes_the_page(plone):
+    """Cal is a Site Administrator: the users control panel takes the
+    role away while his page of the private document is open; it is
+    told and closed."""
+    path = '/Plone/private'
+    cal = Page(plone, 'cal', path)
+    assert cal.live
+    admin = PloneClient(plone, 'admin')
+    token = admin.authenticator('/Plone/prefs_install_products_form')
+    status, body = admin.form('/Plone/@@usergroup-userprefs', [
+        ('users.id:records', 'cal'), ('users.roles:list:records', 'Member'),
+        ('form.submitted', '1'), ('form.button.Modify', 'Apply changes'),
+        ('_authenticator', token)])
+    assert status in (200, 302), body[-2000:]
+    cal.readUntil(closed, 'close')
+    assert 'may no longer view' in cal.notices()[-1]
+    cal.close()
+    admin.close()
