@@ -15,12 +15,10 @@ commit (access.revalidate).
 
 from html import escape
 
-import zope.component
 from plone.app.workflow.interfaces import ILocalrolesModifiedEvent
 from zope.globalrequest import getRequest
 from zope.i18n import translate
 
-from zorg.live.interfaces import ILivePageManager
 from zorg.live.page.event import Update, safe
 from zorg.live.plone import access
 from zorg.live.plone.interfaces import IZorgLiveLayer

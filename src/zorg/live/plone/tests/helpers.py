@@ -11,6 +11,20 @@ from zorg.live.tests.platforms import Client
 
 WAIT = 20     # seconds: the longest one condition is waited for
 
+# In Chromium: who is under "Here now" ("id=Full Name ..."), and the
+# visible text of the notices.
+ONLINE = "() => Array.from(document.querySelectorAll('#zorg-live-online " \
+         "li'), (li) => li.dataset.principal + '=' + li.title).join(' ')"
+NOTICE = "() => (document.querySelector('#zorg-live-notice') || {})" \
+         ".innerText || ''"
+EDITING = "() => (document.querySelector('#zorg-live-editing') || {})" \
+          ".innerText || ''"
+
+
+def waitOnline(page, expected):
+    page.wait_for_function('(expected) => (%s)() === expected' % ONLINE,
+                           arg=expected)
+
 
 def password(login):
     return 'admin' if login == 'admin' else PASSWORD % login

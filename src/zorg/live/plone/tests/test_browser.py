@@ -17,19 +17,16 @@ import pathlib
 
 import pytest
 
-from zorg.live.plone.tests.helpers import password
+from zorg.live.plone.tests.helpers import (
+    EDITING, password, waitOnline)
 from zorg.live.plone.tests.instance import ViewInstance
 from zorg.live.tests.browserfixture import (  # noqa: F401 (fixtures)
-    WAIT, artifacts, browser, new_context, screenshot)
+    artifacts, browser, new_context)
 
 pytestmark = pytest.mark.browser
 
 DOCS = pathlib.Path(__file__).resolve().parents[5] / 'docs'
 UPDATE = os.environ.get('ZORG_UPDATE_SCREENSHOTS') == '1'
-EDITING = "() => (document.querySelector('#zorg-live-editing') || {})" \
-          ".innerText || ''"
-ONLINE = "() => Array.from(document.querySelectorAll('#zorg-live-online " \
-         "li'), (li) => li.dataset.principal + '=' + li.title).join(' ')"
 
 
 @pytest.fixture(scope='module')
@@ -59,10 +56,6 @@ def login(new_context, plone, user, path, locale='en-US'):
                            '"open"')
     return page
 
-
-def waitOnline(page, expected):
-    page.wait_for_function('(expected) => (%s)() === expected' % ONLINE,
-                           arg=expected)
 
 
 def top(page, path):

@@ -14,18 +14,14 @@ import time
 
 import pytest
 
-from zorg.live.plone.tests.helpers import PloneClient, addons, password
+from zorg.live.plone.tests.helpers import (
+    NOTICE, ONLINE, PloneClient, addons, password, waitOnline)
 from zorg.live.plone.tests.instance import PloneInstance
 from zorg.live.tests.browserfixture import (  # noqa: F401 (fixtures)
     artifacts, browser, new_context, screenshot)
 
 pytestmark = pytest.mark.browser
 
-ONLINE = "() => Array.from(document.querySelectorAll('#zorg-live-online " \
-         "li'), (li) => li.dataset.principal + '=' + li.title)" \
-         ".join(' ')"
-NOTICE = "() => (document.querySelector('#zorg-live-notice') || {})" \
-         ".textContent || ''"
 
 
 @pytest.fixture(scope='module')
@@ -53,10 +49,6 @@ def openPage(new_context, plone, login, path):
                            '"open"')
     return page
 
-
-def waitOnline(page, expected):
-    page.wait_for_function('(expected) => (%s)() === expected' % ONLINE,
-                           arg=expected)
 
 
 def test_presence_notices_and_permissions_from_install_to_uninstall(
