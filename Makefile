@@ -56,9 +56,10 @@ test-plone: $(PLONE_VENV)/.installed system-deps
 	$(PLONE_VENV)/bin/pytest src/zorg/live/plone
 
 # The Volto add-on (volto-zorg-live/) in Chromium, against a real Plone
-# backend and a Volto 18 frontend built here with npm and Debian's nodejs
+# backend and a Volto 18 frontend built here with npm and nodejs 20
 # (volto-zorg-live/frontend.sh). Not in CI: the first run installs Volto's
-# build dependencies and builds it (about 15 minutes on 2 cores).
+# build dependencies and builds it (7 minutes from a fresh clone with a
+# warm npm cache on 2 cores; more with a cold one).
 .PHONY: test-volto
 test-volto: $(PLONE_VENV)/.installed system-deps
 	@$(MAKE) --no-print-directory system-deps APT_PACKAGES="nodejs"

@@ -5,7 +5,7 @@
 #
 #   frontend.sh BACKEND_LIVE_URL
 #
-# Volto 18 (Debian's nodejs 20): Volto 19, which Plone 6.2 pairs with,
+# Volto 18 (nodejs 20, the machine's apt package): Volto 19, which Plone 6.2 pairs with,
 # needs packages that the registry here does not have (see README.txt).
 set -euo pipefail
 cd "$(dirname "$0")"
