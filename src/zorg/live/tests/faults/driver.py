@@ -1,0 +1,617 @@
+"""Runs one plan (`schedule.Plan`) against real processes and records its
+history: two or three `zorg-live serve` processes on one ZEO database and
+one redis-server, clients that behave as livepage.js does, and faults.
+
+A client holds one page at a time (a render of the chat page) and
+ - reads its events: SSE or long-poll (its plan says which), each request
+   to a process chosen at random, as a round-robin balancer without
+   sticky sessions would send it; every request carries the last event id
+   it applied, and SSE connections end after a while and are opened
+   again elsewhere;
+ - registers again after a 404, and renders a new page when told to
+   reload;
+ - posts messages with X-Live-Input-Id, and sends an input again with the
+   same id after a timeout, a dropped connection or a 503, until it is
+   answered;
+ - sometimes closes its page and renders a new one.
+
+Faults: the plan's (redis-server SIGSTOP briefly or longer, SIGKILL and a
+restart, SIGKILL of a live process and its restart), and per request
+(a dropped input or stream connection, a slow commit).
+
+The end of a run: posting stops, the faults heal, one more message (the
+barrier) is posted, every open page reads until it shows it (or a
+deadline), the processes stop, and the database is read through ZEO.
+"""
+
+import asyncio
+import json
+import os
+import re
+import threading
+
+import aiohttp
+
+from zorg.live.tests.faults.chat import ATTRIBUTE
+from zorg.live.tests.faults.history import History
+from zorg.live.tests.faults.model import PageModel
+from zorg.live.tests.redisfixture import RedisServer
+from zorg.live.tests.serverfixture import RunningServer
+from zorg.live.tests.zeofixture import ZEOServer, readRoot
+
+SITE_ZCML = os.path.join(os.path.dirname(__file__), 'site.zcml')
+PAGE = 'fault-chat.html'
+BARRIER = 'barrier'
+UUID = re.compile(r'data-uuid="([^"]+)"')
+LAST = re.compile(r'data-last-event-id="([^"]*)"')
+KEY = re.compile(r'data-live-key="([^"]+)"')
+
+REFRESH = 2             # the processes' refresh-interval (long-poll hold)
+INPUT_TIMEOUT = 10.0    # a client gives an input up after this, and resends
+INPUT_ATTEMPTS = 8
+DRAIN = 45.0            # how long open pages may take to show the barrier
+BARRIER_TIMEOUT = 60.0
+SETTINGS = dict(refresh_interval=REFRESH, heartbeat_interval=1,
+                client_timeout=30, threads=4,
+                max_anonymous_pages=100000,
+                max_anonymous_per_address=100000)
+
+
+class Cluster:
+    """ZEO, redis-server and the live processes of one run."""
+
+    def __init__(self, directory, processes):
+        self.dir = str(directory)
+        self.zeo = ZEOServer(os.path.join(self.dir, 'zeo'))
+        os.makedirs(os.path.join(self.dir, 'redis'), exist_ok=True)
+        self.redis = RedisServer(os.path.join(self.dir, 'redis'))
+        self.live = []
+        self.count = processes
+        self.hung = False
+
+    def start(self):
+        self.zeo.start()
+        self.redis.start()
+        self.live = [
+            RunningServer(os.path.join(self.dir, 'live%d' % n),
+                          zcml=SITE_ZCML,
+                          zodb=self.zeo.zodbSection('live%d' % n),
+                          broker=self.redis.url, **SETTINGS)
+            for n in range(self.count)]
+        errors = []
+
+        def start(server):
+            try:
+                server.start()
+            except Exception as e:    # reported below, in this thread
+                errors.append(e)
+        threads = [threading.Thread(target=start, args=(server,))
+                   for server in self.live]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            self.stop()
+            raise errors[0]
+        return self
+
+    def url(self, n, path):
+        return self.live[n].url(path)
+
+    def isUp(self, n):
+        process = self.live[n].process
+        return process is not None and process.poll() is None
+
+    def killLive(self, n):
+        server = self.live[n]
+        server.kill()
+        server.output.close()
+
+    def restartLive(self, n):
+        self.live[n].start()
+
+    def heal(self):
+        """Everything running again (at the end, or after an error)."""
+        if self.hung and self.redis.process is not None:
+            self.redis.resume()
+        self.hung = False
+        if self.redis.process is None:
+            self.redis.start()
+        for n in range(len(self.live)):
+            if not self.isUp(n):
+                self.restartLive(n)
+
+    def stored(self):
+        """The chat as the database holds it, read through ZEO."""
+        db = self.zeo.open()
+        try:
+            return readRoot(db, lambda root: list(getattr(root, ATTRIBUTE,
+                                                          ())))
+        finally:
+            db.close()
+
+    def stopLive(self):
+        for server in self.live:
+            try:
+                server.stop(timeout=30)
+            except Exception:
+                server.kill()
+            if server.output and not server.output.closed:
+                server.output.close()
+
+    def stop(self):
+        self.stopLive()
+        self.redis.cleanup()
+        self.zeo.cleanup()
+
+
+class PageState:
+    """The page a client holds: its browser state and where it is."""
+
+    def __init__(self, name, uuid, model):
+        self.name, self.uuid, self.model = name, uuid, model
+        self.outputNum = 0
+        self.ended = False
+
+    def path(self, step):
+        return '%s/@@client/%s/%s' % (PAGE, self.uuid, step)
+
+
+class Client:
+
+    def __init__(self, run, plan):
+        self.run, self.plan = run, plan
+        self.name = plan.name
+        self.rng = run.plan.clientRandom(plan.name)
+        self.history = run.history
+        self.page = None
+        self.pages = 0
+        self.posted = 0
+        self.closeRequested = False
+        self.newPage = asyncio.Event()
+        self.registering = asyncio.Lock()
+        self.stats = {'dropped-input': 0, 'dropped-stream': 0,
+                      'slow-commit': 0}
+
+    def process(self):
+        return self.rng.randrange(self.run.cluster.count)
+
+    async def backoff(self, longest=0.5):
+        await asyncio.sleep(self.rng.uniform(0.02, longest))
+
+    # -- pages ---------------------------------------------------------
+
+    async def render(self, s):
+        """Render a new page (retrying until one renders or the run is
+        over)."""
+        self.pages += 1
+        name = '%s.p%d' % (self.name, self.pages)
+        while not self.run.over():
+            n = self.process()
+            op = self.history.begin('render', n, self.name, name)
+            try:
+                async with s.get(self.run.cluster.url(n, PAGE),
+                                 timeout=aiohttp.ClientTimeout(
+                                     total=15)) as r:
+                    html = await r.text()
+                    status = r.status
+            except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+                op.finish(error=errorName(e))
+                await self.backoff()
+                continue
+            if status != 200 or not UUID.search(html):
+                op.finish(status=status)
+                await self.backoff()
+                continue
+            uuid = UUID.search(html).group(1)
+            last = LAST.search(html).group(1)
+            shown = KEY.findall(html)
+            op.finish(status=200, uuid=uuid, lastEventId=last, shown=shown)
+            self.page = PageState(name, uuid, PageModel(shown, last))
+            self.newPage.set()
+            return self.page
+        return None
+
+    def end(self, page, reason):
+        if not page.ended:
+            page.ended = True
+            self.history.add('end', None, self.name, page.name,
+                             reason=reason)
+        if self.page is page:
+            self.page = None
+            self.newPage.clear()
+
+    async def register(self, s, page, uuid):
+        """After a 404 for `uuid`: register the page again (once, whoever
+        of reader and writer saw the 404 first)."""
+        async with self.registering:
+            if page.ended or page.uuid != uuid:
+                return
+            n = self.process()
+            op = self.history.begin('register', n, self.name, page.name)
+            params = {}
+            if page.model.lastEventId:
+                params['lastEventId'] = page.model.lastEventId
+            try:
+                async with s.post(self.run.cluster.url(
+                        n, '%s/@@client/register' % PAGE), params=params,
+                        timeout=aiohttp.ClientTimeout(total=10)) as r:
+                    status = r.status
+                    body = await r.json(content_type=None)
+            except (aiohttp.ClientError, asyncio.TimeoutError,
+                    ValueError) as e:
+                op.finish(error=errorName(e))
+                await self.backoff()
+                return
+            recovered = body.get('recovered') if status == 200 else None
+            op.finish(status=status, uuid=body.get('uuid'),
+                      recovered=recovered)
+            if status == 200 and recovered is True:
+                page.uuid = body['uuid']
+                page.outputNum = 0
+            elif status == 200 or (400 <= status < 500):
+                self.end(page, 'reload')     # as livepage.js reloads
+            else:
+                await self.backoff()
+
+    async def close(self, s, page):
+        n = self.process()
+        op = self.history.begin('close', n, self.name, page.name)
+        try:
+            async with s.post(self.run.cluster.url(n, page.path('close')),
+                              timeout=aiohttp.ClientTimeout(total=5)) as r:
+                op.finish(status=r.status)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+            op.finish(error=errorName(e))
+        self.end(page, 'closed')
+
+    # -- reading -------------------------------------------------------
+
+    def transport(self):
+        if self.plan.transport == 'mixed':
+            return self.rng.choice(['sse', 'longpoll'])
+        return self.plan.transport
+
+    def applyEvents(self, page, events):
+        for event in events:
+            if page.model.apply(event) == 'reload':
+                self.end(page, 'reload')
+                return
+
+    async def read(self, s, page):
+        """One output request or SSE connection of `page`."""
+        if self.transport() == 'sse':
+            status = await self.stream(s, page)
+        else:
+            status = await self.poll(s, page)
+        if status in (404, 400):
+            await self.register(s, page, page.uuid)
+        elif status != 200:
+            await self.backoff(1.0)
+
+    async def poll(self, s, page):
+        n = self.process()
+        num = page.outputNum
+        params = {'outputNum': str(num)}
+        if page.model.lastEventId:
+            params['lastEventId'] = page.model.lastEventId
+        op = self.history.begin('read', n, self.name, page.name,
+                                transport='longpoll', outputNum=num)
+        request = self.getJSON(s, self.run.cluster.url(n, page.path(
+            'output')), params, REFRESH + 8)
+        if self.rng.random() < self.plan.dropStream:
+            self.stats['dropped-stream'] += 1
+            try:
+                status, body = await asyncio.wait_for(
+                    request, self.rng.uniform(0.05, REFRESH + 0.5))
+            except asyncio.TimeoutError:
+                op.finish(error='dropped')
+                return None
+        else:
+            status, body = await request
+        if status != 200 or not isinstance(body, dict):
+            op.finish(status=status, error=body if status is None else None)
+            return status
+        events = body.get('events') or []
+        op.finish(status=200, events=events)
+        if any(e.get('event') == 'reconnect' for e in events):
+            return None       # not recorded by the server: ask again
+        self.applyEvents(page, events)
+        page.outputNum = num + 1
+        return 200
+
+    async def getJSON(self, s, url, params, timeout):
+        try:
+            async with s.get(url, params=params, headers={
+                    'Accept': 'application/json'},
+                    timeout=aiohttp.ClientTimeout(total=timeout)) as r:
+                return r.status, await r.json(content_type=None)
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as e:
+            return None, errorName(e)
+
+    async def stream(self, s, page):
+        n = self.process()
+        params = {}
+        if page.model.lastEventId:
+            params['lastEventId'] = page.model.lastEventId
+        op = self.history.begin('read', n, self.name, page.name,
+                                transport='sse', events=[])
+        dropped = self.rng.random() < self.plan.dropStream
+        lasts = self.rng.uniform(0.05 if dropped else 0.3,
+                                 self.plan.streamFor)
+        if dropped:
+            self.stats['dropped-stream'] += 1
+        try:
+            return await asyncio.wait_for(
+                self._stream(s, page, n, params, op), lasts)
+        except asyncio.TimeoutError:
+            op.finish(status=200 if op.result.get('status') is None
+                      else op.result['status'],
+                      error='dropped' if dropped else None)
+            return 200
+        except (aiohttp.ClientError, ValueError) as e:
+            op.finish(error=errorName(e))
+            return None
+
+    async def _stream(self, s, page, n, params, op):
+        url = self.run.cluster.url(n, page.path('events'))
+        async with s.get(url, params=params, headers={
+                'Accept': 'text/event-stream'},
+                timeout=aiohttp.ClientTimeout(total=None,
+                                              sock_connect=5)) as r:
+            op.result['status'] = r.status
+            if r.status != 200:
+                op.finish()
+                return r.status
+            data, eventId = [], None
+            async for raw in r.content:
+                line = raw.decode('utf-8').rstrip('\r\n')
+                if line.startswith('data:'):
+                    data.append(line[5:].lstrip(' '))
+                elif line.startswith('id:'):
+                    eventId = line[3:].strip()
+                elif not line and data:
+                    event = json.loads('\n'.join(data))
+                    data = []
+                    if eventId and 'id' not in event:
+                        event['id'] = eventId
+                    eventId = None
+                    if event.get('event') == 'reconnect':
+                        break
+                    op.result['events'].append(event)
+                    self.applyEvents(page, [event])
+                    if page.ended:
+                        break
+            op.finish()
+            return 200
+
+    async def reader(self, s):
+        while True:
+            page = self.page
+            if page is None:
+                if self.run.drained(self):
+                    return
+                page = await self.render(s)
+                if page is None:
+                    return
+                continue
+            if self.run.drained(self):
+                self.end(page, 'final')
+                return
+            if self.closeRequested:
+                self.closeRequested = False
+                await self.close(s, page)
+                continue
+            await self.read(s, page)
+
+    # -- posting -------------------------------------------------------
+
+    async def writer(self, s):
+        while not self.run.postingOver():
+            await asyncio.sleep(min(self.rng.expovariate(
+                1 / self.plan.pause), 2.0))
+            if self.run.postingOver():
+                break
+            self.posted += 1
+            text = '%s-%d' % (self.name, self.posted)
+            slow = 0
+            if self.rng.random() < self.plan.slowCommit:
+                slow = round(self.rng.uniform(0.1, 1.5), 2)
+                self.stats['slow-commit'] += 1
+            await self.post(s, text, slow)
+            if self.rng.random() < self.plan.closePage:
+                self.closeRequested = True
+
+    async def currentPage(self, timeout=30):
+        try:
+            await asyncio.wait_for(self.newPage.wait(), timeout)
+        except asyncio.TimeoutError:
+            return None
+        return self.page
+
+    async def post(self, s, text, slow, attempts=INPUT_ATTEMPTS,
+                   drops=True):
+        """Post `text` until it is answered 200 (True), refused for good,
+        or its page is gone (False)."""
+        page = await self.currentPage()
+        if page is None:
+            return False
+        for attempt in range(attempts):
+            if page.ended:
+                return False    # a reload forgets what the page sent
+            n = self.process()
+            uuid = page.uuid
+            op = self.history.begin('input', n, self.name, page.name,
+                                    id=text, slow=slow, attempt=attempt,
+                                    uuid=uuid)
+            request = self.postInput(s, n, page, text, slow)
+            if drops and self.rng.random() < self.plan.dropInput:
+                self.stats['dropped-input'] += 1
+                try:
+                    status, body = await asyncio.wait_for(
+                        request, self.rng.uniform(0.005, 0.5))
+                except asyncio.TimeoutError:
+                    op.finish(error='dropped')
+                    continue
+            else:
+                status, body = await request
+            if status is None:
+                op.finish(error=body)
+                await self.backoff()
+                continue
+            op.finish(status=status, error=body.get('error')
+                      if isinstance(body, dict) else None)
+            if status == 200:
+                return True
+            if status == 404:
+                await self.register(s, page, uuid)
+            elif status in (500, 503):
+                await self.backoff(1.0)
+            else:
+                return False
+        return False
+
+    async def postInput(self, s, n, page, text, slow):
+        url = self.run.cluster.url(n, page.path('input'))
+        try:
+            async with s.post(url, json={'handler': 'post',
+                                         'arguments': [text, slow]},
+                              headers={'X-Live-Input-Id': text},
+                              timeout=aiohttp.ClientTimeout(
+                                  total=INPUT_TIMEOUT)) as r:
+                try:
+                    body = await r.json(content_type=None)
+                except ValueError:
+                    body = None
+                return r.status, body
+        except asyncio.TimeoutError:
+            return None, 'timeout'
+        except aiohttp.ClientError as e:
+            return None, errorName(e)
+
+
+def errorName(error):
+    if isinstance(error, asyncio.TimeoutError):
+        return 'timeout'
+    if isinstance(error, aiohttp.ClientConnectionError):
+        return 'connection'
+    return type(error).__name__
+
+
+class Run:
+    """One plan, run: `await run.go()` records `history` and `stored`."""
+
+    def __init__(self, plan, directory):
+        self.plan = plan
+        self.cluster = Cluster(directory, plan.processes)
+        self.history = History()
+        self.stored = None
+        self.phase = 'posting'      # posting, barrier, draining, done
+        self.barrierAt = None
+        self.faultCounts = {}
+
+    def postingOver(self):
+        return self.phase != 'posting'
+
+    def over(self):
+        return self.phase == 'done'
+
+    def drained(self, client):
+        """Whether `client`'s reading is over: the run is done, or its page
+        shows the barrier."""
+        if self.phase == 'done':
+            return True
+        if self.phase != 'draining':
+            return False
+        page = client.page
+        return page is not None and BARRIER in page.model.shown
+
+    async def faults(self):
+        loop = asyncio.get_running_loop()
+        cluster = self.cluster
+        for fault in self.plan.faults:
+            delay = fault.at - self.history.now()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            op = self.history.begin('fault', fault.target, fault=fault.kind,
+                                    duration=fault.duration)
+            self.faultCounts[fault.kind] = \
+                self.faultCounts.get(fault.kind, 0) + 1
+            if fault.kind in ('slow-broker', 'redis-hang'):
+                cluster.redis.hang()
+                cluster.hung = True
+                await asyncio.sleep(fault.duration)
+                cluster.redis.resume()
+                cluster.hung = False
+            elif fault.kind == 'redis-kill':
+                cluster.redis.stop()
+                await asyncio.sleep(fault.duration)
+                await loop.run_in_executor(None, cluster.redis.start)
+            elif fault.kind == 'live-kill':
+                cluster.killLive(fault.target)
+                await asyncio.sleep(fault.duration)
+                await loop.run_in_executor(None, cluster.restartLive,
+                                           fault.target)
+            op.finish()
+
+    async def go(self):
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.cluster.start)
+        try:
+            await self._go()
+        finally:
+            self.phase = 'done'
+            await loop.run_in_executor(None, self.cluster.stopLive)
+        self.stored = await loop.run_in_executor(None, self.cluster.stored)
+        await loop.run_in_executor(None, self.cluster.stop)
+        return self
+
+    async def _go(self):
+        loop = asyncio.get_running_loop()
+        self.history = History()
+        clients = [Client(self, plan) for plan in self.plan.clients]
+        self.clients = clients
+        sessions = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(
+            limit=0, force_close=True)) for _ in clients]
+        try:
+            readers = [asyncio.ensure_future(c.reader(s))
+                       for c, s in zip(clients, sessions)]
+            writers = [asyncio.ensure_future(c.writer(s))
+                       for c, s in zip(clients, sessions)]
+            faults = asyncio.ensure_future(self.faults())
+            await asyncio.sleep(self.plan.seconds)
+            self.phase = 'barrier'
+            await asyncio.gather(*writers)
+            await faults
+            await loop.run_in_executor(None, self.cluster.heal)
+            deadline = loop.time() + BARRIER_TIMEOUT
+            while loop.time() < deadline:
+                if await clients[0].post(sessions[0], BARRIER, 0,
+                                         drops=False):
+                    break
+            self.phase = 'draining'
+            try:
+                await asyncio.wait_for(asyncio.gather(*readers), DRAIN)
+            except asyncio.TimeoutError:
+                pass
+            self.phase = 'done'
+            for client in clients:
+                if client.page is not None:
+                    client.end(client.page, 'final')
+            for task in readers:
+                task.cancel()
+            await asyncio.gather(*readers, return_exceptions=True)
+        finally:
+            self.phase = 'done'
+            for s in sessions:
+                await s.close()
+            await loop.run_in_executor(None, self.cluster.heal)
+
+    def counts(self):
+        """Faults injected, by kind (the plan's and the clients')."""
+        counts = dict(self.faultCounts)
+        for client in getattr(self, 'clients', ()):
+            for kind, count in client.stats.items():
+                counts[kind] = counts.get(kind, 0) + count
+        return counts
