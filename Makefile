@@ -10,7 +10,7 @@ APT_PACKAGES = chromium redis-server nginx
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all demo test install system-deps bench bench-deps bench-quick clean \
-	test-plone bench-issue11
+	test-plone bench-issue11 soak
 
 all: test
 
@@ -40,6 +40,17 @@ system-deps:
 
 test: install system-deps
 	$(BIN)/pytest
+
+# issue 19: seeded fault schedules (clients, Redis and process faults) on
+# two or three live processes, one ZEO database and one redis-server, each
+# checked for the delivery and exactly-once promises, for SECONDS in all
+# (`make test` runs two short ones). SEED: the first schedule's seed
+# (default: from the clock); LENGTH: seconds per schedule.
+SECONDS ?= 600
+LENGTH ?= 20
+soak: install system-deps
+	$(BIN)/python -m zorg.live.tests.faults --seconds $(SECONDS) \
+	  --length $(LENGTH) $(if $(SEED),--seed $(SEED))
 
 # The Plone 6 add-on's tests: heavier (Plone is some 200 packages), so not
 # part of `make test`; Plone gets a virtualenv of its own.
