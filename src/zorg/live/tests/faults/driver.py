@@ -78,6 +78,14 @@ class Cluster:
                           zodb=self.zeo.zodbSection('live%d' % n),
                           broker=self.redis.url, **SETTINGS)
             for n in range(self.count)]
+        # The first process alone: it creates the site in the empty
+        # database (zope.app.appsetup's bootstrap), which processes that
+        # start at the same moment would do too, and conflict.
+        try:
+            self.live[0].start()
+        except Exception:
+            self.stop()
+            raise
         errors = []
 
         def start(server):
@@ -86,7 +94,7 @@ class Cluster:
             except Exception as e:    # reported below, in this thread
                 errors.append(e)
         threads = [threading.Thread(target=start, args=(server,))
-                   for server in self.live]
+                   for server in self.live[1:]]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -137,8 +145,9 @@ class Cluster:
                 server.stop(timeout=30)
             except Exception:
                 server.kill()
-            if server.output and not server.output.closed:
-                server.output.close()
+            output = getattr(server, 'output', None)
+            if output is not None and not output.closed:
+                output.close()
 
     def stop(self):
         self.stopLive()
@@ -559,12 +568,16 @@ class Run:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.cluster.start)
         try:
-            await self._go()
+            try:
+                await self._go()
+            finally:
+                self.phase = 'done'
+                await loop.run_in_executor(None, self.cluster.stopLive)
+            # Every process stopped: nothing commits any more.
+            self.stored = await loop.run_in_executor(None,
+                                                     self.cluster.stored)
         finally:
-            self.phase = 'done'
-            await loop.run_in_executor(None, self.cluster.stopLive)
-        self.stored = await loop.run_in_executor(None, self.cluster.stored)
-        await loop.run_in_executor(None, self.cluster.stop)
+            await loop.run_in_executor(None, self.cluster.stop)
         return self
 
     async def _go(self):

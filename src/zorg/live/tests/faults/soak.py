@@ -16,6 +16,7 @@ import shutil
 import sys
 import tempfile
 import time
+import traceback
 
 from zorg.live.tests.faults.checker import check
 from zorg.live.tests.faults.driver import BARRIER, Run
@@ -101,25 +102,35 @@ def main(argv=None):
     seed = args.seed if args.seed is not None else int(time.time()) % 100000
     out = args.out or os.path.join('var', 'faults')
     started = time.monotonic()
-    outcomes, failed = [], []
+    outcomes, failed, errors = [], [], []
     while True:
         processes = args.processes or 2 + seed % 2
         plan = Plan(seed, args.length, processes, args.clients)
         directory = tempfile.mkdtemp(prefix='zorg-faults-%s-' % seed)
         try:
             outcome = runSchedule(plan, directory)
+        except Exception:
+            # The harness failed (e.g. a process did not start): said,
+            # not counted as a schedule.
+            traceback.print_exc()
+            errors.append(seed)
+            outcome = None
         finally:
             shutil.rmtree(directory, ignore_errors=True)
+        seed += 1
+        if outcome is None:
+            if len(errors) > 3 or time.monotonic() - started > args.seconds:
+                break
+            continue
         outcomes.append(outcome)
         print(outcome.summary(), flush=True)
         if outcome.violations:
             failed.append(outcome)
-            folder = os.path.join(out, 'seed-%s' % seed)
+            folder = os.path.join(out, 'seed-%s' % plan.seed)
             keep(outcome, folder)
             print(outcome.report(), flush=True)
             print('history: %s' % os.path.join(folder, 'history.json'),
                   flush=True)
-        seed += 1
         elapsed = time.monotonic() - started
         if args.schedules and len(outcomes) >= args.schedules:
             break
@@ -138,9 +149,12 @@ def main(argv=None):
           % (len(outcomes), time.monotonic() - started,
              ', '.join('%s %d' % item for item in sorted(totals.items())),
              sum(len(o.violations) for o in failed)))
+    if errors:
+        print('  schedules that could not run (see above): seeds %s'
+              % errors)
     for invariant, seeds in sorted(violations.items()):
         print('  invariant %s: seeds %s' % (invariant,
                                             sorted(set(seeds))))
     for outcome in failed:
         print('  again: %s' % outcome.plan.command())
-    return 1 if failed else 0
+    return 1 if failed or errors else 0
