@@ -209,10 +209,13 @@ LENGTH = float(os.environ.get('ZORG_FAULT_LENGTH', '12'))
 @pytest.mark.faults
 @pytest.mark.parametrize('seed', SEEDS)
 def test_a_fault_schedule_keeps_every_promise(seed, tmp_path):
-    from zorg.live.tests.faults.soak import runSchedule
+    from zorg.live.tests.faults.soak import keep, runSchedule
     plan = Plan(seed, LENGTH, 2 + seed % 2, 4)
-    outcome = runSchedule(plan, tmp_path)
+    outcome = runSchedule(plan, tmp_path / 'run')
     print(outcome.summary())
+    if outcome.violations:
+        keep(outcome, str(tmp_path / 'failed'))
+        print('history: %s' % (tmp_path / 'failed' / 'history.json'))
     inputs = [op for op in outcome.run.history.ops if op.kind == 'input']
     # A run that posted nothing or faulted nothing proves nothing.
     assert len({op.result['id'] for op in inputs}) > 20, outcome.summary()

@@ -3,7 +3,8 @@ history: two or three `zorg-live serve` processes on one ZEO database and
 one redis-server, clients that behave as livepage.js does, and faults.
 
 A client holds one page at a time (a render of the chat page) and
- - reads its events: SSE or long-poll (its plan says which), each request
+ - reads its events: SSE, long-poll or a WebSocket (``@@live``, which
+   then carries its input too; its plan says which), each request
    to a process chosen at random, as a round-robin balancer without
    sticky sessions would send it; every request carries the last event id
    it applied, and SSE connections end after a while and are opened
@@ -51,6 +52,9 @@ INPUT_TIMEOUT = 10.0    # a client gives an input up after this, and resends
 INPUT_ATTEMPTS = 8
 DRAIN = 45.0            # how long open pages may take to show the barrier
 BARRIER_TIMEOUT = 60.0
+# A refused attach, as the status the same refusal has over HTTP.
+SOCKET_ERRORS = {'unknown-page': 404, 'broker-unavailable': 503,
+                 'busy': 503}
 SETTINGS = dict(refresh_interval=REFRESH, heartbeat_interval=1,
                 client_timeout=30, threads=4,
                 max_anonymous_pages=100000,
@@ -180,6 +184,8 @@ class Client:
         self.closeRequested = False
         self.newPage = asyncio.Event()
         self.registering = asyncio.Lock()
+        self.sockets = None     # (ws, process, page) while one is open
+        self.acks = {}          # input id -> future of (status, reply)
         self.stats = {'dropped-input': 0, 'dropped-stream': 0,
                       'slow-commit': 0}
 
@@ -290,8 +296,11 @@ class Client:
 
     async def read(self, s, page):
         """One output request or SSE connection of `page`."""
-        if self.transport() == 'sse':
+        transport = self.transport()
+        if transport == 'sse':
             status = await self.stream(s, page)
+        elif transport == 'ws':
+            status = await self.socket(s, page)
         else:
             status = await self.poll(s, page)
         if status in (404, 400):
@@ -395,6 +404,77 @@ class Client:
             op.finish()
             return 200
 
+    async def socket(self, s, page):
+        """One WebSocket (``<app URL>/@@live``) with `page` attached to
+        it as page 1; the writer's inputs go over it while it is open."""
+        n = self.process()
+        op = self.history.begin('read', n, self.name, page.name,
+                                transport='ws', events=[])
+        dropped = self.rng.random() < self.plan.dropStream
+        lasts = self.rng.uniform(0.05 if dropped else 0.3,
+                                 self.plan.streamFor)
+        if dropped:
+            self.stats['dropped-stream'] += 1
+        url = self.run.cluster.url(n, '@@live').replace('http', 'ws', 1)
+        try:
+            async with s.ws_connect(url, timeout=aiohttp.ClientWSTimeout(
+                    ws_close=2), max_msg_size=0) as ws:
+                try:
+                    return await asyncio.wait_for(
+                        self._socket(ws, n, page, op), lasts)
+                except asyncio.TimeoutError:
+                    op.finish(status=200, error='dropped' if dropped
+                              else None)
+                    return 200
+                finally:
+                    self.sockets = None
+                    for future in self.acks.values():
+                        if not future.done():
+                            future.set_result((None, 'connection'))
+                    self.acks = {}
+        except (aiohttp.ClientError, ValueError) as e:
+            op.finish(error=errorName(e))
+            return None
+
+    async def _socket(self, ws, n, page, op):
+        clientURL = self.run.cluster.url(n, '%s/@@client/%s' % (
+            PAGE, page.uuid))
+        await ws.send_json({'type': 'attach', 'page': 1,
+                            'uuid': page.uuid, 'url': clientURL,
+                            'lastEventId': page.model.lastEventId})
+        async for message in ws:
+            if message.type != aiohttp.WSMsgType.TEXT:
+                break
+            data = json.loads(message.data)
+            kind = data.get('type')
+            if kind == 'attached':
+                self.sockets = (ws, n, page)
+            elif kind == 'events':
+                op.result['events'].extend(data['events'])
+                self.applyEvents(page, data['events'])
+                if page.ended:
+                    break
+            elif kind == 'ack':
+                self.answer(data.get('id'), data.get('status'),
+                            data.get('reply'))
+            elif kind == 'error':
+                if 'id' in data:          # an input refused
+                    self.answer(data['id'], 503 if data.get('error') ==
+                                'busy' else 400, data)
+                    continue
+                error = data.get('error')
+                op.finish(status=SOCKET_ERRORS.get(error, 400), error=error)
+                return op.result['status']
+            elif kind == 'reconnect':
+                break
+        op.finish(status=200)
+        return 200
+
+    def answer(self, inputId, status, reply):
+        future = self.acks.pop(inputId, None)
+        if future is not None and not future.done():
+            future.set_result((status, reply))
+
     async def reader(self, s):
         while True:
             page = self.page
@@ -454,7 +534,15 @@ class Client:
             op = self.history.begin('input', n, self.name, page.name,
                                     id=text, slow=slow, attempt=attempt,
                                     uuid=uuid)
-            request = self.postInput(s, n, page, text, slow)
+            if self.sockets is not None and self.sockets[2] is page:
+                # Over the page's WebSocket, as the shared connection
+                # sends it.
+                ws, n, _page = self.sockets
+                op.process = n
+                op.result['via'] = 'ws'
+                request = self.sendInput(ws, page, text, slow)
+            else:
+                request = self.postInput(s, n, page, text, slow)
             if drops and self.rng.random() < self.plan.dropInput:
                 self.stats['dropped-input'] += 1
                 try:
@@ -480,6 +568,21 @@ class Client:
             else:
                 return False
         return False
+
+    async def sendInput(self, ws, page, text, slow):
+        future = asyncio.get_running_loop().create_future()
+        self.acks[text] = future
+        try:
+            await ws.send_json({'type': 'input', 'page': 1, 'id': text,
+                                'handler': 'post',
+                                'arguments': [text, slow]})
+            return await asyncio.wait_for(future, INPUT_TIMEOUT)
+        except asyncio.TimeoutError:
+            return None, 'timeout'
+        except (aiohttp.ClientError, ConnectionError, RuntimeError) as e:
+            return None, errorName(e)
+        finally:
+            self.acks.pop(text, None)
 
     async def postInput(self, s, n, page, text, slow):
         url = self.run.cluster.url(n, page.path('input'))

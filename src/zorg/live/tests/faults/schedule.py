@@ -48,6 +48,13 @@ class ClientPlan:
         self.closePage = rng.choice([0, 0.03, 0.08])
         self.streamFor = rng.uniform(0.5, 4.0)   # longest SSE connection
 
+    def useSocket(self, rng):
+        """Some clients hold a WebSocket (``@@live``) instead, and send
+        their input over it (drawn apart, so that the other draws of a
+        seed stay what they were)."""
+        if rng.random() < 0.3:
+            self.transport = 'ws'
+
     def __repr__(self):
         return ('%s: %s, pause %.2f s, slow commit %.0f%%, drop input '
                 '%.0f%%, drop stream %.0f%%, close page %.0f%%' % (
@@ -63,6 +70,9 @@ class Plan:
         self.processes, self.clientCount = processes, clients
         rng = random.Random('plan-%s' % seed)
         self.clients = [ClientPlan('c%d' % n, rng) for n in range(clients)]
+        sockets = random.Random('sockets-%s' % seed)
+        for client in self.clients:
+            client.useSocket(sockets)
         self.faults = []
         kinds = sorted(FAULTS)
         weights = [FAULTS[kind][0] for kind in kinds]
