@@ -11,6 +11,7 @@ that runs it again; its history is kept in the output folder.
 
 import argparse
 import asyncio
+import json
 import os
 import shutil
 import sys
@@ -44,9 +45,29 @@ class Outcome:
                     len({op.page for op in ops if op.kind == 'render'}),
                     faults or 'none', len(self.violations), self.seconds))
 
+    def faultsDuring(self, violation):
+        """The faults that overlap the posts a violation is about (or the
+        ops it names): where to look first."""
+        ops = [op for op in violation.ops if op.kind == 'input'] or \
+            violation.ops
+        if not ops:
+            return []
+        start = min(op.start for op in ops) - 0.5
+        end = max(op.end if op.end is not None else op.start
+                  for op in ops) + 0.5
+        return ['%s%s %.2f-%.2f s' % (
+            op.result['fault'], '' if op.process is None else
+            ' (process %d)' % op.process, op.start, op.end or op.start)
+            for op in self.run.history.of('fault')
+            if op.start <= end and (op.end or op.start) >= start]
+
     def report(self):
         lines = [self.plan.describe(), '']
-        lines.extend(v.describe() for v in self.violations)
+        for v in self.violations:
+            lines.append(v.describe())
+            during = self.faultsDuring(v)
+            if during:
+                lines.append('    faults meanwhile: %s' % ', '.join(during))
         lines.append('')
         lines.append('stored: %s' % ' '.join(self.run.stored or ()))
         lines.append('run it again: %s' % self.plan.command())
@@ -63,10 +84,13 @@ def runSchedule(plan, directory):
 
 
 def keep(outcome, folder):
-    """Write the history and the report of a failing schedule."""
+    """Write the history, the stored messages and the report of a failing
+    schedule (`check(History.loads(history), stored)` checks it again)."""
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, 'history.json'), 'w') as f:
         f.write(outcome.run.history.dumps())
+    with open(os.path.join(folder, 'stored.json'), 'w') as f:
+        json.dump(outcome.run.stored, f)
     with open(os.path.join(folder, 'report.txt'), 'w') as f:
         f.write(outcome.report())
 
