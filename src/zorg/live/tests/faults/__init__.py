@@ -8,8 +8,11 @@ Jepsen's histories and FoundationDB's simulation.
   share it.
 - `history`: the record of every step of a run.
 - `schedule`: a seed becomes a plan of client steps and faults.
-- `driver`: runs a plan against live processes on one ZEO database and
-  one redis-server, and records the history.
+- `cluster`: ZEO, redis-server and the live processes of one run.
+- `client`: a client that behaves as livepage.js does.
+- `driver`: runs a plan (its clients and faults) against a cluster and
+  records the history.
+- `soak`: runs schedules, checks them, reports (``make soak``).
 - `checker`: the promised invariants, checked over a history and the
   final database.
 
