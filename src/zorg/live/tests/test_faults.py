@@ -123,6 +123,18 @@ def test_a_registration_not_recovered_excuses_gaps():
     assert check(history, STORED) == []
 
 
+def test_a_registration_that_failed_for_now_excuses_nothing():
+    history = clean()
+    history.begin('render', 0, 'c2', 'c2.p1').finish(
+        status=200, uuid='u', lastEventId=ids(0), shown=[])
+    history.begin('register', 0, 'c2', 'c2.p1').finish(status=503)
+    history.begin('register', 0, 'c2', 'c2.p1').finish(error='timeout')
+    history.begin('read', 1, 'c2', 'c2.p1').finish(
+        status=200, events=[append(1, 'c0-1'), append(3, 'c0-2')])
+    history.add('end', None, 'c2', 'c2.p1', reason='closed')
+    assert invariants(check(history, STORED)) == ['a']
+
+
 def test_a_message_shown_but_never_committed():
     history = clean()
     page(history, 'c2.p1', [], ids(0),

@@ -70,8 +70,11 @@ class PageRun:
             self.model = PageModel(result.get('shown', ()),
                                    result.get('lastEventId'))
         elif op.kind == 'register':
-            if result.get('status', 200) != 200 or \
-                    result.get('recovered') is False:
+            # Refused (4xx) or not recovered: the page reloads. A 503 or
+            # a lost answer: it tries again later.
+            status = result.get('status')
+            if status == 200 and result.get('recovered') is False or \
+                    isinstance(status, int) and 400 <= status < 500:
                 self.excused = True
         elif op.kind == 'read' and self.model is not None:
             for event in result.get('events', ()):

@@ -121,6 +121,8 @@ class Client:
                 op.finish(error=errorName(e))
                 await self.backoff()
                 return
+            if not isinstance(body, dict):
+                body = {}
             recovered = body.get('recovered') if status == 200 else None
             op.finish(status=status, uuid=body.get('uuid'),
                       recovered=recovered)
