@@ -137,14 +137,15 @@ def checkPage(run, stored, index, barrier):
     if phantoms:
         violations.append(Violation(
             'b', 'page %s shows %s, never committed' % (run.name, phantoms),
-            run.ops))
+            run.ops, phantoms))
     positions = [index[key] for key in shown if key in index]
     if positions != sorted(positions):
         wrong = [(stored[a], stored[b]) for a, b in
                  zip(positions, positions[1:]) if a > b]
         violations.append(Violation(
             'd', 'page %s shows %s after %s, committed in the other '
-            'order' % (run.name, wrong[0][1], wrong[0][0]), run.ops))
+            'order' % (run.name, wrong[0][1], wrong[0][0]), run.ops,
+            [wrong[0][1], wrong[0][0]]))
     if run.excused:
         return violations
     unique = list(index)            # stored texts, first commit first
