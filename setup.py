@@ -73,7 +73,8 @@ setup(
             # every multi-process test runs on one shared database
             'ZEO >= 6.0',
         ],
-        # Several processes on one database (the demo's --processes).
+        # Several processes on one database: ZEO's runzeo and its client
+        # (zope.conf: %import ZEO, <clientstorage>; README).
         'zeo': [
             'ZEO >= 6.0',
         ],
