@@ -80,6 +80,7 @@ Design (see also the doctest redis.txt):
 """
 
 import bisect
+import contextlib
 import json
 import logging
 import random
@@ -302,8 +303,10 @@ class RedisBroker:
     blocking = True             # calls may wait on the network
     # Every call on a request's path (publish, mark, claims, page records,
     # presence) waits at most `timeout` seconds (setting broker-timeout),
-    # without retrying; after a failure, calls fail at once for
-    # `failFast` seconds rather than each waiting out the timeout again.
+    # without retrying. After a failure, the calls of publish, mark and
+    # claims fail at once but for one at a time that tries Redis (see
+    # _guarded), for `failFast` seconds and for as long as those fail,
+    # rather than each waiting out the timeout again.
     timeout = 2.0
     failFast = 1.0
     # A transaction in flight (voted, not finished) holds marks back for
@@ -361,6 +364,8 @@ class RedisBroker:
         self.clockOffset = 0.0  # Redis's clock minus ours, in seconds
         self.clockError = 0.0   # how far off that may be (a round trip)
         self._failedAt = -1e9   # monotonic time a request's call failed
+        self._probing = False   # a call is trying Redis after a failure
+        self._probeLock = threading.Lock()
         self._flights = {}      # in-flight token -> its member in Redis
         options = dict(decode_responses=True, socket_connect_timeout=2,
                        health_check_interval=0)
@@ -430,19 +435,36 @@ class RedisBroker:
             fields += ['a', json.dumps(audience, separators=(',', ':'))]
         return fields
 
-    def _check(self):
-        """Fail at once while Redis failed a moment ago (`failFast`)."""
-        if time.monotonic() - self._failedAt < self.failFast:
-            raise BrokerUnavailable(
-                'the Redis broker at %s did not answer a moment ago; try '
-                'again shortly' % redactURL(self.url))
+    @contextlib.contextmanager
+    def _guarded(self):
+        """Around a call of a request's path. After a failure, while a
+        call is failing, one call at a time (the *probe*) goes to Redis
+        and waits at most `timeout`; the others fail at once. A probe
+        that succeeds ends that: Redis is back."""
+        probe = False
+        if self._probing or time.monotonic() - self._failedAt < self.failFast:
+            with self._probeLock:
+                if self._probing:
+                    raise BrokerUnavailable(
+                        'the Redis broker at %s does not answer; try again '
+                        'shortly' % redactURL(self.url))
+                self._probing = probe = True
+        try:
+            yield
+        except UNAVAILABLE as e:
+            raise self._unavailable(e)
+        else:
+            if probe:
+                self._failedAt = -1e9
+        finally:
+            if probe:
+                self._probing = False
 
     def _inFlightKey(self):
         return self.prefix + 'inflight'
 
     def _call(self, items, inputs=(), inFlight=None, deadline=0):
         """One PUBLISH script call (see its comment)."""
-        self._check()
         keys, events, records = [self._inFlightKey()], [], []
         for group_id, encode, audience in items:
             fields = self._fields(encode, audience)
@@ -455,9 +477,8 @@ class RedisBroker:
                  len(items), len(inputs), inFlight or '',
                  int(self.inFlightTTL * 1000)] + events + records)
         try:
-            ids = self._publish(keys=keys, args=args)
-        except UNAVAILABLE as e:
-            raise self._unavailable(e)
+            with self._guarded():
+                ids = self._publish(keys=keys, args=args)
         except redis.ResponseError as e:
             text = str(e)
             if text.startswith('LATE'):
@@ -471,10 +492,14 @@ class RedisBroker:
             self._flights[inFlight] = ids.pop()
         return [parseId(event_id) for event_id in ids]
 
+    def _deadline(self):
+        """The time (ms of Redis's clock, as estimated here, early rather
+        than late) after which Redis must not act on a call made now."""
+        return int((time.time() + self.clockOffset - self.clockError
+                    + self.publishDeadline) * 1000)
+
     def publishMany(self, items, inputs=(), inFlight=None):
-        deadline = int((time.time() + self.clockOffset - self.clockError
-                        + self.publishDeadline) * 1000)
-        return self._call(items, inputs, inFlight, deadline)
+        return self._call(items, inputs, inFlight, self._deadline())
 
     def publish(self, group_id, encode, audience=None):
         return self._call([(group_id, encode, audience)])[0]
@@ -484,9 +509,9 @@ class RedisBroker:
         if member is None:
             return
         try:
-            self._check()
-            self._redis.zrem(self._inFlightKey(), member)
-        except (BrokerUnavailable,) + UNAVAILABLE as e:
+            with self._guarded():
+                self._redis.zrem(self._inFlightKey(), member)
+        except BrokerUnavailable as e:
             # It leaves the set at its deadline: marks stay conservative
             # (a page may get an event it has once more, never miss one).
             log.warning('could not take a finished transaction out of the '
@@ -546,11 +571,8 @@ class RedisBroker:
         stream (stream ids start with Redis's clock in milliseconds), and
         before every event of a transaction in flight in any process: one
         round trip (MARK)."""
-        self._check()
-        try:
+        with self._guarded():
             now, low = self._mark(keys=[self._inFlightKey()])
-        except UNAVAILABLE as e:
-            raise self._unavailable(e)
         return (min(now, low) if low >= 0 else now) - 1, MAX_ID_PART
 
     def parsePosition(self, text):
@@ -641,8 +663,9 @@ class RedisBroker:
     # record; the records are written by the PUBLISH script.
 
     def claimInput(self, uuid, inputId, token, ttl):
-        self._check()
-        return self.pages.claimInput(uuid, inputId, token, ttl)
+        with self._guarded():
+            return self.pages.claimInput(uuid, inputId, token, ttl,
+                                         self._deadline())
 
     def releaseInput(self, uuid, inputId, token):
         self.pages.releaseInput(uuid, inputId, token)
