@@ -80,6 +80,16 @@ setup(
         'grok': [
             'grok >= 6.0',
         ],
+        # One database for several processes (README, "Running in
+        # production"): a ZEO server, or RelStorage on PostgreSQL
+        # (psycopg2's wheel with its own libpq: nothing to compile).
+        'zeo': [
+            'ZEO >= 6.0',
+        ],
+        'relstorage': [
+            'RelStorage >= 4.0',
+            'psycopg2-binary >= 2.9',
+        ],
         # The Plone add-on (zorg.live.plone); `make test-plone` installs
         # it into a virtualenv of its own.
         'plone': [

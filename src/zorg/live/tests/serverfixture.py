@@ -23,9 +23,7 @@ threads %(threads)d
 %(settings)s
 </zorg-live>
 <zodb>
-  <filestorage>
-    path %(dir)s/Data.fs
-  </filestorage>
+%(database)s
 </zodb>
 <eventlog>
   <logfile>
@@ -35,6 +33,11 @@ threads %(threads)d
 """
 
 LISTENING = re.compile(r' (s\d+) listening on http://127\.0\.0\.1:(\d+)')
+
+FILESTORAGE = """\
+  <filestorage>
+    path %(dir)s/Data.fs
+  </filestorage>"""
 
 SERVER = """
 <server %(name)s>
@@ -81,11 +84,16 @@ class ServerProcess:
 
 
 class RunningServer(ServerProcess):
-    """A zorg-live process; `types` lists its servers' types."""
+    """A zorg-live process; `types` lists its servers' types, `database`
+    is the inside of its <zodb> (default: a FileStorage of its own),
+    `args` more arguments of ``zorg-live serve``."""
 
     def __init__(self, directory, types=('LiveServerHTTP',), threads=2,
-                 zcml=SITE_ZCML, ports=None, **settings):
+                 zcml=SITE_ZCML, ports=None, database=None, args=(),
+                 **settings):
         self.dir = str(directory)
+        self.database = database or FILESTORAGE % {'dir': self.dir}
+        self.args = list(args)
         os.makedirs(self.dir, exist_ok=True)
         # Port 0: each server binds a free port itself and logs it (no race
         # between choosing a port and binding it); a restart reuses them.
@@ -106,7 +114,7 @@ class RunningServer(ServerProcess):
         with open(self.config, 'w') as f:
             f.write(CONF % {'zcml': self.zcml, 'threads': self.threads,
                             'servers': servers, 'settings': self.settings,
-                            'dir': self.dir})
+                            'database': self.database, 'dir': self.dir})
 
     def listening(self):
         """{server name: port} from the server log's 'listening' lines."""
@@ -127,7 +135,8 @@ class RunningServer(ServerProcess):
         env.pop('ZORG_LIVE_BROKER', None)
         self.output = open(os.path.join(self.dir, 'stdout.log'), 'ab')
         self.process = subprocess.Popen(
-            [sys.executable, '-m', 'zorg.live', 'serve', self.config],
+            [sys.executable, '-m', 'zorg.live', 'serve', self.config]
+            + self.args,
             cwd=self.dir, stdout=self.output, stderr=subprocess.STDOUT,
             env=env)
         deadline = time.monotonic() + timeout
