@@ -74,12 +74,16 @@ def serve(configfile, port=None, workers=None):
     return 0
 
 
-def serveOptions(configfile, options):
+def serveOptions(configfile, options, ready=None):
+    """Serve in this process; `ready()` is called once the servers are
+    bound and the site is open."""
     raiseFileLimit()
     try:
         # (A server that cannot bind its address fails after the database
         # was opened: it is closed all the same.)
         servers, _settings = createServers(configfile, options)
+        if ready is not None:
+            ready()
         runLoop(serveAll(servers))
     finally:
         # After SIGINT/SIGTERM (or a failure): close the database, so a
@@ -88,10 +92,10 @@ def serveOptions(configfile, options):
         closeDatabases()
 
 
-def serveWorker(configfile, options):
+def serveWorker(configfile, options, ready):
     """One worker of a Supervisor; its exit code."""
     try:
-        serveOptions(configfile, options)
+        serveOptions(configfile, options, ready)
     except ConfigError as e:
         print('zorg-live: %s' % e, file=sys.stderr)
         return 2

@@ -17,11 +17,20 @@ gunicorn's and ``uvicorn --workers`` are:
   sockets; one that dies right after it started is started again after a
   growing pause (up to `maxDelay`), one that exits with status 2 (its
   configuration cannot work) stops them all;
+* the first worker starts alone, and the others once it serves (or
+  after `startTimeout`): the first start of a site creates its database
+  (RelStorage's tables, the root folder), which N processes at once
+  would race for;
 * SIGTERM or SIGINT to the parent is passed on as SIGTERM to every
   worker, which drains as a single process does (waiting pages are told
   to reconnect, requests in flight finish); the parent exits when the
-  last worker has.
+  last worker has. A parent that is killed outright takes its workers
+  with it (Linux's parent-death signal), so none keeps the port.
 """
+
+import ctypes
+import ctypes.util
+import select
 
 import logging
 import os
@@ -35,6 +44,19 @@ from zorg.live.server import listening
 log = logging.getLogger('zorg.live.server')
 
 CONFIG_ERROR = 2
+PR_SET_PDEATHSIG = 1
+
+
+def dieWithParent(parent):
+    """SIGTERM this process when its parent dies (Linux; elsewhere the
+    workers of a killed parent are ended by hand)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library('c'), use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:     # it died before prctl
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def describe(status):
@@ -49,12 +71,13 @@ class Supervisor:
 
     quick = 5.0       # a worker that dies sooner than this is "failing"
     maxDelay = 10.0   # seconds, the longest pause before a restart
+    startTimeout = 120.0  # seconds the others wait for the first worker
 
     def __init__(self, configfile, options, count, serve):
         self.configfile = configfile
         self.options = options
         self.count = count
-        self.serve = serve          # serve(configfile, options) in a worker
+        self.serve = serve   # serve(configfile, options, ready) in a worker
         self.sockets = {}           # (host, port) -> listening socket
         self.children = {}          # pid -> (slot, start time)
         self.failures = [0] * count  # quick deaths in a row, per slot
@@ -72,21 +95,44 @@ class Supervisor:
             self.sockets[(host, port)] = sock
 
     def spawn(self, slot):
+        """Fork the worker of `slot`; returns a pipe that becomes readable
+        when it serves (or dies)."""
+        readable, writable = os.pipe()
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:
-            self.work(slot)     # never returns
+            os.close(readable)
+            self.work(slot, parent, writable)     # never returns
+        os.close(writable)
         self.children[pid] = (slot, time.monotonic())
         log.warning('worker %d started (pid %d)', slot, pid)
+        return readable
 
-    def work(self, slot):
+    def waitReady(self, readable):
+        """Until the worker of pipe `readable` serves, dies or takes
+        longer than `startTimeout`."""
+        try:
+            select.select([readable], [], [], self.startTimeout)
+        finally:
+            os.close(readable)
+
+    def work(self, slot, parent, ready):
         """In the worker: serve, then leave without the parent's exit
         handlers."""
         code = 1
         try:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, signal.SIG_DFL)
+            dieWithParent(parent)
             listening.inherit(self.sockets)
-            code = self.serve(self.configfile, self.options) or 0
+
+            def serving():
+                try:
+                    os.write(ready, b'.')
+                except OSError:
+                    pass    # the parent waits for the first worker only
+                os.close(ready)
+            code = self.serve(self.configfile, self.options, serving) or 0
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else 1
         except BaseException:
@@ -114,8 +160,10 @@ class Supervisor:
         self.bindAll()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self.stop)
-        for slot in range(self.count):
-            self.spawn(slot)
+        self.waitReady(self.spawn(0))
+        for slot in range(1, self.count):
+            if self.stopping is None:
+                os.close(self.spawn(slot))
         while self.children:
             try:
                 pid, status = os.wait()
@@ -144,7 +192,7 @@ class Supervisor:
                 time.sleep(delay)
                 if self.stopping is not None:
                     continue
-            self.spawn(slot)
+            os.close(self.spawn(slot))
         for sock in self.sockets.values():
             sock.close()
         log.warning('all workers stopped')

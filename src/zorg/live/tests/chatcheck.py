@@ -1,0 +1,148 @@
+"""A chat through live processes that fail, and its count afterwards.
+
+The pages are ``snapshot.html`` of the test site (lines stored in the
+ZODB, each published with a key), kept as livepage.js keeps them over
+long-poll: an answer that does not come (a process was killed under it)
+is asked again with the same ``outputNum`` and ``lastEventId``; 404 means
+register again, a reload event means render again. Lines are sent as
+livepage.js sends input: with an ``X-Live-Input-Id``, again and again
+until an answer comes (a 200, or a refusal that is final).
+
+`tally` counts, from what was answered, stored and shown:
+
+* lost: answered 200 and not stored;
+* doubled: stored more than once;
+* shown-unstored: shown by a page and not stored;
+* refused-stored: refused (final 503) and stored all the same;
+* missing: stored and not shown by a page that was open to the end.
+
+Every count is 0 when the promises hold.
+"""
+
+import asyncio
+import re
+import time
+
+import aiohttp
+
+LINE = re.compile(r'data-live-key="line-([^"]+)"')
+UUID = re.compile(r'data-uuid="([^"]+)"')
+FAILED = (asyncio.TimeoutError, aiohttp.ClientError)
+
+
+def session():
+    """One connection per request: each may land on another process."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, force_close=True),
+        timeout=aiohttp.ClientTimeout(total=30))
+
+
+class Page:
+    """One open snapshot.html page; `lines` is what it shows."""
+
+    def __init__(self, s, site):
+        self.s, self.site = s, site
+        self.lines = []
+        self.reloads = 0
+        self.uuid = None
+
+    async def render(self, deadline=60):
+        until = time.monotonic() + deadline
+        while True:
+            try:
+                async with self.s.get(self.site.url('snapshot.html')) as r:
+                    if r.status == 200:
+                        html = await r.text()
+                        break
+            except FAILED:
+                pass
+            assert time.monotonic() < until, 'snapshot.html did not render'
+            await asyncio.sleep(0.1)
+        self.lines = LINE.findall(html)
+        self.uuid = UUID.search(html).group(1)
+        self.num, self.last = 0, None
+        return self.lines
+
+    async def run(self, stop):
+        await self.render()
+        while not stop.is_set():
+            url = self.site.url('@@snapshot.html/@@client/%s/output'
+                                % self.uuid)
+            params = {'outputNum': str(self.num)}
+            if self.last:
+                params['lastEventId'] = self.last
+            try:
+                async with self.s.get(url, params=params) as r:
+                    status = r.status
+                    body = await r.json() if status == 200 else None
+            except FAILED:
+                await asyncio.sleep(0.1)    # ask again, as livepage.js
+                continue
+            if status == 404:
+                await self.render()
+                continue
+            if status != 200:
+                await asyncio.sleep(0.2)    # 503 (and 502 of a proxy)
+                continue
+            self.num += 1
+            for event in body['events']:
+                if 'id' in event:
+                    self.last = event['id']
+                if event['event'] == 'reload':
+                    self.reloads += 1
+                    await self.render()
+                    break
+                if event['event'] == 'append':
+                    # A keyed append is shown once (livepage.js): the
+                    # render may show a line that the stream brings too.
+                    key = event['key'][len('line-'):]
+                    if key not in self.lines:
+                        self.lines.append(key)
+
+
+class Writer:
+    """Sends lines through a page of its own, each until it is answered."""
+
+    def __init__(self, s, site, name='w'):
+        self.s, self.site, self.name = s, site, name
+        self.page = Page(s, site)
+        self.answers = {}
+
+    async def say(self, text, deadline=60):
+        if self.page.uuid is None:
+            await self.page.render()
+        url = self.site.url('@@snapshot.html/@@client/%s/input'
+                            % self.page.uuid)
+        headers = {'X-Live-Input-Id': '%s-%s' % (self.name, text)}
+        until = time.monotonic() + deadline
+        status = 'no answer'
+        while time.monotonic() < until:
+            try:
+                async with self.s.post(url, headers=headers, json={
+                        'handler': 'say', 'arguments': [text]}) as r:
+                    status = r.status
+            except FAILED:
+                status = 'no answer'
+                await asyncio.sleep(0.1)
+                continue
+            if status == 200 or status not in (502, 503, 504):
+                break
+            await asyncio.sleep(0.2)    # refused for now: try again
+        self.answers[text] = status
+        return status
+
+
+def tally(answers, stored, pages):
+    """The counts of the module's docstring (all 0 when nothing went
+    wrong); `pages` are the lines that pages open to the end show."""
+    accepted = {t for t, status in answers.items() if status == 200}
+    refused = {t for t, status in answers.items() if status == 503}
+    storedSet = set(stored)
+    shown = set().union(*map(set, pages)) if pages else set()
+    return {
+        'lost': len(accepted - storedSet),
+        'doubled': len(stored) - len(storedSet),
+        'shown-unstored': len(shown - storedSet),
+        'refused-stored': len(refused & storedSet),
+        'missing': sum(len(storedSet - set(p)) for p in pages),
+    }
