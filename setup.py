@@ -70,6 +70,8 @@ setup(
             'aiohttp >= 3.9',
             'zope.testrunner >= 6.0',
             'playwright >= 1.40',
+            # every multi-process test runs on one shared database
+            'ZEO >= 6.0',
         ],
         # Zope 6 instances (zorg.live.zope6); Paste for the translogger
         # of the zope.ini that mkwsgiinstance writes.

@@ -86,9 +86,10 @@ class PostgresCluster:
         return ("dbname='%s' user='%s' host='127.0.0.1' port='%d'"
                 % (self.dbname, self.user, self.port))
 
-    def zodb(self):
-        """The inside of zope.conf's <zodb> for this database, as README's
-        "Running in production" shows it."""
+    def zodbSection(self):
+        """The <zodb> section of a process's zope.conf for this database
+        (RunningServer's `zodb`), as README's "Running in production"
+        shows it."""
         return RELSTORAGE % {'dsn': self.dsn}
 
     def stop(self):
@@ -108,11 +109,14 @@ class PostgresCluster:
 
 
 RELSTORAGE = """\
+<zodb>
   <relstorage>
     <postgresql>
       dsn %(dsn)s
     </postgresql>
-  </relstorage>"""
+  </relstorage>
+</zodb>
+"""
 
 
 @pytest.fixture

@@ -22,9 +22,7 @@ threads %(threads)d
 <zorg-live>
 %(settings)s
 </zorg-live>
-<zodb>
-%(database)s
-</zodb>
+%(zodb)s
 <eventlog>
   <logfile>
     path %(dir)s/server.log
@@ -32,12 +30,17 @@ threads %(threads)d
 </eventlog>
 """
 
-LISTENING = re.compile(r' (s\d+) listening on http://127\.0\.0\.1:(\d+)')
-
+# One process, one database of its own (a ZEO server's zodbSection()
+# when several processes share one: tests/zeofixture.py).
 FILESTORAGE = """\
+<zodb>
   <filestorage>
     path %(dir)s/Data.fs
-  </filestorage>"""
+  </filestorage>
+</zodb>
+"""
+
+LISTENING = re.compile(r' (s\d+) listening on http://127\.0\.0\.1:(\d+)')
 
 SERVER = """
 <server %(name)s>
@@ -84,15 +87,15 @@ class ServerProcess:
 
 
 class RunningServer(ServerProcess):
-    """A zorg-live process; `types` lists its servers' types, `database`
-    is the inside of its <zodb> (default: a FileStorage of its own),
-    `args` more arguments of ``zorg-live serve``."""
+    """A zorg-live process; `types` lists its servers' types. `zodb` is
+    the `<zodb>` section of its zope.conf (default: a FileStorage of its
+    own; processes that share a database get a ZEOServer's
+    `zodbSection()`). `args`: more arguments of ``zorg-live serve``."""
 
     def __init__(self, directory, types=('LiveServerHTTP',), threads=2,
-                 zcml=SITE_ZCML, ports=None, database=None, args=(),
+                 zcml=SITE_ZCML, ports=None, zodb=None, args=(),
                  **settings):
         self.dir = str(directory)
-        self.database = database or FILESTORAGE % {'dir': self.dir}
         self.args = list(args)
         os.makedirs(self.dir, exist_ok=True)
         # Port 0: each server binds a free port itself and logs it (no race
@@ -103,6 +106,7 @@ class RunningServer(ServerProcess):
         self.settings = '\n'.join('  %s %s' % (k.replace('_', '-'), v)
                                   for k, v in settings.items())
         self.zcml, self.threads = zcml, threads
+        self.zodb = zodb or FILESTORAGE % {'dir': self.dir}
         self.config = os.path.join(self.dir, 'zope.conf')
         self.writeConfig()
         self.process = None
@@ -114,7 +118,7 @@ class RunningServer(ServerProcess):
         with open(self.config, 'w') as f:
             f.write(CONF % {'zcml': self.zcml, 'threads': self.threads,
                             'servers': servers, 'settings': self.settings,
-                            'database': self.database, 'dir': self.dir})
+                            'zodb': self.zodb, 'dir': self.dir})
 
     def listening(self):
         """{server name: port} from the server log's 'listening' lines."""

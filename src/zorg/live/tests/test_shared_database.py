@@ -1,8 +1,8 @@
 """Issue 20, item 1: several live processes on ONE database.
 
-Three `zorg-live serve` processes on one RelStorage database (a
-PostgreSQL cluster that the test makes) and one redis-server, as README's
-"Running in production" shows them. Every process stores lines into the
+Three `zorg-live serve` processes on one database -- a ZEO server
+(runzeo), or RelStorage in a PostgreSQL cluster that the test makes --
+and one redis-server, as README's "Running in production" shows them. Every process stores lines into the
 same folder at the same time (so their transactions conflict and are
 retried), while a page on every process watches:
 
@@ -21,8 +21,9 @@ import time
 
 import pytest
 
-from zorg.live.tests.pgfixture import postgres  # noqa: F401 (fixture)
+from zorg.live.tests.pgfixture import RELSTORAGE, PostgresCluster
 from zorg.live.tests.redisfixture import redisServer  # noqa: F401
+from zorg.live.tests.zeofixture import ZEOServer
 from zorg.live.tests.serverfixture import RunningServer
 from zorg.live.tests.test_redis_servers import session
 from zorg.live.tests.test_transactional import Reader
@@ -92,12 +93,26 @@ async def shareOneDatabase(processes):
         return stored[0]
 
 
-def startProcesses(tmp_path, database, broker, count=3):
+@pytest.fixture(params=['zeo', 'relstorage'])
+def database(request, tmp_path):
+    """The <zodb> section of a database that processes share, with its
+    server running."""
+    if request.param == 'zeo':
+        server = ZEOServer(tmp_path / 'zeo').start()
+    else:
+        server = PostgresCluster().start()
+    try:
+        yield server.zodbSection()
+    finally:
+        server.cleanup() if request.param == 'zeo' else server.stop()
+
+
+def startProcesses(tmp_path, zodb, broker, count=3):
     processes = []
     try:
         for i in range(count):
             processes.append(RunningServer(
-                tmp_path / ('p%d' % i), database=database, broker=broker,
+                tmp_path / ('p%d' % i), zodb=zodb, broker=broker,
                 refresh_interval=1).start())
     except BaseException:
         stopProcesses(processes)
@@ -111,9 +126,8 @@ def stopProcesses(processes):
         server.output.close()
 
 
-def test_three_processes_on_one_relstorage_database(
-        tmp_path, postgres, redisServer):
-    processes = startProcesses(tmp_path, postgres.zodb(), redisServer.url)
+def test_three_processes_on_one_database(tmp_path, database, redisServer):
+    processes = startProcesses(tmp_path, database, redisServer.url)
     try:
         lines = asyncio.run(shareOneDatabase(processes))
         assert len(lines) > 1 + LINES_PER_PROCESS
@@ -148,9 +162,7 @@ def test_relstorage_needs_no_import_in_zope_conf():
     from zorg.live.server.config import schema
     conf = """
 site-definition /nowhere/site.zcml
-<zodb>
 %s
-</zodb>
 <eventlog>
   <logfile>
     path STDOUT
@@ -165,9 +177,5 @@ site-definition /nowhere/site.zcml
         assert storage.config.adapter.config.dsn.startswith("dbname='zodb'")
 
 
-RELSTORAGE_EXAMPLE = """\
-  <relstorage>
-    <postgresql>
-      dsn dbname='zodb' user='zorg' host='127.0.0.1' port='5432'
-    </postgresql>
-  </relstorage>"""
+RELSTORAGE_EXAMPLE = RELSTORAGE % {
+    'dsn': "dbname='zodb' user='zorg' host='127.0.0.1' port='5432'"}

@@ -93,7 +93,7 @@ def test_port_moves_the_first_server(tmp_path):
 def test_a_killed_worker_is_restarted_and_its_pages_move(
         tmp_path, postgres, redisServer):
     server = RunningServer(
-        tmp_path / 'site', database=postgres.zodb(), args=['--workers', '2'],
+        tmp_path / 'site', zodb=postgres.zodbSection(), args=['--workers', '2'],
         broker=redisServer.url, refresh_interval=1)
     with server:
         waitFor(lambda: len(workers(server)) == 2, 'two workers')
