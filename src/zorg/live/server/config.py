@@ -204,7 +204,8 @@ def makeBroker(url, settings):
         from zorg.live.interfaces import BrokerUnavailable
         try:
             return RedisBroker(url, historySize=settings.history_size,
-                               presenceTimeout=settings.presence_timeout)
+                               presenceTimeout=settings.presence_timeout,
+                               timeout=settings.broker_timeout)
         except (BrokerUnavailable, ValueError) as e:
             # The message names the URL (without its password).
             raise ConfigError('broker: %s' % e)
