@@ -199,18 +199,21 @@ def makeBroker(url, settings):
         from zorg.live.broker.memory import MemoryBroker
         return MemoryBroker(historySize=settings.history_size,
                             maxIdleGroups=settings.max_idle_groups)
-    if url.startswith('redis:') or url.startswith('rediss:'):
+    from zorg.live.broker.redisurl import isRedis
+    if isRedis(url):
         from zorg.live.broker.redis import RedisBroker
         from zorg.live.interfaces import BrokerUnavailable
         try:
             return RedisBroker(url, historySize=settings.history_size,
                                presenceTimeout=settings.presence_timeout,
-                               timeout=settings.broker_timeout)
+                               timeout=settings.broker_timeout,
+                               replicas=settings.broker_replicas)
         except (BrokerUnavailable, ValueError) as e:
             # The message names the URL (without its password).
             raise ConfigError('broker: %s' % e)
-    raise ConfigError('unknown broker %r: use memory:// or '
-                      'redis://host:port/db' % url)
+    raise ConfigError('unknown broker %r: use memory://, '
+                      'redis://host:port/db or redis+sentinel://host:port'
+                      '[,host:port...]/service/db' % url)
 
 
 def addImportPath(configfile):

@@ -106,7 +106,8 @@ class Writer:
     def __init__(self, s, site, name='w'):
         self.s, self.site, self.name = s, site, name
         self.page = Page(s, site)
-        self.answers = {}
+        self.answers = {}       # text -> its final answer
+        self.refusals = 0       # answers 502/503/504 that were retried
 
     async def say(self, text, deadline=60):
         if self.page.uuid is None:
@@ -127,6 +128,7 @@ class Writer:
                 continue
             if status == 200 or status not in (502, 503, 504):
                 break
+            self.refusals += 1
             await asyncio.sleep(0.2)    # refused for now: try again
         self.answers[text] = status
         return status
