@@ -1,12 +1,13 @@
 """Redis Sentinel for tests: one master, one replica and three sentinels
 on loopback, each a real redis-server process in a temp folder.
 
-`SentinelGroup.url` is the broker URL of README's "Running in
-production" (``redis+sentinel://...``); `killMaster()` SIGKILLs the
-master as a crash would, and `waitForFailover()` waits until the
-sentinels have promoted the replica. The sentinels decide quickly (the
-master is down after 1 s without answers) so that a test's failover
-takes seconds.
+Each sentinel runs README's configuration ("Running in production"),
+with the test's ports: the sentinels decide quickly (the master is down
+after 1 s without answers), so a failover takes seconds. `readmeSettings()`
+is README's ``<zorg-live>`` example for these sentinels;
+`killMaster()` SIGKILLs the master as a crash would, `waitForFailover()`
+waits until the sentinels have promoted the replica, and `failBack()`
+also starts the old master again, as its replica.
 """
 
 import os
@@ -19,20 +20,22 @@ import time
 
 import pytest
 
+from zorg.live.tests import readme
 from zorg.live.tests.redisfixture import MISSING, findRedisServer
 from zorg.live.tests.serverfixture import freePort
 
 SERVICE = 'live'
+README_MASTER, README_SENTINELS = 6379, (26379, 26380, 26381)
 
-SENTINEL_CONF = """\
-port %(port)d
-bind 127.0.0.1
-dir %(dir)s
-sentinel monitor %(service)s 127.0.0.1 %(master)d 2
-sentinel down-after-milliseconds %(service)s 1000
-sentinel failover-timeout %(service)s 10000
-sentinel parallel-syncs %(service)s 1
-"""
+
+def sentinelConf(port, master, folder):
+    """README's sentinel configuration for sentinel `port` of `master`,
+    on loopback, in `folder`."""
+    text = readme.port(readme.block(readme.SENTINEL_CONF),
+                       README_SENTINELS[0], port)
+    text = readme.port(text, README_MASTER, master)
+    assert 'sentinel monitor %s ' % SERVICE in text
+    return text + 'bind 127.0.0.1\ndir %s\n' % folder
 
 
 def ping(port, timeout=0.5):
@@ -57,10 +60,17 @@ class SentinelGroup:
         self.processes = {}     # name -> Popen
         self.logs = []
 
+    def readmeSettings(self):
+        """README's <zorg-live> example for these sentinels, as
+        RunningServer's settings."""
+        text = readme.block(readme.SENTINEL)
+        for old, new in zip(README_SENTINELS, self.sentinelPorts):
+            text = readme.port(text, old, new)
+        return readme.settings(text)
+
     @property
     def url(self):
-        return 'redis+sentinel://%s/%s/0' % (','.join(
-            '127.0.0.1:%d' % port for port in self.sentinelPorts), SERVICE)
+        return self.readmeSettings()['broker']
 
     def _run(self, name, args):
         folder = os.path.join(self.dir, name)
@@ -86,9 +96,7 @@ class SentinelGroup:
             os.makedirs(folder, exist_ok=True)
             conf = os.path.join(folder, 'sentinel.conf')
             with open(conf, 'w') as f:
-                f.write(SENTINEL_CONF % {
-                    'port': port, 'dir': folder, 'service': SERVICE,
-                    'master': self.masterPort})
+                f.write(sentinelConf(port, self.masterPort, folder))
             self._run('sentinel%d' % i, [conf, '--sentinel'])
         self.waitFor(lambda: all(map(ping, [self.masterPort,
                                             self.replicaPort]

@@ -89,8 +89,7 @@ def test_the_master_killed_mid_chat_fails_over_and_loses_nothing(
         for name in ('a', 'b'):
             processes.append(RunningServer(
                 tmp_path / name, zodb=zeoServer.zodbSection(),
-                broker=sentinels.url, broker_replicas=1,
-                refresh_interval=1).start())
+                refresh_interval=1, **sentinels.readmeSettings()).start())
         result = asyncio.run(failoverChat(processes, sentinels))
     finally:
         for server in processes:

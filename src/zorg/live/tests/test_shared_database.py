@@ -21,7 +21,8 @@ import time
 
 import pytest
 
-from zorg.live.tests.pgfixture import RELSTORAGE, PostgresCluster
+from zorg.live.tests import readme
+from zorg.live.tests.pgfixture import PostgresCluster
 from zorg.live.tests.redisfixture import redisServer  # noqa: F401
 from zorg.live.tests.zeofixture import ZEOServer
 from zorg.live.tests.serverfixture import RunningServer
@@ -95,25 +96,29 @@ async def shareOneDatabase(processes):
 
 @pytest.fixture(params=['zeo', 'relstorage'])
 def database(request, tmp_path):
-    """The <zodb> section of a database that processes share, with its
-    server running."""
+    """The <zodb> section of a database that processes share, as README
+    shows it (with the test's port), with its server running."""
     if request.param == 'zeo':
         server = ZEOServer(tmp_path / 'zeo').start()
+        section = readme.port(readme.block(readme.ZEO), 8100, server.port)
     else:
         server = PostgresCluster().start()
+        section = readme.port(readme.block(readme.RELSTORAGE), 5432,
+                              server.port)
+        assert section == server.zodbSection()
     try:
-        yield server.zodbSection()
+        yield section
     finally:
         server.cleanup() if request.param == 'zeo' else server.stop()
 
 
-def startProcesses(tmp_path, zodb, broker, count=3):
+def startProcesses(tmp_path, zodb, count=3, **settings):
     processes = []
     try:
         for i in range(count):
             processes.append(RunningServer(
-                tmp_path / ('p%d' % i), zodb=zodb, broker=broker,
-                refresh_interval=1).start())
+                tmp_path / ('p%d' % i), zodb=zodb, refresh_interval=1,
+                **settings).start())
     except BaseException:
         stopProcesses(processes)
         raise
@@ -127,7 +132,9 @@ def stopProcesses(processes):
 
 
 def test_three_processes_on_one_database(tmp_path, database, redisServer):
-    processes = startProcesses(tmp_path, database, redisServer.url)
+    broker = readme.settings(readme.port(readme.block(readme.REDIS), 6379,
+                                         redisServer.port))
+    processes = startProcesses(tmp_path, database, **broker)
     try:
         lines = asyncio.run(shareOneDatabase(processes))
         assert len(lines) > 1 + LINES_PER_PROCESS
@@ -177,5 +184,4 @@ site-definition /nowhere/site.zcml
         assert storage.config.adapter.config.dsn.startswith("dbname='zodb'")
 
 
-RELSTORAGE_EXAMPLE = RELSTORAGE % {
-    'dsn': "dbname='zodb' user='zorg' host='127.0.0.1' port='5432'"}
+RELSTORAGE_EXAMPLE = readme.block(readme.RELSTORAGE)
