@@ -20,6 +20,7 @@ Every count is 0 when the promises hold.
 """
 
 import asyncio
+import json
 import re
 import time
 
@@ -38,13 +39,18 @@ def session():
 
 
 class Page:
-    """One open snapshot.html page; `lines` is what it shows."""
+    """One open snapshot.html page; `lines` is what it shows. `transport`
+    'longpoll' (output requests) or 'sse' (the event stream, opened again
+    after ``Last-Event-ID`` when it breaks)."""
 
-    def __init__(self, s, site):
+    def __init__(self, s, site, transport='longpoll'):
         self.s, self.site = s, site
+        self.transport = transport
         self.lines = []
         self.reloads = 0
         self.uuid = None
+        self.frames = 0     # SSE frames read (SSE only)
+        self.streams = 0    # SSE streams opened (SSE only)
 
     async def render(self, deadline=60):
         until = time.monotonic() + deadline
@@ -63,7 +69,24 @@ class Page:
         self.num, self.last = 0, None
         return self.lines
 
+    def apply(self, event):
+        """Apply one event as livepage.js does; False after a reload."""
+        if 'id' in event:
+            self.last = event['id']
+        if event['event'] == 'reload':
+            self.reloads += 1
+            return False
+        if event['event'] == 'append':
+            # A keyed append is shown once (livepage.js): the render may
+            # show a line that the stream brings too.
+            key = event['key'][len('line-'):]
+            if key not in self.lines:
+                self.lines.append(key)
+        return True
+
     async def run(self, stop):
+        if self.transport == 'sse':
+            return await self.stream(stop)
         await self.render()
         while not stop.is_set():
             url = self.site.url('@@snapshot.html/@@client/%s/output'
@@ -86,18 +109,48 @@ class Page:
                 continue
             self.num += 1
             for event in body['events']:
-                if 'id' in event:
-                    self.last = event['id']
-                if event['event'] == 'reload':
-                    self.reloads += 1
+                if not self.apply(event):
                     await self.render()
                     break
-                if event['event'] == 'append':
-                    # A keyed append is shown once (livepage.js): the
-                    # render may show a line that the stream brings too.
-                    key = event['key'][len('line-'):]
-                    if key not in self.lines:
-                        self.lines.append(key)
+
+    async def stream(self, stop):
+        """The SSE stream until `stop`, as EventSource keeps it."""
+        await self.render()
+        while not stop.is_set():
+            url = self.site.url('@@snapshot.html/@@client/%s/events'
+                                % self.uuid)
+            headers = {'Last-Event-ID': self.last} if self.last else {}
+            try:
+                async with self.s.get(url, headers=headers, timeout=(
+                        aiohttp.ClientTimeout(total=None, sock_read=10))
+                        ) as r:
+                    if r.status == 404:
+                        await self.render()
+                        continue
+                    if r.status != 200:
+                        await asyncio.sleep(0.2)
+                        continue
+                    self.streams += 1
+                    if await self.readFrames(r, stop):
+                        await self.render()
+            except FAILED:
+                await asyncio.sleep(0.1)    # EventSource reconnects
+
+    async def readFrames(self, response, stop):
+        """Apply the stream's frames; True when told to reload."""
+        data = []
+        async for raw in response.content:
+            line = raw.decode().rstrip('\n')
+            if line.startswith('data: '):
+                data.append(line[len('data: '):])
+            elif not line and data:
+                self.frames += 1
+                if not self.apply(json.loads('\n'.join(data))):
+                    return True
+                data = []
+            if stop.is_set():
+                return False
+        return False
 
 
 class Writer:
