@@ -162,11 +162,12 @@ def test_a_second_process_on_a_filestorage_is_told_of_zeo_and_relstorage(
     assert 'its own <zodb>' not in result.stderr
 
 
-def test_relstorage_needs_no_import_in_zope_conf():
-    """<relstorage> parses without ``%import relstorage`` (and with it)."""
+def test_the_shared_storages_parse_in_zope_conf():
+    """<relstorage> parses without ``%import relstorage`` (and with it);
+    README's ZEO section, and ZODB's own <zeoclient>, parse too."""
     import io
     import ZConfig
-    from zorg.live.server.config import schema
+    from zorg.live.server.config import schema, unsharedStorages
     conf = """
 site-definition /nowhere/site.zcml
 %s
@@ -182,6 +183,15 @@ site-definition /nowhere/site.zcml
         storage = options.databases[0].config.storage
         assert storage.config.getSectionType() == 'relstorage'
         assert storage.config.adapter.config.dsn.startswith("dbname='zodb'")
+    zeo = readme.block(readme.ZEO)
+    zeoclient = ('<zodb>\n  <zeoclient>\n    server 127.0.0.1:8100\n'
+                 '  </zeoclient>\n</zodb>\n')
+    for text, kind in ((zeo, 'clientstorage'), (zeoclient, 'zeoclient')):
+        options, _ = ZConfig.loadConfigFile(schema(), io.StringIO(
+            conf % text))
+        storage = options.databases[0].config.storage
+        assert storage.config.getSectionType() == kind
+        assert not unsharedStorages(options)
 
 
 RELSTORAGE_EXAMPLE = readme.block(readme.RELSTORAGE)
