@@ -438,8 +438,10 @@ class RedisBroker:
     def _inFlightKey(self):
         return self.prefix + 'inflight'
 
-    def _call(self, items, inputs=(), inFlight=None, deadline=0):
-        """One PUBLISH script call (see its comment)."""
+    def _call(self, items, inputs=(), inFlight=None, deadline=0,
+              replicate=False):
+        """One PUBLISH script call (see its comment); `replicate`: with
+        the replicas of broker-replicas (see _replicated)."""
         self._check()
         keys, events, records = [self._inFlightKey()], [], []
         for group_id, encode, audience in items:
@@ -453,7 +455,8 @@ class RedisBroker:
                  len(items), len(inputs), inFlight or '',
                  int(self.inFlightTTL * 1000)] + events + records)
         try:
-            ids = self._replicated(keys, args)
+            ids = (self._replicated(keys, args) if replicate
+                   else self._publish(keys=keys, args=args))
         except UNAVAILABLE as e:
             raise self._unavailable(e)
         except redis.ResponseError as e:
@@ -470,8 +473,12 @@ class RedisBroker:
         return [parseId(event_id) for event_id in ids]
 
     def _replicated(self, keys, args):
-        """The PUBLISH script, made safe against a failover when
-        `replicas` > 0 (setting broker-replicas).
+        """The PUBLISH script of a transaction (publishMany), made safe
+        against a failover when `replicas` > 0 (setting broker-replicas).
+        An immediate publish (outside a transaction: scripts, the health
+        probe) promises nothing stored and does not wait: a missing
+        replica refuses commits, it does not take the processes out of
+        the balancer.
 
         Redis replicates asynchronously: a master that dies right after
         it answered takes with it what it had not yet sent to a replica,
@@ -527,7 +534,7 @@ class RedisBroker:
     def publishMany(self, items, inputs=(), inFlight=None):
         deadline = int((time.time() + self.clockOffset - self.clockError
                         + self.publishDeadline) * 1000)
-        return self._call(items, inputs, inFlight, deadline)
+        return self._call(items, inputs, inFlight, deadline, replicate=True)
 
     def publish(self, group_id, encode, audience=None):
         return self._call([(group_id, encode, audience)])[0]
