@@ -195,3 +195,33 @@ site-definition /nowhere/site.zcml
 
 
 RELSTORAGE_EXAMPLE = readme.block(readme.RELSTORAGE)
+
+
+@pytest.fixture
+def relstorageServers(tmp_path, redisServer):
+    """The `servers` fixture of redisfixture.py, on one RelStorage
+    database instead of ZEO."""
+    cluster = PostgresCluster().start()
+    made = []
+
+    def make(name, **settings):
+        settings.setdefault('broker', redisServer.url)
+        settings.setdefault('zodb', cluster.zodbSection())
+        server = RunningServer(tmp_path / name, **settings).start()
+        made.append(server)
+        return server
+    try:
+        yield make
+    finally:
+        stopProcesses(made)
+        cluster.stop()
+
+
+def test_between_vote_and_finish_on_another_process_on_relstorage(
+        relstorageServers, redisServer):
+    """test_exactness's rule-10 scenario on RelStorage: a page rendered
+    on B while A's transaction is between vote and finish (A holds
+    PostgreSQL's commit lock) shows the line on its stream, once."""
+    from zorg.live.tests import test_exactness
+    test_exactness.test_between_vote_and_finish_on_another_process(
+        relstorageServers, redisServer)
