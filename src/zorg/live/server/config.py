@@ -176,12 +176,22 @@ def workersOf(options, configfile):
 
 
 def checkWorkers(options, workers, configfile):
-    """Several workers need a database that they can share."""
-    unshared = unsharedStorages(options) if workers > 1 else ()
+    """Several workers need a database and a broker that they can share."""
+    if workers < 2:
+        return
+    unshared = unsharedStorages(options)
     if unshared:
         raise ConfigError(
             '%s: %d workers cannot share a <%s>, which one process locks: '
             '%s' % (configfile, workers, unshared[0], SHARED_HINT))
+    from zorg.live.broker.redisurl import isRedis
+    broker = settingsFrom(options).broker
+    if not isRedis(broker):
+        raise ConfigError(
+            '%s: %d workers need the Redis broker, which their pages move '
+            'through (broker %s keeps each worker\'s pages to itself): set '
+            'broker redis://host:port/db in <zorg-live>'
+            % (configfile, workers, broker))
 
 
 def settingsFrom(options):

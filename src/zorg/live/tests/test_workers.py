@@ -23,6 +23,7 @@ from zorg.live.tests import chatcheck, readme
 from zorg.live.tests.pgfixture import postgres  # noqa: F401 (fixture)
 from zorg.live.tests.redisfixture import redisServer  # noqa: F401
 from zorg.live.tests.serverfixture import RunningServer
+from zorg.live.tests.zeofixture import zeoServer  # noqa: F401 (fixture)
 
 WORKER = re.compile(r'worker (\d+) started \(pid (\d+)\)')
 
@@ -63,6 +64,32 @@ def test_several_workers_on_a_filestorage_are_refused(tmp_path):
     assert '2 workers cannot share a <filestorage>' in result.stderr
     assert 'ZEO (<zeoclient>' in result.stderr
     assert 'RelStorage (<relstorage>' in result.stderr
+
+
+def test_several_workers_need_the_redis_broker(tmp_path, zeoServer):
+    server = RunningServer(tmp_path / 'a', zodb=zeoServer.zodbSection(),
+                           broker='memory://')
+    result = serveOnce(server.config, '--workers', '2')
+    assert result.returncode == 2, result.stderr
+    assert '2 workers need the Redis broker' in result.stderr
+
+
+@pytest.mark.redis
+def test_workers_serve_wsgi_http_on_the_same_socket(
+        tmp_path, zeoServer, redisServer):
+    """Both server types run in every worker on the parent's sockets."""
+    import urllib.request
+    server = RunningServer(tmp_path / 'a', zodb=zeoServer.zodbSection(),
+                           types=('LiveServerHTTP', 'WSGI-HTTP'),
+                           broker=redisServer.url, args=['--workers', '2'])
+    with server:
+        waitFor(lambda: len(workers(server)) == 2, 'two workers')
+        for port in server.ports:
+            for _ in range(6):
+                with urllib.request.urlopen(
+                        server.url('livepage.html', port), timeout=30) as r:
+                    assert r.status == 200
+        assert server.stop() == 0, server.log()
 
 
 def test_workers_in_zope_conf_must_agree(tmp_path):
