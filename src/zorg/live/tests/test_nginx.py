@@ -37,36 +37,8 @@ README = os.path.join(os.path.dirname(__file__), '..', '..', '..', '..',
                       'README.txt')
 NGINX = shutil.which('nginx') or '/usr/sbin/nginx'
 
-CONF = """\
-daemon off;
-master_process off;
-pid %(dir)s/nginx.pid;
-error_log %(dir)s/error.log warn;
-events { worker_connections 256; }
-http {
-  access_log off;
-  client_body_temp_path %(dir)s/body;
-  proxy_temp_path %(dir)s/proxy;
-  fastcgi_temp_path %(dir)s/fastcgi;
-  uwsgi_temp_path %(dir)s/uwsgi;
-  scgi_temp_path %(dir)s/scgi;
-  server {
-    listen 127.0.0.1:%(port)d;
-%(example)s
-  }
-}
-"""
-
-
-def readmeExample():
-    """The indented block after 'nginx::' in README.txt."""
-    with open(README) as f:
-        text = f.read()
-    match = re.search(r'\nnginx::\n\n((?:    .*\n|\n)+)', text)
-    assert match, 'README.txt has no nginx:: example'
-    return match.group(1).rstrip()
-
-
+# nginx.conf: README's example goes into the http block as it is (the
+# production example), or into a server block of its own (the location).
 HTTP_CONF = """\
 daemon off;
 master_process off;
@@ -84,6 +56,23 @@ http {
 }
 """
 
+SERVER = """\
+  server {
+    listen 127.0.0.1:%(port)d;
+%(example)s
+  }"""
+
+
+def readmeExample():
+    """The indented block after 'nginx::' in README.txt."""
+    with open(README) as f:
+        text = f.read()
+    match = re.search(r'\nnginx::\n\n((?:    .*\n|\n)+)', text)
+    assert match, 'README.txt has no nginx:: example'
+    return match.group(1).rstrip()
+
+
+
 
 class Nginx:
     """nginx with README's `example`: a `location` for one backend port
@@ -98,8 +87,8 @@ class Nginx:
         if isinstance(backend, int):
             example = example.replace('127.0.0.1:8080',
                                       '127.0.0.1:%d' % backend)
-            text = CONF % {'dir': self.dir, 'port': self.port,
-                           'example': example}
+            text = HTTP_CONF % {'dir': self.dir, 'example': SERVER % {
+                'port': self.port, 'example': example}}
         else:
             for old, new in zip((8080, 8081, 8082), backend):
                 example = readme.port(example, old, new)

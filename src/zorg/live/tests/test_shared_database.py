@@ -21,13 +21,12 @@ import time
 
 import pytest
 
-from zorg.live.tests import readme
+from zorg.live.tests import chatcheck, readme
 from zorg.live.tests.pgfixture import PostgresCluster
 from zorg.live.tests.redisfixture import redisServer  # noqa: F401
 from zorg.live.tests.zeofixture import ZEOServer
 from zorg.live.tests.serverfixture import RunningServer
 from zorg.live.tests.test_redis_servers import session
-from zorg.live.tests.test_transactional import Reader
 
 pytestmark = pytest.mark.redis
 
@@ -44,14 +43,14 @@ async def say(s, server, uuid, text):
 
 
 async def render(s, server):
-    page = Reader(s, server)
+    page = chatcheck.Page(s, server)
     await page.render()
     return page.lines
 
 
 async def shareOneDatabase(processes):
     async with session() as s:
-        readers = [Reader(s, server) for server in processes]
+        readers = [chatcheck.Page(s, server) for server in processes]
         stop = asyncio.Event()
         reading = [asyncio.ensure_future(r.run(stop)) for r in readers]
         deadline = time.monotonic() + 60
