@@ -132,8 +132,9 @@ class IBroker(Interface):
     it is told so (`recovered` False) instead of silently skipping events.
 
     Some calls may wait on the network (`blocking`); the ``...Local`` ones
-    and `mark`, `dropGroup`, `parsePosition`, `formatPosition` never do,
-    so that an event loop can call them (server/asgi.py). The contract is
+    and `dropGroup`, `parsePosition`, `formatPosition` never do, so that an
+    event loop can call them (server/asgi.py). `mark` may (it is taken in
+    a worker thread, as a request enters the site). The contract is
     tested against every broker by tests/test_broker_contract.py.
     """
 

@@ -26,6 +26,7 @@ import zope.processlifetime
 from zope.event import notify
 
 from zorg.live.interfaces import ILivePageManager, IServerType
+from zorg.live.server.checkerleak import plugCheckerLeak
 from zorg.live.server.settings import Settings, attribute, TABLE
 
 SCHEMA = """\
@@ -284,6 +285,7 @@ def openApplication(configfile, options=None):
         logging.warning('Developer mode is enabled: do not use it on '
                         'production servers (devmode off in zope.conf).')
     executeZCML(options.site_definition, features)
+    plugCheckerLeak()
     db = openDatabase(options)
     notify(zope.processlifetime.DatabaseOpened(db))
     application = zope.app.wsgi.WSGIPublisherApplication(db)
