@@ -87,15 +87,16 @@ import random
 import secrets
 import threading
 import time
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from zope.interface import implementer
 
+from zorg.live.broker import redisurl
 from zorg.live.broker.redispages import RedisPages
 from zorg.live.broker.redispresence import RedisPresence
+from zorg.live.broker.redisurl import redactURL
 from zorg.live.interfaces import (
     BrokerUnavailable, IBroker, IInputRecords, IPageRecords, IPresence,
     InputRunning)
@@ -246,18 +247,6 @@ return {last, base, entries}
 """
 
 
-def redactURL(url):
-    """The URL without its password, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ''
-    if parts.port:
-        host = '%s:%d' % (host, parts.port)
-    netloc = '%s:***@%s' % (parts.username or '', host)
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 def parseId(text):
     ms, _sep, seq = text.partition('-')
     return (int(ms), int(seq or 0))
@@ -313,6 +302,10 @@ class RedisBroker:
     # this long at most: the bound for a process that died between vote
     # and finish.
     inFlightTTL = 30.0
+    # broker-replicas: a replica that acknowledged the master's stream
+    # longer ago than this is not counted (replicas acknowledge every
+    # second).
+    replicaLag = 1
 
     @property
     def publishDeadline(self):
@@ -323,7 +316,12 @@ class RedisBroker:
         return self.timeout / 2
 
     def __init__(self, url, historySize=1000, prefix=None, streamTTL=None,
-                 presenceTimeout=None, timeout=None):
+                 presenceTimeout=None, timeout=None, replicas=0):
+        # Replicas that must have a publish before it succeeds (setting
+        # broker-replicas; see _replicated).
+        self.replicas = replicas
+        if replicas < 0:
+            raise ValueError('broker-replicas cannot be negative')
         if timeout is not None:
             self.timeout = timeout
         if self.timeout <= 0:
@@ -370,10 +368,10 @@ class RedisBroker:
         options = dict(decode_responses=True, socket_connect_timeout=2,
                        health_check_interval=0)
         try:
-            self._redis = redis.Redis.from_url(
+            self._redis = redisurl.client(
                 url, socket_timeout=self.timeout,
                 retry=Retry(NoBackoff(), 0), **options)
-            self._reader = redis.Redis.from_url(
+            self._reader = redisurl.client(
                 url, socket_timeout=self.block + 10,
                 single_connection_client=True, retry=Retry(NoBackoff(), 0),
                 **options)
@@ -463,8 +461,10 @@ class RedisBroker:
     def _inFlightKey(self):
         return self.prefix + 'inflight'
 
-    def _call(self, items, inputs=(), inFlight=None, deadline=0):
-        """One PUBLISH script call (see its comment)."""
+    def _call(self, items, inputs=(), inFlight=None, deadline=0,
+              replicate=False):
+        """One PUBLISH script call (see its comment); `replicate`: with
+        the replicas of broker-replicas (see _replicated)."""
         keys, events, records = [self._inFlightKey()], [], []
         for group_id, encode, audience in items:
             fields = self._fields(encode, audience)
@@ -478,7 +478,8 @@ class RedisBroker:
                  int(self.inFlightTTL * 1000)] + events + records)
         try:
             with self._guarded():
-                ids = self._publish(keys=keys, args=args)
+                ids = (self._replicated(keys, args) if replicate
+                       else self._publish(keys=keys, args=args))
         except redis.ResponseError as e:
             text = str(e)
             if text.startswith('LATE'):
@@ -498,8 +499,68 @@ class RedisBroker:
         return int((time.time() + self.clockOffset - self.clockError
                     + self.publishDeadline) * 1000)
 
+    def _replicated(self, keys, args):
+        """The PUBLISH script of a transaction (publishMany), made safe
+        against a failover when `replicas` > 0 (setting broker-replicas).
+        An immediate publish (outside a transaction: scripts, the health
+        probe) promises nothing stored and does not wait: a missing
+        replica refuses commits, it does not take the processes out of
+        the balancer.
+
+        Redis replicates asynchronously: a master that dies right after
+        it answered takes with it what it had not yet sent to a replica,
+        and a failover to that replica loses those events without a
+        trace (the pages' positions are still inside the promoted log's
+        history, so nothing tells them to reload). So:
+
+        1. Before it writes: INFO replication, and 503 (nothing written)
+           unless `replicas` replicas are online and acknowledged the
+           stream within `replicaLag` seconds. A master left without its
+           replica (after a failover, until the old master is back as a
+           replica) refuses commits instead of taking ones it could lose.
+        2. The script, then WAIT on the same connection (a pipeline) for
+           `replicas` acknowledgements, a quarter of `timeout` at most:
+           the transaction commits, and its request is answered 200, once
+           its events are on a replica that Sentinel can promote.
+        3. A WAIT that falls short (the replica stalled in between) is
+           logged and the commit goes on: the events are in the log
+           already and may have been delivered, so refusing now would
+           show pages a change that is not stored. The replica gets them
+           when it catches up; step 1 refuses the next ones meanwhile.
+        """
+        if not self.replicas:
+            return self._publish(keys=keys, args=args)
+        info = self._redis.info('replication')
+        good = sum(1 for name, replica in info.items()
+                   if name.startswith('slave') and isinstance(replica, dict)
+                   and replica.get('state') == 'online'
+                   and replica.get('lag', 0) <= self.replicaLag)
+        if info.get('role') != 'master' or good < self.replicas:
+            raise redis.TimeoutError(
+                '%d of %d replicas are in sync with the master'
+                % (good, self.replicas))
+        for _attempt in range(2):
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.evalsha(self._publish.sha, len(keys), *(keys + args))
+            pipe.execute_command('WAIT', self.replicas,
+                                 max(1, int(self.timeout * 250)))
+            ids, acked = pipe.execute(raise_on_error=False)
+            if not isinstance(ids, redis.exceptions.NoScriptError):
+                break
+            self._redis.script_load(PUBLISH)   # a new master: load it
+        if isinstance(ids, Exception):
+            raise ids
+        if isinstance(acked, Exception):
+            raise acked
+        if acked < self.replicas:
+            log.warning('a publish was acknowledged by %d of %d replicas '
+                        'in time; committed all the same (its events are '
+                        'in the log)', acked, self.replicas)
+        return ids
+
     def publishMany(self, items, inputs=(), inFlight=None):
-        return self._call(items, inputs, inFlight, self._deadline())
+        return self._call(items, inputs, inFlight, self._deadline(),
+                          replicate=True)
 
     def publish(self, group_id, encode, audience=None):
         return self._call([(group_id, encode, audience)])[0]

@@ -99,11 +99,11 @@ async def seenBy(s, server, uuid, text, deadline=30):
 
 
 async def stored(s, *servers):
-    """Every line stored, as the processes' databases show them."""
-    lines = []
-    for server in servers:
-        lines += (await render(s, server))[1]
-    return lines
+    """Every line stored in the processes' one database (they share it:
+    each shows the same)."""
+    views = [(await render(s, server))[1] for server in servers]
+    assert all(view == views[0] for view in views), views
+    return views[0]
 
 
 async def heldRender(s, renderOn, voteOn, voteUuid, text):
