@@ -207,6 +207,30 @@ def test_one_input_id_on_two_processes_at_once_runs_once(servers):
     asyncio.run(run())
 
 
+async def hangAt(s, server, redisServer, hold, request):
+    """Start `request` (a coroutine), hang Redis (SIGSTOP) once it stopped
+    at `hold`, let it go on and take its answer; Redis resumes after."""
+    sender = asyncio.ensure_future(request)
+    await until(s, server, hold)
+    redisServer.hang()
+    try:
+        await release(s, server, hold)
+        return await sender
+    finally:
+        redisServer.resume()
+
+
+async def sendAgain(s, server, uuid, handler, args, inputId, deadline=30):
+    """The input sent again, as the client does, while the broker is
+    coming back (503); its answer."""
+    end = time.monotonic() + deadline
+    while True:
+        answer = await post(s, server, uuid, handler, args, inputId)
+        if answer[0] != 503 or time.monotonic() > end:
+            return answer
+        await asyncio.sleep(0.1)
+
+
 @pytest.mark.redis
 def test_redis_hung_between_vote_and_finish_loses_no_record(
         servers, redisServer):
@@ -218,24 +242,12 @@ def test_redis_hung_between_vote_and_finish_loses_no_record(
     async def run():
         async with session() as s:
             uuid, _lines = await render(s, a)
-            sender = asyncio.ensure_future(post(
+            status, answer = await hangAt(s, a, redisServer, 'vote-r', post(
                 s, a, uuid, 'sayHeld', ['recorded', 'vote-r'], 'in-r'))
-            await until(s, a, 'vote-r')
-            redisServer.hang()
-            try:
-                await release(s, a, 'vote-r')
-                status, answer = await sender
-            finally:
-                redisServer.resume()
             assert status == 200
-            deadline = time.monotonic() + 30
-            while True:
-                again = await post(s, a, uuid, 'sayHeld',
-                                   ['recorded', 'vote-r2'], 'in-r')
-                if again[0] != 503 or time.monotonic() > deadline:
-                    break
-                await asyncio.sleep(0.1)    # the broker is coming back
-            assert again == (200, answer)
+            assert await sendAgain(s, a, uuid, 'sayHeld',
+                                   ['recorded', 'vote-r2'], 'in-r') == (
+                200, answer)
             assert (await stored(s, a)).count('recorded') == 1
     asyncio.run(run())
 
@@ -251,24 +263,12 @@ def test_redis_hung_between_claim_and_vote_stores_nothing(
     async def run():
         async with session() as s:
             uuid, _lines = await render(s, a)
-            sender = asyncio.ensure_future(post(
+            status, body = await hangAt(s, a, redisServer, 'claim-v', post(
                 s, a, uuid, 'sayAfter', ['voted', 'claim-v'], 'in-v'))
-            await until(s, a, 'claim-v')
-            redisServer.hang()
-            try:
-                await release(s, a, 'claim-v')
-                status, body = await sender
-            finally:
-                redisServer.resume()
             assert status == 503, body
             assert (await stored(s, a)).count('voted') == 0
-            deadline = time.monotonic() + 30
-            while True:
-                again = await post(s, a, uuid, 'sayAfter',
-                                   ['voted', 'claim-v'], 'in-v')
-                if again[0] != 503 or time.monotonic() > deadline:
-                    break
-                await asyncio.sleep(0.1)
+            again = await sendAgain(s, a, uuid, 'sayAfter',
+                                    ['voted', 'claim-v'], 'in-v')
             assert again[0] == 200, again
             assert (await stored(s, a)).count('voted') == 1
     asyncio.run(run())
