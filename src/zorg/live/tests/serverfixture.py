@@ -90,11 +90,13 @@ class RunningServer(ServerProcess):
     """A zorg-live process; `types` lists its servers' types. `zodb` is
     the `<zodb>` section of its zope.conf (default: a FileStorage of its
     own; processes that share a database get a ZEOServer's
-    `zodbSection()`)."""
+    `zodbSection()`). `args`: more arguments of ``zorg-live serve``."""
 
     def __init__(self, directory, types=('LiveServerHTTP',), threads=2,
-                 zcml=SITE_ZCML, ports=None, zodb=None, **settings):
+                 zcml=SITE_ZCML, ports=None, zodb=None, args=(),
+                 **settings):
         self.dir = str(directory)
+        self.args = list(args)
         os.makedirs(self.dir, exist_ok=True)
         # Port 0: each server binds a free port itself and logs it (no race
         # between choosing a port and binding it); a restart reuses them.
@@ -137,7 +139,8 @@ class RunningServer(ServerProcess):
         env.pop('ZORG_LIVE_BROKER', None)
         self.output = open(os.path.join(self.dir, 'stdout.log'), 'ab')
         self.process = subprocess.Popen(
-            [sys.executable, '-m', 'zorg.live', 'serve', self.config],
+            [sys.executable, '-m', 'zorg.live', 'serve', self.config]
+            + self.args,
             cwd=self.dir, stdout=self.output, stderr=subprocess.STDOUT,
             env=env)
         deadline = time.monotonic() + timeout
