@@ -9,6 +9,11 @@ processes, real time), as with Jepsen.
     >>> kinds = {fault.kind for fault in Plan(1, 600, 3, 4).faults}
     >>> sorted(kinds)
     ['live-kill', 'redis-hang', 'redis-kill', 'slow-broker']
+
+A plan may draw from some kinds only:
+
+    >>> {f.kind for f in Plan(1, 600, 3, 4, kinds=['slow-broker']).faults}
+    {'slow-broker'}
 """
 
 import random
@@ -65,8 +70,15 @@ class ClientPlan:
 
 class Plan:
 
-    def __init__(self, seed, seconds=20, processes=2, clients=4):
+    def __init__(self, seed, seconds=20, processes=2, clients=4,
+                 kinds=None):
         self.seed, self.seconds = seed, seconds
+        self.kinds = sorted(kinds or FAULTS)
+        unknown = set(self.kinds) - set(FAULTS)
+        if unknown:
+            raise ValueError('unknown faults %s: the kinds are %s'
+                             % (', '.join(sorted(unknown)),
+                                ', '.join(sorted(FAULTS))))
         self.processes, self.clientCount = processes, clients
         rng = random.Random('plan-%s' % seed)
         self.clients = [ClientPlan('c%d' % n, rng) for n in range(clients)]
@@ -74,7 +86,7 @@ class Plan:
         for client in self.clients:
             client.useSocket(sockets)
         self.faults = []
-        kinds = sorted(FAULTS)
+        kinds = self.kinds
         weights = [FAULTS[kind][0] for kind in kinds]
         at = rng.uniform(0.5, 2.0)
         while at < seconds - 1.0:
@@ -90,10 +102,12 @@ class Plan:
         return random.Random('client-%s-%s' % (self.seed, name))
 
     def command(self):
+        faults = ('' if self.kinds == sorted(FAULTS)
+                  else ' --faults %s' % ','.join(self.kinds))
         return ('.venv/bin/python -m zorg.live.tests.faults --seed %s '
-                '--length %s --processes %d --clients %d --schedules 1'
+                '--length %s --processes %d --clients %d --schedules 1%s'
                 % (self.seed, self.seconds, self.processes,
-                   self.clientCount))
+                   self.clientCount, faults))
 
     def describe(self):
         lines = ['schedule seed %s: %s s, %d live processes, %d clients'

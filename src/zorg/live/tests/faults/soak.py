@@ -113,6 +113,9 @@ def parse(argv):
     parser.add_argument('--processes', type=int, default=None,
                         help='live processes (default: 2 or 3, by seed)')
     parser.add_argument('--clients', type=int, default=4)
+    parser.add_argument('--faults', default=None,
+                        help='the kinds of fault to draw from, comma-'
+                        'separated (default: all)')
     parser.add_argument('--schedules', type=int, default=None,
                         help='stop after this many schedules')
     parser.add_argument('--out', default=None,
@@ -129,7 +132,8 @@ def main(argv=None):
     outcomes, failed, errors = [], [], []
     while True:
         processes = args.processes or 2 + seed % 2
-        plan = Plan(seed, args.length, processes, args.clients)
+        plan = Plan(seed, args.length, processes, args.clients,
+                    kinds=args.faults.split(',') if args.faults else None)
         directory = tempfile.mkdtemp(prefix='zorg-faults-%s-' % seed)
         try:
             outcome = runSchedule(plan, directory)
