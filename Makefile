@@ -51,7 +51,8 @@ SECONDS ?= 600
 LENGTH ?= 20
 soak: install system-deps
 	$(BIN)/python -m zorg.live.tests.faults --seconds $(SECONDS) \
-	  --length $(LENGTH) $(if $(SEED),--seed $(SEED))
+	  --length $(LENGTH) $(if $(SEED),--seed $(SEED)) \
+	  $(if $(FAULTS),--faults $(FAULTS))
 
 # The Plone 6 add-on's tests: heavier (Plone is some 200 packages), so not
 # part of `make test`; Plone gets a virtualenv of its own.
