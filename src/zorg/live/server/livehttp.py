@@ -23,6 +23,8 @@ from zorg.live.server.budget import CLOSE, TooManyRequests, budgetFor
 from zorg.live.server.livesocket import LiveSocketProtocol
 
 log = logging.getLogger('zorg.live.server')
+# Bytes of a connection parsed at a time (between them, its budget).
+SLICE = 4096
 
 
 class SmallEvent(asyncio.Event):
@@ -56,6 +58,7 @@ class LiveHttpProtocol(HttpToolsProtocol):
     _headError = None     # HeadersTooLarge once the head was refused
     _budget = None        # requests per second (budget.Budget)
     _resume = None        # the timer that reads on after a slowdown
+    _held = None          # bytes held unparsed while slowed
 
     def connection_made(self, transport):
         super().connection_made(transport)
@@ -79,7 +82,10 @@ class LiveHttpProtocol(HttpToolsProtocol):
                     'address' if why == 'address' else 'network',
                     app.clients.perAddress if why == 'address'
                     else app.clients.perPrefix))
-        self._budget = budgetFor(settings, self.loop.time(), 'http')
+        if peer is None or peer[0] not in app.proxies:
+            # (A proxy's kept-alive connection carries many clients'
+            # requests: it limits them itself.)
+            self._budget = budgetFor(settings, self.loop.time(), 'http')
         self._armHeaderTimer()
 
     def _refuseConnection(self, reason, message):
@@ -101,6 +107,23 @@ class LiveHttpProtocol(HttpToolsProtocol):
     def data_received(self, data):
         if self._headError is not None:
             return
+        if self._held is not None:
+            # Slowed: kept unparsed until the budget allows (uvicorn's
+            # own flow control may have resumed reading meanwhile).
+            self._held += data
+            self.transport.pause_reading()
+            return
+        # A slice at a time, so that the budget is charged between slices
+        # and one connection's pipelined flood is not parsed at once.
+        for start in range(0, len(data), SLICE):
+            if self._held is not None:
+                self._held += data[start:]
+                return
+            self._parse(data[start:start + SLICE])
+            if self._headError is not None or self.transport.is_closing():
+                return
+
+    def _parse(self, data):
         if self._inHead:
             self._headBytes += len(data)
         super().data_received(data)
@@ -156,8 +179,9 @@ class LiveHttpProtocol(HttpToolsProtocol):
         self.scope['zorg.live.disconnected'] = []
 
     def _charge(self):
-        """One more request: slowed (reading paused) while over budget,
-        429 and closed once over it for longer than budget-grace."""
+        """One more request: slowed (the rest held unparsed) while over
+        budget, 429 and closed once over it for longer than
+        budget-grace."""
         budget = self._budget
         if budget is None:
             return
@@ -167,6 +191,8 @@ class LiveHttpProtocol(HttpToolsProtocol):
         if wait == CLOSE:
             app.count('http-over-budget')
             settings = self.config.zorg_settings
+            self._held = bytearray()      # nothing more is read
+            self.transport.pause_reading()
             self._headError = TooManyRequests(
                 'this connection sends more than %g requests a second '
                 '(setting http-requests); wait %d seconds'
@@ -176,24 +202,35 @@ class LiveHttpProtocol(HttpToolsProtocol):
         if wait > 0:
             if not slowed:
                 app.count('http-slowed')
-            if self._resume is None:
+            if self._held is None:
+                self._held = bytearray()
                 self.transport.pause_reading()
                 self._resume = self.loop.call_later(wait, self._readOn)
 
     def _readOn(self):
         self._resume = None
+        held, self._held = bytes(self._held), None
         # (Upgraded to a WebSocket meanwhile: that protocol reads.)
-        if (not self.transport.is_closing()
-                and self.transport.get_protocol() is self):
-            self.transport.resume_reading()
+        if (self.transport.is_closing()
+                or self.transport.get_protocol() is not self):
+            return
+        self.transport.resume_reading()
+        if held:
+            self.data_received(held)
 
     def send_400_response(self, msg):
         if self._headError is None:
             return super().send_400_response(msg)
         if self.cycle is not None and not self.cycle.response_complete:
-            # An answer is under way on this connection: end it.
+            return    # answered when the answers under way are done
+        if not self.transport.is_closing():
+            self.transport.write(rawError(self._headError))
             self.transport.close()
-        elif not self.transport.is_closing():
+
+    def on_response_complete(self):
+        super().on_response_complete()
+        if (self._headError is not None and not self.pipeline
+                and not self.transport.is_closing()):
             self.transport.write(rawError(self._headError))
             self.transport.close()
 

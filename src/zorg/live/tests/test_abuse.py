@@ -172,9 +172,18 @@ def rawAnswer(address, port, request=None):
         sock.sendall(request)
     sock.settimeout(0.5 if request is None else 10)
     try:
-        return sock.recv(65536), sock
+        answer = sock.recv(65536)
     except socket.timeout:
         return None, sock
+    while request is not None and answer:     # the whole answer (close)
+        try:
+            more = sock.recv(65536)
+        except ConnectionResetError:   # refused with our request unread
+            break
+        if not more:
+            break
+        answer += more
+    return answer, sock
 
 
 def test_connections_are_capped_per_address_and_per_prefix(tmp_path):
@@ -182,7 +191,8 @@ def test_connections_are_capped_per_address_and_per_prefix(tmp_path):
     answered 503 with Retry-After at once, while an address of another
     prefix is served; a connection closed makes room again. A trusted
     proxy's (127.0.0.1) are not counted."""
-    health = b'GET /@@live-health HTTP/1.1\r\nHost: x\r\n\r\n'
+    health = (b'GET /@@live-health HTTP/1.1\r\nHost: x\r\n'
+              b'Connection: close\r\n\r\n')
     with RunningServer(tmp_path, max_connections=80,
                        max_connections_per_address=5, max_prefix_share=0.1,
                        retry_after=7) as server:
@@ -296,4 +306,59 @@ def test_one_prefix_holds_at_most_its_share_of_anonymous_pages(tmp_path):
 
     with RunningServer(tmp_path, max_anonymous_pages=50,
                        max_anonymous_per_address=5) as server:
+        asyncio.run(run(server))
+
+
+def test_a_request_flood_on_one_connection_gets_429(tmp_path):
+    """One kept-alive HTTP connection from 127.0.0.2 sends requests
+    without pause: it is read more slowly, then answered 429 with
+    Retry-After and closed, while health answers others with 200."""
+    request = b'GET /@@live-health HTTP/1.1\r\nHost: x\r\n\r\n'
+
+    async def run(server):
+        sock = socket.create_connection(('127.0.0.1', server.port), 10,
+                                        source_address=('127.0.0.2', 0))
+        received = bytearray()
+        done = threading.Event()
+
+        def flood():
+            deadline = time.monotonic() + LIMIT
+            try:
+                while not done.is_set() and time.monotonic() < deadline:
+                    sock.sendall(request * 20)
+            except OSError:
+                pass
+
+        def read():
+            sock.settimeout(1)
+            deadline = time.monotonic() + LIMIT
+            try:
+                while time.monotonic() < deadline:
+                    try:
+                        data = sock.recv(65536)
+                    except socket.timeout:
+                        continue
+                    if not data:
+                        break
+                    received.extend(data)
+            except OSError:
+                pass
+            done.set()
+
+        threads = [threading.Thread(target=f, daemon=True)
+                   for f in (flood, read)]
+        for thread in threads:
+            thread.start()
+        async with sessionFrom() as s:
+            while not done.is_set():
+                await health(s, server)
+                await asyncio.sleep(0.2)
+            body = await health(s, server)
+        assert b'HTTP/1.1 429 Too Many Requests' in received
+        last = bytes(received).rsplit(b'HTTP/1.1 ', 1)[1]
+        assert last.startswith(b'429') and b'retry-after: 5' in last.lower()
+        assert body['refused']['http-slowed'] == 1
+        assert body['refused']['http-over-budget'] == 1
+
+    with RunningServer(tmp_path, budget_grace=2) as server:
         asyncio.run(run(server))
