@@ -129,7 +129,7 @@ class LiveSocketProtocol(asyncio.Protocol):
         self.lastSent = 0.0
         self.message = None        # fragments of a message arriving
         self.shaking = False       # the handshake is being answered
-        self.inbox = None          # bytes not parsed yet (a bytearray)
+        self.inbox = bytearray()   # bytes not parsed yet
         self.frames = None         # frames parsed, not handled yet
         self.budget = None         # budget.Budget once accepted
         self.later = None          # the next round, when one is due
@@ -162,15 +162,29 @@ class LiveSocketProtocol(asyncio.Protocol):
             if self.later is None:
                 self.round()
             return
-        ws.receive_data(data)
-        if ws.handshake_exc is None and not self.shaking:
-            for event in ws.events_received():
-                if isinstance(event, Request):
-                    self.shaking = True
-                    self.app.loop.create_task(self.handshake(event))
-        elif ws.handshake_exc is not None:
-            self._refuse(400, BadRequest('not a WebSocket handshake: %s'
-                                         % ws.handshake_exc))
+        # The handshake: only its request head goes to the parser; what a
+        # client sends before it has our answer waits, unread and
+        # unparsed, for the connection's budget (else a flood sent at
+        # once would be parsed in one go when the handshake is answered).
+        inbox = self.inbox
+        inbox += data
+        if not self.shaking and ws.handshake_exc is None:
+            end = inbox.find(b'\r\n\r\n')
+            head = bytes(inbox[:end + 4] if end >= 0 else inbox)
+            del inbox[:len(head)]
+            ws.receive_data(head)
+            if ws.handshake_exc is None:
+                for event in ws.events_received():
+                    if isinstance(event, Request):
+                        self.shaking = True
+                        self.app.loop.create_task(self.handshake(event))
+            else:
+                self._refuse(400, BadRequest('not a WebSocket handshake: %s'
+                                             % ws.handshake_exc))
+                return
+        if inbox and self.reading:
+            self.reading = False
+            self.transport.pause_reading()
 
     def round(self):
         """Handle at most ROUND messages of what arrived, within the
@@ -297,16 +311,15 @@ class LiveSocketProtocol(asyncio.Protocol):
             self.transport.close()
             return
         self.connection = SocketConnection(self, principal, kept)
+        self.budget = budgetFor(self.settings, app.loop.time())
+        self.frames = collections.deque()
         app.sockets.add(self)
         self.flush()
         forgetHandshake(self.ws)
         if app.draining:
             self.connection.drain()
             return
-        # Frames that came with the handshake are handled as all others.
-        self.budget = budgetFor(self.settings, app.loop.time())
-        self.frames = collections.deque(self.ws.events_received())
-        self.inbox = bytearray()
+        # What came meanwhile is handled as everything after it.
         self.round()
 
     def _refuse(self, status, error):
