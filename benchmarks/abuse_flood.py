@@ -16,6 +16,7 @@ connections: as many idle connections as the server takes.
 import argparse
 import json
 import re
+import select
 import socket
 import threading
 import time
@@ -45,6 +46,7 @@ class Flood:
     def connect(self):
         sock = socket.create_connection((HOST, self.args.port), 10,
                                         source_address=(self.args.source, 0))
+        sock.settimeout(None)
         self.stats['connections'] += 1
         return sock
 
@@ -79,13 +81,13 @@ class Flood:
         done = threading.Event()
 
         def read():
-            sock.settimeout(1)
+            # (No socket timeout: the sender blocks as long as the server
+            # does not read, which is the point.)
             try:
                 while not done.is_set():
-                    try:
-                        data = sock.recv(65536)
-                    except socket.timeout:
+                    if not select.select([sock], [], [], 1)[0]:
                         continue
+                    data = sock.recv(65536)
                     if not data:
                         break
                     protocol.receive_data(data)
@@ -128,13 +130,11 @@ class Flood:
         done = threading.Event()
 
         def read():
-            sock.settimeout(1)
             try:
                 while not done.is_set():
-                    try:
-                        data = sock.recv(65536)
-                    except socket.timeout:
+                    if not select.select([sock], [], [], 1)[0]:
                         continue
+                    data = sock.recv(65536)
                     if not data:
                         break
                     seen.extend(data[-200:])

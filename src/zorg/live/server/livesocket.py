@@ -218,7 +218,9 @@ class LiveSocketProtocol(asyncio.Protocol):
             if wait:
                 break
         self.flush()
-        if frames or self.inbox:
+        if frames or self.inbox or wait:
+            # (Over budget with nothing left: still unread until it is
+            # paid, so that a peer cannot keep just over its rate.)
             if self.reading:
                 self.reading = False
                 transport.pause_reading()
