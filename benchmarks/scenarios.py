@@ -638,6 +638,8 @@ async def health_watch(port, stop, answers, counted, interval=0.5):
 
 
 ABUSE_FLOODS = ['ping', 'input', 'attach-detach', 'requests', 'connections']
+if os.environ.get('ABUSE_FLOODS'):
+    ABUSE_FLOODS = os.environ['ABUSE_FLOODS'].split(',')
 
 
 async def abuse(ctx):

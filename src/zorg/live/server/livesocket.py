@@ -453,10 +453,19 @@ class LiveSocketProtocol(asyncio.Protocol):
                 # if it does not within the close timeout.
                 transport.write_eof()
                 self.app.loop.call_later(CLOSE_TIMEOUT, transport.abort)
+                self.closing()
                 return
             else:
                 transport.close()     # the end of the close handshake
                 return
+
+    def closing(self):
+        """We closed the connection: it carries nothing more (nothing may
+        be written after our close frame and EOF), and its pages are
+        free to attach elsewhere at once."""
+        if self.connection is not None:
+            self.app.sockets.discard(self)
+            self.connection.lost()
 
     def eof_received(self):
         if self.inbox:

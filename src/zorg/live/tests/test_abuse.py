@@ -123,6 +123,10 @@ async def watchWhileFlooded(server, flooder, s):
             n += 1
             await asyncio.sleep(0.2)
         assert n >= 1
+        # Closed, the flooder's page (of the same group) stops no one's.
+        status, body = await page.send('append', 't', 'after')
+        assert status == 200, body
+        await ws.until(lambda m: 'after' in appendsOf(ws, 1))
         return await health(s, server)
 
 
@@ -361,4 +365,42 @@ def test_a_request_flood_on_one_connection_gets_429(tmp_path):
         assert body['refused']['http-over-budget'] == 1
 
     with RunningServer(tmp_path, budget_grace=2) as server:
+        asyncio.run(run(server))
+
+
+def test_pages_a_shared_stream_keeps_alive_are_evicted_like_any(tmp_path):
+    """One address fills the anonymous cap and keeps its pages alive on
+    one shared SSE stream: a visitor of another prefix still gets a page,
+    the stream is told that its least recently seen page was evicted,
+    and the address cannot take the place back."""
+    from zorg.live.tests.test_websocket import readStream
+
+    async def run(server):
+        async with sessionFrom('127.0.0.2') as s:
+            pages = [await Page(server, s, 'livepage.html').open()
+                     for _ in range(10)]
+            query = [('page', '%d,%s,' % (n, p.uuid))
+                     for n, p in enumerate(pages, 1)]
+            async with s.get(server.url('@@live/events'),
+                             params=query) as stream:
+                assert stream.status == 200
+                await readStream(stream, lambda ms: sum(
+                    m['type'] == 'attached' for m in ms) == 10)
+                async with sessionFrom('127.0.1.2') as visitor:
+                    page = await Page(server, visitor, 'livepage.html').open()
+                    status, body = await page.send('append', 't', 'hi')
+                    assert status == 200, body
+                    messages = await readStream(stream, lambda ms: any(
+                        e['event'] == 'close' for m in ms
+                        if m['type'] == 'events' for e in m['events']))
+                [told] = [m for m in messages if m['type'] == 'events'
+                          and m['events'][-1]['event'] == 'close']
+                assert told['page'] in range(1, 11)
+                assert told['events'][-1]['reason'] == 'evicted'
+                async with s.get(server.url('livepage.html')) as r:
+                    assert r.status == 503
+
+    with RunningServer(tmp_path, max_anonymous_pages=10,
+                       max_anonymous_per_address=10, max_prefix_share=1,
+                       ipv4_prefix=32) as server:
         asyncio.run(run(server))
