@@ -120,7 +120,11 @@ class LiveHttpProtocol(HttpToolsProtocol):
                 self._held += data[start:]
                 return
             self._parse(data[start:start + SLICE])
-            if self._headError is not None or self.transport.is_closing():
+            if (self._headError is not None or self.transport.is_closing()
+                    or self.transport.get_protocol() is not self):
+                # (Upgraded to a WebSocket: as uvicorn does, what came
+                # after the handshake in the same read is not its
+                # business; a client sends nothing before the 101.)
                 return
 
     def _parse(self, data):

@@ -404,3 +404,23 @@ def test_pages_a_shared_stream_keeps_alive_are_evicted_like_any(tmp_path):
                        max_anonymous_per_address=10, max_prefix_share=1,
                        ipv4_prefix=32) as server:
         asyncio.run(run(server))
+
+
+def test_frames_sent_with_the_handshake_do_not_spoil_it(tmp_path):
+    """A client that sends its first messages in the same packet as its
+    handshake (before it has the 101) still gets the 101 (they were once
+    parsed as a second HTTP request and answered 400)."""
+    with RunningServer(tmp_path) as server:
+        protocol = ClientProtocol(parse_uri(
+            server.url('@@live').replace('http', 'ws', 1)))
+        sock = socket.create_connection(('127.0.0.1', server.port), 10,
+                                        source_address=('127.0.0.2', 0))
+        protocol.send_request(protocol.connect())
+        head = b''.join(protocol.data_to_send())
+        sock.sendall(head + clientFrame({'type': 'ping'}) * 2000)
+        sock.settimeout(10)
+        answer = b''
+        while b'\r\n\r\n' not in answer:
+            answer += sock.recv(65536)
+        assert answer.startswith(b'HTTP/1.1 101'), answer
+        sock.close()
