@@ -83,6 +83,16 @@ class Busy(LiveError):
         self.retryAfter = retryAfter
 
 
+class InputRunning(Busy):
+    """The same input id is being run, here or in another process; send
+    it again shortly (503, Retry-After 1: zorg.live.page.inputonce)."""
+
+    code = 'input-running'
+
+    def __init__(self, message, retryAfter=1):
+        super().__init__(message, retryAfter)
+
+
 class TooLarge(LiveError):
     """A request body or an argument list over the configured limit (413)."""
 
@@ -122,8 +132,9 @@ class IBroker(Interface):
     it is told so (`recovered` False) instead of silently skipping events.
 
     Some calls may wait on the network (`blocking`); the ``...Local`` ones
-    and `mark`, `dropGroup`, `parsePosition`, `formatPosition` never do,
-    so that an event loop can call them (server/asgi.py). The contract is
+    and `dropGroup`, `parsePosition`, `formatPosition` never do, so that an
+    event loop can call them (server/asgi.py). `mark` may (it is taken in
+    a worker thread, as a request enters the site). The contract is
     tested against every broker by tests/test_broker_contract.py.
     """
 
@@ -142,12 +153,20 @@ class IBroker(Interface):
         receivers. Wakes the listeners.
         """
 
-    def publishMany(items):
+    def publishMany(items, inputs=(), inFlight=None):
         """Publish several events at once: `items` are ``(group_id,
         encode, audience)`` as `publish` takes them. All of them are
         appended, in order, or none (BrokerUnavailable); returns their
-        positions. A transaction's events go out this way when it
-        commits (zorg.live.page.transactional)."""
+        positions. A transaction's events go out this way in its vote
+        (zorg.live.page.transactional), in the same step as:
+
+        - `inputs`: the records of the inputs that ran the transaction,
+          ``(page id, input id, claim token, answer, keep, ttl)``
+          (IInputRecords): written with the events, or the call fails
+          (InputRunning when an id was recorded meanwhile or its claim is
+          another run's; nothing is written then);
+        - `inFlight`: a token that puts the transaction in flight until
+          `finished(token)` (see `mark`)."""
 
     def read(group_id, after, limit):
         """Entries after position `after`: ``(entries, recovered)``.
@@ -178,9 +197,18 @@ class IBroker(Interface):
         ever trimmed from it), so nothing of the group lies before it."""
 
     def mark():
-        """A position that every later publish, to any group, exceeds;
-        taken without I/O when a request enters the server (rule 10 of
-        zorg.live.page.delivery)."""
+        """A position that every later publish, to any group, exceeds,
+        and that is at or before every event of a transaction that voted
+        but has not finished (in flight), in every process sharing the
+        broker; taken when a request enters the server, before its
+        database snapshot opens (rule 10 of zorg.live.page.delivery). The
+        Redis broker makes one round trip (bounded by broker-timeout);
+        BrokerUnavailable when it cannot say."""
+
+    def finished(token):
+        """The transaction that published with ``inFlight=token`` has
+        finished (or aborted): marks may pass its events now. Never
+        raises; an entry it could not remove expires by itself."""
 
     def parsePosition(text):
         """Parse a wire event id; ValueError when it is malformed."""
@@ -255,6 +283,25 @@ class IPresence(Interface):
 
     def removePresenceListener(callback):
         """Undo addPresenceListener."""
+
+
+class IInputRecords(Interface):
+    """Claims and recorded answers of inputs (zorg.live.page.inputonce),
+    kept by the broker where every process that may serve the page sees
+    them. The records themselves are written by IBroker.publishMany, in a
+    transaction's vote."""
+
+    def claimInput(uuid, inputId, token, ttl):
+        """``(answer, False)`` when the input was recorded; ``(None,
+        True)`` when the caller now holds its claim (for `ttl` seconds, or
+        already held it with `token`); ``(None, False)`` when another run
+        holds it. BrokerUnavailable when it cannot tell."""
+
+    def releaseInput(uuid, inputId, token):
+        """Give up the claim if it is still `token`'s; never raises."""
+
+    def forgetInputs(uuid):
+        """Forget the page's records (it was closed)."""
 
 
 class IPageRecords(Interface):

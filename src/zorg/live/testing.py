@@ -5,11 +5,14 @@ doctest files run under pytest and under zope.testrunner.
 """
 
 import itertools
+import threading
 
+import transaction
 import zope.component
 import zope.component.testing
 from zope.interface import implementer
 from zope.publisher.browser import TestRequest
+from transaction.interfaces import IDataManager
 
 from zorg.live.interfaces import ILivePageManager, IPageIdGenerator
 from zorg.live.page.client import LivePageClient
@@ -343,10 +346,86 @@ class SnapshotLivePage(LivePage):
         key, html = _snapshotLine(str(text))
         self.publish(Append('log', html, key=key))
 
+    @handler
+    def sayHeld(self, text, hold):
+        """`say`, with the transaction stopped between its vote (the line
+        is published) and its finish (the line is stored) at `hold`."""
+        self.say(text)
+        transaction.get().join(HoldBeforeFinish(str(hold)))
+
+    @handler
+    def sayAfter(self, text, hold):
+        """`say` once the hold point `hold` (in the handler) is released:
+        an input that is still running."""
+        holdAt(str(hold))
+        self.say(text)
+
     def renderBody(self):
         body = ''.join(str(_snapshotLine(text)[1]) for text in self.lines)
         return ('<html><head><title>snapshot</title></head><body>'
                 '<div id="log">%s</div></body></html>' % body)
+
+
+# Hold points: a test stops a request at a named point (between its
+# transaction's vote and finish, or inside a handler) and lets it go on
+# with ``@@test-release?name=N``; ``@@test-hold?name=N`` says whether the
+# request has reached the point. Bounded: a hold gives up after HOLD_MAX.
+HOLD_MAX = 60.0
+_holds = {}
+_holdsLock = threading.Lock()
+
+
+def _hold(name):
+    """(reached, released) Events of the hold point `name`."""
+    with _holdsLock:
+        return _holds.setdefault(name, (threading.Event(), threading.Event()))
+
+
+def holdAt(name):
+    reached, released = _hold(name)
+    reached.set()
+    released.wait(HOLD_MAX)
+
+
+@implementer(IDataManager)
+class HoldBeforeFinish:
+    """A data manager that stops its transaction after every vote (the
+    events are published) and before the storage finishes: the window of
+    delivery.py's rule 10. It sorts before any storage."""
+
+    def __init__(self, name):
+        self.name = name
+        self.transaction_manager = transaction.manager
+
+    def sortKey(self):
+        return '!hold-before-finish'
+
+    def tpc_finish(self, txn):
+        holdAt(self.name)
+
+    def abort(self, txn):
+        pass
+
+    tpc_begin = commit = tpc_vote = tpc_abort = abort
+
+
+class HoldStateView:
+    """``@@test-hold?name=N``: 'reached' once a request stopped at N."""
+
+    def __init__(self, context, request):
+        self.context, self.request = context, request
+
+    def __call__(self):
+        reached, _released = _hold(self.request.form['name'])
+        return 'reached' if reached.is_set() else 'not yet'
+
+
+class HoldReleaseView(HoldStateView):
+    """``@@test-release?name=N``: the request stopped at N goes on."""
+
+    def __call__(self):
+        _hold(self.request.form['name'])[1].set()
+        return 'released'
 
 
 class SnapshotCommitView:

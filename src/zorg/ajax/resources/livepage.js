@@ -203,6 +203,11 @@
     }
   }
 
+  // 503 "input-running": the input's id is being run by another request.
+  function inputRunning(status, reply) {
+    return status === 503 && !!reply && reply.error === 'input-running';
+  }
+
   function retryAfterMs(response) {
     const value = response.headers.get('Retry-After');
     if (!value) return null;
@@ -497,6 +502,11 @@
           await sleep(this._jitter(failures));
           continue;
         }
+        if (inputRunning(response.status, body) && failures + 1 < this.options.inputRetries) {
+          // Running elsewhere: sent again, it gets that run's answer.
+          await sleep(retryAfterMs(response) || this._jitter(failures));
+          continue;
+        }
         this._settleInput(input.id, response.status, body);
         return;
       }
@@ -585,7 +595,12 @@
         case 'state': this._ownerState(message); break;
         case 'attached': this._attached(message); break;
         case 'events': this._deliverAll(message.events); break;
-        case 'ack': this._settleInput(message.id, message.status, message.reply); break;
+        case 'ack':
+          // The same input id is running (maybe in another process): it
+          // goes again later and then gets that run's recorded answer.
+          if (inputRunning(message.status, message.reply)) this._inputRefused({ id: message.id, error: 'busy' });
+          else this._settleInput(message.id, message.status, message.reply);
+          break;
         case 'error': this._attachRefused(message); break;
         case 'busy': this._sendInputsLater(); break;
         case 'refused': this._inputRefused(message); break;

@@ -29,8 +29,9 @@ from collections import OrderedDict
 
 from zope.interface import implementer
 
+from zorg.live.broker.inputs import LocalInputs
 from zorg.live.broker.presence import LocalPresence
-from zorg.live.interfaces import IBroker, IPresence
+from zorg.live.interfaces import IBroker, IInputRecords, IPresence
 
 
 class GroupLog:
@@ -47,8 +48,8 @@ class GroupLog:
         return self.positions[-1] if self.positions else self.base
 
 
-@implementer(IBroker, IPresence)
-class MemoryBroker(LocalPresence):
+@implementer(IBroker, IPresence, IInputRecords)
+class MemoryBroker(LocalPresence, LocalInputs):
     """Group logs in a dict, guarded by one condition variable."""
 
     blocking = False    # every call is answered from memory
@@ -59,6 +60,8 @@ class MemoryBroker(LocalPresence):
         if maxIdleGroups < 0:
             raise ValueError('maxIdleGroups must not be negative')
         LocalPresence.__init__(self)
+        LocalInputs.__init__(self)
+        self._inFlight = {}    # token -> first position (voted, unfinished)
         self.historySize = historySize
         self.maxIdleGroups = maxIdleGroups
         self._cond = threading.Condition(threading.Lock())
@@ -99,10 +102,12 @@ class MemoryBroker(LocalPresence):
     def publish(self, group_id, encode, audience=None):
         return self.publishMany([(group_id, encode, audience)])[0]
 
-    def publishMany(self, items):
+    def publishMany(self, items, inputs=(), inFlight=None):
         # Encoded before anything is appended: an encode() that fails
-        # publishes nothing of the batch.
+        # publishes nothing of the batch; so does a fenced input.
         with self._cond:
+            if inputs:
+                self.fence(inputs)
             start = self._counter
             texts = [encode(str(start + n + 1))
                      for n, (_g, encode, _a) in enumerate(items)]
@@ -121,9 +126,13 @@ class MemoryBroker(LocalPresence):
                     del log.positions[:excess]
                     del log.entries[:excess]
                 positions.append(position)
+            if inputs:
+                self.record(inputs)
+            if inFlight is not None and positions:
+                self._inFlight[inFlight] = positions[0]
             self._cond.notify_all()
         groups = tuple(dict.fromkeys(group for group, _e, _a in items))
-        for listener in self._listeners:
+        for listener in self._listeners if groups else ():
             listener(groups)
         return positions
 
@@ -155,8 +164,16 @@ class MemoryBroker(LocalPresence):
             return log.base, log.latest(), False
 
     def mark(self):
-        # Every later publish, to any group, gets a larger position.
-        return self._counter
+        # Every later publish, to any group, gets a larger position, and
+        # so do the events of transactions in flight.
+        with self._cond:
+            if self._inFlight:
+                return min(self._counter, min(self._inFlight.values()) - 1)
+            return self._counter
+
+    def finished(self, token):
+        with self._cond:
+            self._inFlight.pop(token, None)
 
     def parsePosition(self, text):
         text = str(text).strip()

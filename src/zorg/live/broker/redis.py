@@ -96,7 +96,8 @@ from zope.interface import implementer
 from zorg.live.broker.redispages import RedisPages
 from zorg.live.broker.redispresence import RedisPresence
 from zorg.live.interfaces import (
-    BrokerUnavailable, IBroker, IPageRecords, IPresence)
+    BrokerUnavailable, IBroker, IInputRecords, IPageRecords, IPresence,
+    InputRunning)
 
 log = logging.getLogger('zorg.live.broker.redis')
 
@@ -134,26 +135,45 @@ local function info(key)
 end
 """
 
-# KEYS: the logs of the events, in order (a log may repeat); ARGV:
-# historySize, trim slack, ttl ms, deadline (ms of Redis's clock, 0: none),
-# then per event its field count and fields -> {ids}. One script for every
-# publish: all of the events are appended, or none. Past the deadline it
-# appends nothing: a call that a hung Redis runs only when it wakes up,
-# after the caller gave up on it (and aborted its transaction), must not
-# publish a phantom.
+# The one atomic point of a transaction (page/transactional.py): its
+# events, the records of the inputs that ran it and its in-flight entry,
+# all written or none.
+# KEYS: [1] the in-flight set, then the logs of the events in order (a log
+# may repeat), then per input record: its page's answers (HASH), their
+# order (LIST), its claim (STRING).
+# ARGV: historySize, trim slack, ttl ms, deadline (ms of Redis's clock, 0:
+# none), events count, records count, in-flight token ('' for none),
+# in-flight ttl ms; then per event its field count and fields; then per
+# record: input id, claim token, answer, keep, ttl s.
+# -> {event ids..., [in-flight member]}
+# Past the deadline it writes nothing: a call that a hung Redis runs only
+# when it wakes up, after the caller gave up on it (and aborted its
+# transaction), must not publish a phantom. A record whose id is recorded
+# already, or whose claim another run holds, fails the whole call
+# (FENCED): that run's effects are stored once, by the other run.
 PUBLISH = _LUA_COMMON + """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local deadline = tonumber(ARGV[4])
-if deadline > 0 then
-  local t = redis.call('TIME')
-  if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-      > deadline then
-    return redis.error_reply('LATE the caller gave up on this publish')
+if deadline > 0 and now > deadline then
+  return redis.error_reply('LATE the caller gave up on this publish')
+end
+local nev, nrec = tonumber(ARGV[5]), tonumber(ARGV[6])
+local arg = 9
+for k = 1, nev do arg = arg + tonumber(ARGV[arg]) + 1 end
+local recarg = arg
+for r = 0, nrec - 1 do
+  local key, a = 1 + nev + r * 3, recarg + r * 5
+  local held = redis.call('GET', KEYS[key + 3])
+  if redis.call('HEXISTS', KEYS[key + 1], ARGV[a]) == 1
+      or (held and held ~= ARGV[a + 1]) then
+    return redis.error_reply('FENCED ' .. ARGV[a])
   end
 end
-local ids = {}
-local arg = 5
-for k = 1, #KEYS do
-  local key = KEYS[k]
+local ids, low = {}, nil
+arg = 9
+for k = 1, nev do
+  local key = KEYS[1 + k]
   local n = tonumber(ARGV[arg])
   ensure(key, ARGV[3])
   local id = redis.call('XADD', key, '*', unpack(ARGV, arg + 1, arg + n))
@@ -167,8 +187,46 @@ for k = 1, #KEYS do
   end
   redis.call('PEXPIRE', key, ARGV[3])
   ids[k] = id
+  local ms = tonumber(string.match(id, '^(%d+)-'))
+  if low == nil or ms < low then low = ms end
+end
+for r = 0, nrec - 1 do
+  local key, a = 1 + nev + r * 3, recarg + r * 5
+  redis.call('HSET', KEYS[key + 1], ARGV[a], ARGV[a + 2])
+  redis.call('RPUSH', KEYS[key + 2], ARGV[a])
+  while redis.call('LLEN', KEYS[key + 2]) > tonumber(ARGV[a + 3]) do
+    redis.call('HDEL', KEYS[key + 1], redis.call('LPOP', KEYS[key + 2]))
+  end
+  redis.call('EXPIRE', KEYS[key + 1], ARGV[a + 4])
+  redis.call('EXPIRE', KEYS[key + 2], ARGV[a + 4])
+  redis.call('DEL', KEYS[key + 3])
+end
+if ARGV[7] ~= '' and low then
+  local member = string.format('%.0f', now + tonumber(ARGV[8])) .. ':'
+      .. ARGV[7]
+  redis.call('ZADD', KEYS[1], low, member)
+  redis.call('PEXPIRE', KEYS[1], ARGV[8])
+  ids[#ids + 1] = member
 end
 return ids
+"""
+
+# KEYS[1] the in-flight set -> {now ms, lowest in-flight ms or -1}; drops
+# the entries past their deadline (a process that died between vote and
+# finish).
+MARK = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local low = -1
+local all = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+for i = 1, #all, 2 do
+  if tonumber(string.match(all[i], '^(%d+):')) < now then
+    redis.call('ZREM', KEYS[1], all[i])
+  elseif low < 0 or tonumber(all[i + 1]) < low then
+    low = tonumber(all[i + 1])
+  end
+end
+return {now, low}
 """
 
 # KEYS[1] log; ARGV: ttl ms -> {last id, base, fresh}
@@ -231,7 +289,7 @@ class GroupCache:
         self.entries = []
 
 
-@implementer(IBroker, IPresence, IPageRecords)
+@implementer(IBroker, IPresence, IPageRecords, IInputRecords)
 class RedisBroker:
     """Group logs as Redis streams; see the module's docstring."""
 
@@ -242,20 +300,32 @@ class RedisBroker:
     presenceTimeout = 30.0      # seconds before a silent process's pages go
     shared = True               # presence is shared (IPresence)
     blocking = True             # calls may wait on the network
-    # A mark is this much older than Redis's clock as this process
-    # estimates it, beside the round trip of the estimate (see mark()).
-    markMargin = 0.05
-    # publishMany (a transaction's events, published in its vote): Redis
-    # appends them only within `publishDeadline` seconds, and we wait
-    # `publishTimeout` for the answer, without retrying; the difference
-    # is the answer's time to come back. So a publish we gave up on was
-    # not appended, and the storage's commit lock is held that long at
-    # most while Redis hangs.
-    publishDeadline = 1.5
-    publishTimeout = 3.0
+    # Every call on a request's path (publish, mark, claims, page records,
+    # presence) waits at most `timeout` seconds (setting broker-timeout),
+    # without retrying; after a failure, calls fail at once for
+    # `failFast` seconds rather than each waiting out the timeout again.
+    timeout = 2.0
+    failFast = 1.0
+    # A transaction in flight (voted, not finished) holds marks back for
+    # this long at most: the bound for a process that died between vote
+    # and finish.
+    inFlightTTL = 30.0
+
+    @property
+    def publishDeadline(self):
+        # Redis appends a transaction's events only within this many
+        # seconds of the call (by its clock): a publish we gave up on
+        # (after `timeout`) was not appended; the rest of `timeout` is
+        # the answer's time to come back.
+        return self.timeout / 2
 
     def __init__(self, url, historySize=1000, prefix=None, streamTTL=None,
-                 presenceTimeout=None):
+                 presenceTimeout=None, timeout=None):
+        if timeout is not None:
+            self.timeout = timeout
+        if self.timeout <= 0:
+            raise ValueError('the broker timeout (setting broker-timeout) '
+                             'must be positive')
         if historySize < 1:
             raise ValueError('historySize must be at least 1')
         if presenceTimeout is not None:
@@ -290,15 +360,13 @@ class RedisBroker:
         self.reconnects = 0
         self.clockOffset = 0.0  # Redis's clock minus ours, in seconds
         self.clockError = 0.0   # how far off that may be (a round trip)
-        self._publishFailed = -1e9   # monotonic time publishMany failed
+        self._failedAt = -1e9   # monotonic time a request's call failed
+        self._flights = {}      # in-flight token -> its member in Redis
         options = dict(decode_responses=True, socket_connect_timeout=2,
                        health_check_interval=0)
         try:
             self._redis = redis.Redis.from_url(
-                url, socket_timeout=5, retry=Retry(NoBackoff(), 1),
-                **options)
-            self._voter = redis.Redis.from_url(
-                url, socket_timeout=self.publishTimeout,
+                url, socket_timeout=self.timeout,
                 retry=Retry(NoBackoff(), 0), **options)
             self._reader = redis.Redis.from_url(
                 url, socket_timeout=self.block + 10,
@@ -321,6 +389,7 @@ class RedisBroker:
         self._measureClock(self._redis)
         self.available = True
         self._publish = self._redis.register_script(PUBLISH)
+        self._mark = self._redis.register_script(MARK)
         self._latest = self._redis.register_script(LATEST)
         self._read = self._redis.register_script(READ)
         self.presence = RedisPresence(
@@ -339,6 +408,7 @@ class RedisBroker:
         return self.prefix + 'log:' + group_id
 
     def _unavailable(self, error):
+        self._failedAt = time.monotonic()
         return BrokerUnavailable(
             'the Redis broker at %s is unavailable (%s); try again shortly'
             % (redactURL(self.url), error))
@@ -360,41 +430,68 @@ class RedisBroker:
             fields += ['a', json.dumps(audience, separators=(',', ':'))]
         return fields
 
-    def publishMany(self, items):
-        if time.monotonic() - self._publishFailed < 1.0:
-            # It failed a moment ago: answer at once rather than hold
-            # another commit for the timeout.
-            raise self._unavailable('it did not answer a moment ago')
-        deadline = int((time.time() + self.clockOffset - self.clockError
-                        + self.publishDeadline) * 1000)
-        keys = []
-        args = [self.historySize, self._slack, self._ttl, deadline]
+    def _check(self):
+        """Fail at once while Redis failed a moment ago (`failFast`)."""
+        if time.monotonic() - self._failedAt < self.failFast:
+            raise BrokerUnavailable(
+                'the Redis broker at %s did not answer a moment ago; try '
+                'again shortly' % redactURL(self.url))
+
+    def _inFlightKey(self):
+        return self.prefix + 'inflight'
+
+    def _call(self, items, inputs=(), inFlight=None, deadline=0):
+        """One PUBLISH script call (see its comment)."""
+        self._check()
+        keys, events, records = [self._inFlightKey()], [], []
         for group_id, encode, audience in items:
             fields = self._fields(encode, audience)
             keys.append(self._key(group_id))
-            args += [len(fields)] + fields
+            events += [len(fields)] + fields
+        for uuid, inputId, token, answer, keep, ttl in inputs:
+            keys += self.pages.inputKeys(uuid, inputId)
+            records += [inputId, token, answer, keep, max(1, int(ttl))]
+        args = ([self.historySize, self._slack, self._ttl, deadline,
+                 len(items), len(inputs), inFlight or '',
+                 int(self.inFlightTTL * 1000)] + events + records)
         try:
-            ids = self._publish(keys=keys, args=args, client=self._voter)
+            ids = self._publish(keys=keys, args=args)
         except UNAVAILABLE as e:
-            self._publishFailed = time.monotonic()
             raise self._unavailable(e)
         except redis.ResponseError as e:
-            if not str(e).startswith('LATE'):
-                raise
-            self._publishFailed = time.monotonic()
-            raise self._unavailable('it answered too late')
+            text = str(e)
+            if text.startswith('LATE'):
+                raise self._unavailable('it answered too late')
+            if text.startswith('FENCED'):
+                raise InputRunning(
+                    'input %s was run by another request meanwhile; send '
+                    'it again to get its answer' % text.split()[-1][:64])
+            raise
+        if inFlight and len(ids) > len(items):
+            self._flights[inFlight] = ids.pop()
         return [parseId(event_id) for event_id in ids]
 
+    def publishMany(self, items, inputs=(), inFlight=None):
+        deadline = int((time.time() + self.clockOffset - self.clockError
+                        + self.publishDeadline) * 1000)
+        return self._call(items, inputs, inFlight, deadline)
+
     def publish(self, group_id, encode, audience=None):
-        fields = self._fields(encode, audience)
+        return self._call([(group_id, encode, audience)])[0]
+
+    def finished(self, token):
+        member = self._flights.pop(token, None)
+        if member is None:
+            return
         try:
-            ids = self._publish(
-                keys=[self._key(group_id)],
-                args=[self.historySize, self._slack, self._ttl, 0,
-                      len(fields)] + fields)
-        except UNAVAILABLE as e:
-            raise self._unavailable(e)
-        return parseId(ids[0])
+            self._check()
+            self._redis.zrem(self._inFlightKey(), member)
+        except (BrokerUnavailable,) + UNAVAILABLE as e:
+            # It leaves the set at its deadline: marks stay conservative
+            # (a page may get an event it has once more, never miss one).
+            log.warning('could not take a finished transaction out of the '
+                        'in-flight set (it expires in %ds): %s',
+                        self.inFlightTTL, e)
 
     def read(self, group_id, after, limit=1000):
         cache = self._watch(group_id)
@@ -445,13 +542,16 @@ class RedisBroker:
         return self._stored(group_id)[1]
 
     def mark(self):
-        """A position older than any entry XADDed from now on, to any
-        stream: stream ids start with Redis's clock in milliseconds. Made
-        from this process's clock and its measured offset to Redis's (no
-        round trip), less `markMargin` for the estimate's error."""
-        now = (time.time() + self.clockOffset - self.clockError
-               - self.markMargin)
-        return (int(now * 1000), 0)
+        """A position before every entry XADDed from now on, to any
+        stream (stream ids start with Redis's clock in milliseconds), and
+        before every event of a transaction in flight in any process: one
+        round trip (MARK)."""
+        self._check()
+        try:
+            now, low = self._mark(keys=[self._inFlightKey()])
+        except UNAVAILABLE as e:
+            raise self._unavailable(e)
+        return (min(now, low) if low >= 0 else now) - 1, MAX_ID_PART
 
     def parsePosition(self, text):
         text = str(text).strip()
@@ -537,13 +637,15 @@ class RedisBroker:
     def dropPage(self, uuid):
         self.pages.drop(uuid)
 
-    # Input records (page/inputonce.py): beside the page's record.
+    # Input claims and records (page/inputonce.py): beside the page's
+    # record; the records are written by the PUBLISH script.
 
-    def recallInput(self, uuid, inputId):
-        return self.pages.recallInput(uuid, inputId)
+    def claimInput(self, uuid, inputId, token, ttl):
+        self._check()
+        return self.pages.claimInput(uuid, inputId, token, ttl)
 
-    def rememberInput(self, uuid, inputId, answer, keep, ttl):
-        self.pages.rememberInput(uuid, inputId, answer, keep, ttl)
+    def releaseInput(self, uuid, inputId, token):
+        self.pages.releaseInput(uuid, inputId, token)
 
     def forgetInputs(self, uuid):
         pass    # dropPage deletes them with the record
@@ -561,7 +663,6 @@ class RedisBroker:
                 pass
             self._thread.join(5)
         self._reader.close()
-        self._voter.close()
         self._redis.close()
 
     # -- internals -------------------------------------------------------
@@ -632,6 +733,7 @@ class RedisBroker:
                                 redactURL(self.url))
                 self.lastError = None
                 self.available = True
+                self._failedAt = -1e9     # back: no need to fail fast
                 backoff = 0.1
                 lastRefresh = time.monotonic()
                 while not self._stopping.is_set():

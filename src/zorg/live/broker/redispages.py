@@ -9,6 +9,9 @@ Data (``<prefix>`` is ``zorg:live:`` unless configured)::
     <prefix>inputs:<page id> HASH    input id -> recorded answer of the
                                      page's inputs (page/inputonce.py)
     <prefix>inputo:<page id> LIST    their ids, oldest first (the bound)
+    <prefix>inputc:<page id>:<input id>
+                             STRING  the claim of a run of that input, with
+                                     a deadline (PX)
 
 Registering a page is one SET with EX; a process that gets a request for a
 page id it does not know reads the record with one GET and *adopts* the
@@ -23,17 +26,24 @@ import logging
 
 log = logging.getLogger('zorg.live.broker.redis')
 
-# Record an input's answer and forget the oldest beyond the bound, in one
-# round trip: KEYS hash, list; ARGV input id, answer, keep, ttl.
-REMEMBER = """
-if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
-  redis.call('RPUSH', KEYS[2], ARGV[1])
-  while redis.call('LLEN', KEYS[2]) > tonumber(ARGV[3]) do
-    redis.call('HDEL', KEYS[1], redis.call('LPOP', KEYS[2]))
-  end
+# Claim an input id unless it is recorded (-> {1, answer}) or another run
+# holds it (-> {0, 0}); -> {0, 1} when claimed. KEYS hash, claim; ARGV
+# input id, token, ttl ms.
+CLAIM = """
+local answer = redis.call('HGET', KEYS[1], ARGV[1])
+if answer then return {1, answer} end
+if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then
+  return {0, 1}
 end
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-redis.call('EXPIRE', KEYS[2], ARGV[4])
+if redis.call('GET', KEYS[2]) == ARGV[2] then return {0, 1} end
+return {0, 0}
+"""
+
+# Release a claim if it is still the caller's. KEYS claim; ARGV token.
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+end
 """
 
 
@@ -45,7 +55,8 @@ class RedisPages:
         self._prefix = prefix + 'page:'
         self._unavailable = unavailable
         self._errors = errors
-        self._remember = client.register_script(REMEMBER)
+        self._claim = client.register_script(CLAIM)
+        self._release = client.register_script(RELEASE)
 
     def save(self, uuid, record, ttl):
         text = json.dumps(record, separators=(',', ':'))
@@ -81,26 +92,39 @@ class RedisPages:
             log.warning('could not refresh %d page records: %s',
                         len(uuids), e)
 
-    def _inputKeys(self, uuid):
+    def inputKeys(self, uuid, inputId=None):
+        """The keys of a page's input records: answers (HASH) and their
+        order (LIST), and with `inputId` the claim of that id."""
         base = self._prefix[:-len('page:')]
-        return base + 'inputs:' + uuid, base + 'inputo:' + uuid
+        keys = [base + 'inputs:' + uuid, base + 'inputo:' + uuid]
+        if inputId is not None:
+            keys.append(base + 'inputc:' + uuid + ':' + inputId)
+        return keys
 
-    def recallInput(self, uuid, inputId):
+    def claimInput(self, uuid, inputId, token, ttl):
+        answers, _order, claim = self.inputKeys(uuid, inputId)
         try:
-            return self._redis.hget(self._inputKeys(uuid)[0], inputId)
+            found, value = self._claim(keys=[answers, claim],
+                                       args=[inputId, token,
+                                             max(1, int(ttl * 1000))])
         except self._errors as e:
             raise self._unavailable(e)
+        if found:
+            return value, False
+        return None, bool(value)
 
-    def rememberInput(self, uuid, inputId, answer, keep, ttl):
+    def releaseInput(self, uuid, inputId, token):
+        # Best effort: a claim left behind expires by itself.
         try:
-            self._remember(keys=self._inputKeys(uuid),
-                           args=[inputId, answer, keep, max(1, int(ttl))])
+            self._release(keys=[self.inputKeys(uuid, inputId)[2]],
+                          args=[token])
         except self._errors as e:
-            raise self._unavailable(e)
+            log.warning('could not release an input claim (it expires by '
+                        'itself): %s', e)
 
     def drop(self, uuid):
         try:
-            self._redis.delete(self._prefix + uuid, *self._inputKeys(uuid))
+            self._redis.delete(self._prefix + uuid, *self.inputKeys(uuid))
         except self._errors as e:
             # It expires by itself.
             log.warning('could not delete a page record: %s', e)

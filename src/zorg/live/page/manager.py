@@ -52,7 +52,7 @@ from zorg.live.page.client import LivePageClient, redact
 from zorg.live.page import delivery as _delivery
 from zorg.live.page.delivery import Delivery
 from zorg.live.page.event import Close, Error, Join, Leave, encode
-from zorg.live.page.inputonce import InputOnce, LocalInputs
+from zorg.live.page.inputonce import InputOnce
 from zorg.live.page.wire import reconnectAnswer, reloadText
 
 READ_LIMIT = 500  # events in one answer; the rest come with the next
@@ -116,6 +116,14 @@ def requestMark(request):
     return requestEnviron(request).get(MARK)
 
 
+class NoMark:
+    """The mark of a request that entered while the broker could not say
+    it: registering a page raises the broker's error."""
+
+    def __init__(self, error):
+        self.error = error
+
+
 def markRequests(app, manager, transports=('sse', 'longpoll')):
     """WSGI middleware: record the broker's position in each request's
     environ before the application (and its database connection) sees it,
@@ -125,7 +133,12 @@ def markRequests(app, manager, transports=('sse', 'longpoll')):
 
     def marked(environ, start_response):
         m = manager() if callable(manager) else manager
-        environ[MARK] = m.broker.mark()
+        try:
+            environ[MARK] = m.broker.mark()
+        except BrokerUnavailable as e:
+            # A request that registers no page does not need it; one that
+            # does answers 503 (register), as it would without a broker.
+            environ[MARK] = NoMark(e)
         environ[TRANSPORTS] = offered
         return app(environ, start_response)
     return marked
@@ -191,8 +204,7 @@ class LivePageManager:
         self.records = broker if IPageRecords.providedBy(broker) else None
         # Inputs' recorded answers go where the page records are: a
         # repeated input may reach another process.
-        self.inputs = InputOnce(broker if hasattr(broker, 'recallInput')
-                                else LocalInputs())
+        self.inputs = InputOnce(broker)
         self.presence.addPresenceListener(self._presenceChanged)
 
     def _presenceChanged(self, changes):
@@ -223,6 +235,8 @@ class LivePageManager:
         taken when the request entered the server (requestMark), from
         which the page's cursor starts (rule 10 of delivery.py)."""
         self._maybeReap()
+        if isinstance(mark, NoMark):
+            raise mark.error
         broker = self.broker
         base, latest, fresh = broker.bounds(client.group_id)
         client.delivery = Delivery(
@@ -485,13 +499,16 @@ class LivePageManager:
     def publish(self, event, group_id):
         return self._publish(event, group_id)
 
-    def publishMany(self, items):
+    def publishMany(self, items, inputs=(), inFlight=None):
         """Publish ``(event, group_id, audience)`` items at once: all or
-        none (a transaction's events, zorg.live.page.transactional)."""
+        none (a transaction's events, zorg.live.page.transactional), with
+        the records of `inputs` and the in-flight entry `inFlight` in the
+        same broker call (IBroker.publishMany)."""
         self.published += len(items)
         return self.broker.publishMany([
             (group_id, (lambda event_id, event=event: encode(event, event_id)),
-             audience) for event, group_id, audience in items])
+             audience) for event, group_id, audience in items],
+            inputs=inputs, inFlight=inFlight)
 
     def publishToPrincipals(self, event, group_id, principal_ids):
         return self._publish(event, group_id,

@@ -285,9 +285,12 @@ class LivePage(BrowserPage):
 
     # -- input -----------------------------------------------------------
 
-    def input(self, uuid, handler_name, arguments=None):
-        manager = self.manager
-        client = manager.getClient(uuid)
+    def checkInput(self, uuid):
+        """The client of page `uuid` when this request may send it input
+        (its own principal, its own page class and group); else Forbidden
+        (or UnknownPage). Checked before anything of the page is run or
+        answered, a recorded answer too (inputonce, rule 3)."""
+        client = self.manager.getClient(uuid)
         principal = self.requestPrincipalId()
         # A request that went through the publisher always has a principal
         # (maybe the unauthenticated one); only direct calls have none.
@@ -301,6 +304,10 @@ class LivePage(BrowserPage):
                 client, 'pageClass', None) not in (None, pageClassName(self)):
             raise Forbidden('This page id belongs to another page; reload '
                             'the page.')
+        return client
+
+    def input(self, uuid, handler_name, arguments=None):
+        client = self.checkInput(uuid)
         handlers = declaredHandlers(type(self))
         # The name comes from the wire: from a JSON body it may be a list.
         func = (handlers.get(handler_name) if isinstance(handler_name, str)

@@ -11,12 +11,20 @@ before anything is final:
   after the database's. When it votes, the database has voted (conflicts
   were checked, the data are written but not yet final).
 * It publishes all the transaction's events in one broker call
-  (``IBroker.publishMany``: all appended or none). If that fails (the
-  broker is down, or hangs until its timeout), the vote fails, the
-  transaction aborts and *nothing is stored*: the request answers 503
-  ``broker-unavailable`` and the user may try again.
+  (``IBroker.publishMany``: all appended or none), and in the same call
+  records the answers of the inputs that ran the transaction
+  (zorg.live.page.inputonce) and enters the transaction *in flight*. If
+  that fails (the broker is down, or hangs until its timeout, or an input
+  was recorded by another run meanwhile), the vote fails, the transaction
+  aborts and *nothing is stored*: the request answers 503 and the user
+  may try again. This call is the transaction's one atomic point: its
+  events and its input records become true there, together, or not at
+  all.
 * If it succeeds, the database finishes the commit (a finish cannot fail
-  but for a crash of the machine).
+  but for a crash of the machine), and then the transaction leaves the
+  in-flight set. While it is in flight, no request's mark passes its
+  events (rule 10 of delivery.py): a page rendered from a snapshot that
+  does not show the transaction still receives its events.
 
 So a message is either stored and published, or refused and stored
 nowhere. The price: while the broker call runs, the storage's commit lock
@@ -27,6 +35,8 @@ once, without waiting.
 Outside a transaction that a server began for a request, publishing is
 immediate and a failure raises to the caller (LivePageManager.publish).
 """
+
+import secrets
 
 import transaction
 import zope.component
@@ -43,12 +53,16 @@ SORT_KEY = '~~zorg.live.publish'
 
 @implementer(IDataManager)
 class PublishingDataManager:
-    """The events of one transaction, published in its vote."""
+    """The events of one transaction and the records of the inputs that
+    ran it, published in its vote; the transaction is *in flight* in the
+    broker from its vote to its finish (rule 10 of delivery.py)."""
 
     def __init__(self, manager):
         self.manager = manager
         self.transaction_manager = transaction.manager
         self.items = []     # (event, group_id, audience)
+        self.inputs = []    # IInputRecords' input tuples (inputonce.Claim)
+        self.flight = None  # the broker's in-flight token after the vote
 
     def add(self, event, group_id, audience):
         self.items.append((event, group_id, audience))
@@ -66,7 +80,7 @@ class PublishingDataManager:
         pass
 
     def tpc_vote(self, txn):
-        if not self.items:
+        if not self.items and not self.inputs:
             return
         broker = self.manager.broker
         health = getattr(broker, 'health', None)
@@ -74,35 +88,57 @@ class PublishingDataManager:
             raise BrokerUnavailable(
                 'the message broker is unavailable: nothing was stored; '
                 'try again shortly')
-        self.manager.publishMany(self.items)
-        self.items = []
+        # One broker call: the events, the input records and the
+        # transaction's in-flight entry, all of them or none.
+        flight = secrets.token_hex(8) if self.items else None
+        self.manager.publishMany(self.items, inputs=self.inputs,
+                                 inFlight=flight)
+        self.flight = flight
+        self.items, self.inputs = [], []
 
     def tpc_finish(self, txn):
+        # The storage has finished (it sorts first): the data are visible
+        # to every new snapshot, so marks may pass these events now.
         self._forget()
 
     def tpc_abort(self, txn):
         self._forget()
 
     def _forget(self):
-        self.items = []
+        self.items, self.inputs = [], []
+        flight, self.flight = self.flight, None
+        if flight is not None:
+            self.manager.broker.finished(flight)
+
+
+def _dataManager(manager, txn=None):
+    if manager is None:
+        manager = zope.component.getUtility(ILivePageManager)
+    txn = txn if txn is not None else transaction.get()
+    try:
+        return txn.data(manager)
+    except KeyError:
+        dm = PublishingDataManager(manager)
+        txn.set_data(manager, dm)
+        txn.join(dm)
+        return dm
 
 
 def publishOnCommit(event, group_id, manager=None, audience=None):
     """Publish `event` to `group_id` (maybe only to `audience`) when the
     current transaction commits: with its other events, in its vote."""
-    if manager is None:
-        manager = zope.component.getUtility(ILivePageManager)
-    txn = transaction.get()
-    try:
-        dm = txn.data(manager)
-    except KeyError:
-        dm = PublishingDataManager(manager)
-        txn.set_data(manager, dm)
-        txn.join(dm)
+    dm = _dataManager(manager)
     # Encoded now, in the handler's thread and with its error: a bad event
     # fails the request, not the vote.
     encode(event)
     dm.add(event, group_id, audience)
+
+
+def recordOnCommit(record, manager=None, txn=None):
+    """Write an input's record (zorg.live.page.inputonce) in the vote of
+    `txn` (the current transaction), in the call that publishes its
+    events."""
+    _dataManager(manager, txn).inputs.append(record)
 
 
 class BrokerUnavailableView:

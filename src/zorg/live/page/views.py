@@ -122,19 +122,22 @@ class ClientView(BrowserView):
             replies = self.page.input(self.uuid, name, arguments)
             return replies or '{"events":[]}'
         # Exactly once (page/inputonce.py): a repeat gets the answer the
-        # first run recorded when its transaction committed.
+        # first run recorded in its transaction's vote -- and only the
+        # page's own principal may have it.
         inputId = inputonce.checkInputId(inputId)
+        self.page.checkInput(self.uuid)
         once = self.page.manager.inputs
-        answer = once.begin(self.uuid, inputId)
-        if answer is not None:
+        answer, claim = once.begin(self.uuid, inputId)
+        if claim is None:
             return answer
         try:
             answer = self.page.input(self.uuid, name, arguments) or (
                 '{"events":[]}')
+            once.joinTransaction(transaction.get(), claim, answer,
+                                 self.page.manager)
         except BaseException:
-            once.released(self.uuid, inputId)
+            once.ended(claim, committed=False)
             raise
-        once.joinTransaction(transaction.get(), self.uuid, inputId, answer)
         return answer
 
     def inputFromRequest(self):

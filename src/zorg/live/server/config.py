@@ -26,6 +26,7 @@ import zope.processlifetime
 from zope.event import notify
 
 from zorg.live.interfaces import ILivePageManager, IServerType
+from zorg.live.server.checkerleak import plugCheckerLeak
 from zorg.live.server.settings import Settings, attribute, TABLE
 
 SCHEMA = """\
@@ -134,7 +135,8 @@ def makeBroker(url, settings):
         from zorg.live.interfaces import BrokerUnavailable
         try:
             return RedisBroker(url, historySize=settings.history_size,
-                               presenceTimeout=settings.presence_timeout)
+                               presenceTimeout=settings.presence_timeout,
+                               timeout=settings.broker_timeout)
         except (BrokerUnavailable, ValueError) as e:
             # The message names the URL (without its password).
             raise ConfigError('broker: %s' % e)
@@ -196,6 +198,7 @@ def openApplication(configfile, options=None):
         logging.warning('Developer mode is enabled: do not use it on '
                         'production servers (devmode off in zope.conf).')
     executeZCML(options.site_definition, features)
+    plugCheckerLeak()
     db = openDatabase(options)
     notify(zope.processlifetime.DatabaseOpened(db))
     application = zope.app.wsgi.WSGIPublisherApplication(db)

@@ -79,6 +79,12 @@ TABLE = [
     ('broker', str, 'memory://',
      'Where group logs live: memory:// (one process) or '
      'redis://host:port/db (several processes).'),
+    ('broker-timeout', float, 2.0,
+     'Redis broker: seconds any one broker call of a request (publishing '
+     'a transaction\'s events, the mark, an input\'s claim, a page '
+     'record) may take before the request answers 503; after a failure, '
+     'calls fail at once for a second. A hung Redis never holds a worker '
+     'thread longer.'),
     ('presence-timeout', float, 30.0,
      'Redis broker: seconds after its last heartbeat before the pages of '
      'a process that died, stopped or lost Redis leave their groups (the '
@@ -165,6 +171,7 @@ _POSITIVE = ('threads', 'refresh-interval', 'client-timeout',
              'heartbeat-interval', 'max-pages-per-principal', 'history-size',
              'max-connections', 'retry-after', 'max-body-size',
              'header-timeout', 'send-timeout', 'presence-timeout',
+             'broker-timeout',
              'broker-threads', 'health-timeout', 'max-header-size',
              'max-header-count', 'max-input-size', 'max-argument-depth',
              'max-anonymous-pages', 'max-anonymous-per-address',

@@ -12,7 +12,8 @@ from zope.interface.verify import verifyObject
 
 from zorg.live.broker.memory import MemoryBroker
 from zorg.live.broker.redis import RedisBroker
-from zorg.live.interfaces import IBroker, IPageRecords, IPresence
+from zorg.live.interfaces import (
+    IBroker, IInputRecords, IPageRecords, IPresence, InputRunning)
 from zorg.live.tests.redisfixture import RedisServer
 
 
@@ -235,20 +236,79 @@ def test_health_says_connected(make):
     assert state['kind'] in ('memory', 'redis')
 
 
+def record(broker, uuid, inputId, answer, keep=3):
+    """Claim `inputId` and record `answer` the way a transaction's vote
+    does (publishMany with `inputs`)."""
+    token = 'tok-' + inputId
+    found, claimed = broker.claimInput(uuid, inputId, token, 60)
+    assert (found, claimed) == (None, True)
+    broker.publishMany([], inputs=[(uuid, inputId, token, answer, keep,
+                                    60)])
+
+
 def test_input_records_are_bounded_and_go_with_the_page(make):
-    """Recorded input answers (page/inputonce.py): the store the manager
-    uses with this broker keeps the last `keep` per page, never replaces
-    the first answer, and forgets a closed page's."""
-    from zorg.live.page.manager import LivePageManager
-    records = LivePageManager(make()).inputs.records
+    """Recorded input answers (page/inputonce.py): the broker keeps the
+    last `keep` per page and forgets a closed page's."""
+    broker = make()
+    verifyObject(IInputRecords, broker)
     for n in range(5):
-        records.rememberInput('p1', 'in-%d' % n, 'answer %d' % n, 3, 60)
-    records.rememberInput('p1', 'in-4', 'another answer', 3, 60)
-    assert [records.recallInput('p1', 'in-%d' % n) for n in range(5)] == [
-        None, None, 'answer 2', 'answer 3', 'answer 4']
-    assert records.recallInput('p2', 'in-4') is None
-    records.rememberInput('p2', 'in-4', 'of p2', 3, 60)
-    forget = getattr(records, 'dropPage', None) or records.forgetInputs
+        record(broker, 'p1', 'in-%d' % n, 'answer %d' % n)
+    assert [broker.claimInput('p1', 'in-%d' % n, 'x', 60)[0]
+            for n in range(2, 5)] == ['answer 2', 'answer 3', 'answer 4']
+    # The two oldest were forgotten: they may be claimed (run) again.
+    assert broker.claimInput('p1', 'in-0', 'x', 60) == (None, True)
+    record(broker, 'p2', 'in-4', 'of p2')
+    forget = getattr(broker, 'dropPage', None) or broker.forgetInputs
     forget('p1')
-    assert records.recallInput('p1', 'in-4') is None
-    assert records.recallInput('p2', 'in-4') == 'of p2'
+    assert broker.claimInput('p1', 'in-4', 'y', 60) == (None, True)
+    assert broker.claimInput('p2', 'in-4', 'y', 60) == ('of p2', False)
+
+
+def test_a_claim_is_held_until_released_or_recorded(make):
+    """One run at a time per input id, in every process (inputonce rule
+    1): a second claimant is refused while the first holds it, gets the
+    answer once it is recorded, and may run once it is released."""
+    broker = make()
+    assert broker.claimInput('p', 'a', 'first', 60) == (None, True)
+    assert broker.claimInput('p', 'a', 'second', 60) == (None, False)
+    assert broker.claimInput('p', 'a', 'first', 60) == (None, True)
+    broker.releaseInput('p', 'a', 'second')      # not its claim: no effect
+    assert broker.claimInput('p', 'a', 'second', 60) == (None, False)
+    broker.releaseInput('p', 'a', 'first')
+    assert broker.claimInput('p', 'a', 'second', 60) == (None, True)
+
+
+def test_a_fenced_vote_writes_nothing(make):
+    """A vote whose input was recorded meanwhile, or whose claim another
+    run took, fails whole: its events are not appended either."""
+    broker = make()
+    first = broker.latest('g')
+    record(broker, 'p', 'a', 'first answer')
+    with pytest.raises(InputRunning):
+        broker.publishMany([('g', text, None)],
+                           inputs=[('p', 'a', 'late', 'second', 3, 60)])
+    assert broker.claimInput('p', 'b', 'other', 60) == (None, True)
+    with pytest.raises(InputRunning):
+        broker.publishMany([('g', text, None)],
+                           inputs=[('p', 'b', 'mine', 'answer', 3, 60)])
+    assert broker.latest('g') == first
+    assert broker.claimInput('p', 'a', 'x', 60) == ('first answer', False)
+
+
+def test_the_mark_stays_before_transactions_in_flight(make):
+    """Rule 10, exact: while a transaction is between its vote and its
+    finish, every mark lies before its events; after `finished` marks
+    pass them."""
+    broker = make()
+    broker.latest('g')
+    before = broker.mark()
+    position, = broker.publishMany([('g', text, None)], inFlight='t1')
+    for _ in range(3):
+        broker.publish('h', text)
+    assert before <= broker.mark() < position
+    broker.finished('t1')
+    broker.finished('t1')          # twice: harmless
+    deadline = time.monotonic() + 5
+    while broker.mark() < position:
+        assert time.monotonic() < deadline, 'the mark never passed it'
+        time.sleep(0.01)

@@ -225,11 +225,11 @@ def test_redis_lost_and_back(redisServer):
         assert info.value.status == 503
         with pytest.raises(BrokerUnavailable):
             a.latest('g')
-        waitUntil(lambda: not a.available)
+        waitUntil(lambda: not a.available and not b.available)
         # The local cache still answers what it has.
         assert html(a.read('g', base, 10)[0]) == ['before']
         redisServer.start()   # empty: the log is gone
-        waitUntil(lambda: a.available, 10)
+        waitUntil(lambda: a.available and b.available, 10)
         del woken[:]
         after = b.publish('g', ev('after'), None)
         waitUntil(lambda: ('g',) in woken)

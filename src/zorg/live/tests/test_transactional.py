@@ -28,7 +28,7 @@ from zorg.live.tests.test_redis_servers import session
 
 
 class Failing(MemoryBroker):
-    def publishMany(self, items):
+    def publishMany(self, items, inputs=(), inFlight=None):
         raise BrokerUnavailable('the broker is away')
 
 

@@ -1,0 +1,73 @@
+"""Input claims and records in one process (IInputRecords of the memory
+broker); the rules are zorg.live.page.inputonce's.
+
+A claim is ``(token, deadline)`` per (page id, input id); a record is the
+answer of an input whose transaction committed, kept per page in order,
+the oldest dropped beyond `keep`. The memory broker writes records in
+`publishMany` under its own lock, after `fence` said the claim is still
+the writer's: so a record and its transaction's events are appended
+together or not at all.
+"""
+
+import collections
+import threading
+import time
+
+from zorg.live.interfaces import InputRunning
+
+
+class LocalInputs:
+    """Claims and recorded answers of one process."""
+
+    def __init__(self):
+        self._pages = {}      # page id -> OrderedDict(input id -> answer)
+        self._claims = {}     # (page id, input id) -> (token, deadline)
+        self._inputsLock = threading.Lock()
+
+    def claimInput(self, uuid, inputId, token, ttl):
+        now = time.monotonic()
+        with self._inputsLock:
+            answer = self._pages.get(uuid, {}).get(inputId)
+            if answer is not None:
+                return answer, False
+            held = self._claims.get((uuid, inputId))
+            if held is not None and held[0] != token and held[1] > now:
+                return None, False
+            self._claims[(uuid, inputId)] = (token, now + ttl)
+            return None, True
+
+    def releaseInput(self, uuid, inputId, token):
+        with self._inputsLock:
+            held = self._claims.get((uuid, inputId))
+            if held is not None and held[0] == token:
+                del self._claims[(uuid, inputId)]
+
+    def fence(self, inputs):
+        """Raise InputRunning unless every input of a vote may be recorded:
+        not recorded yet, and its claim (if any) is the voter's."""
+        now = time.monotonic()
+        with self._inputsLock:
+            for uuid, inputId, token, _answer, _keep, _ttl in inputs:
+                held = self._claims.get((uuid, inputId))
+                if (inputId in self._pages.get(uuid, ()) or (
+                        held is not None and held[0] != token
+                        and held[1] > now)):
+                    raise InputRunning(
+                        'input %s was run by another request meanwhile; '
+                        'send it again to get its answer' % inputId)
+
+    def record(self, inputs):
+        with self._inputsLock:
+            for uuid, inputId, _token, answer, keep, _ttl in inputs:
+                self._claims.pop((uuid, inputId), None)
+                page = self._pages.setdefault(uuid,
+                                              collections.OrderedDict())
+                page.setdefault(inputId, answer)   # the first answer stays
+                while len(page) > keep:
+                    page.popitem(last=False)
+
+    def forgetInputs(self, uuid):
+        with self._inputsLock:
+            self._pages.pop(uuid, None)
+            for key in [k for k in self._claims if k[0] == uuid]:
+                del self._claims[key]
