@@ -69,6 +69,37 @@ class Flood:
             return None
         return match.group(1).decode()
 
+    def flood(self, sock, data, received):
+        """Send `data` on `sock` again and again until the server ends
+        the connection, `received(bytes)` (in a reader thread) says to
+        stop, or the time is up. (No socket timeout: the sender blocks as
+        long as the server does not read, which is the point.)"""
+        done = threading.Event()
+
+        def read():
+            try:
+                while not done.is_set():
+                    if not select.select([sock], [], [], 1)[0]:
+                        continue
+                    chunk = sock.recv(65536)
+                    if not chunk or received(chunk):
+                        break
+            except OSError:
+                received(None)
+            finally:
+                done.set()
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        try:
+            while not done.is_set() and time.monotonic() < self.stop:
+                sock.sendall(data)
+                self.stats['sent bytes'] += len(data)
+        except OSError:
+            pass
+        done.set()
+        reader.join(5)
+        sock.close()
+
     def websocket(self, messages):
         """Send `messages` (bytes) over one WebSocket until it is closed;
         the close code (or the refusal's status) is counted."""
@@ -78,81 +109,40 @@ class Flood:
         protocol.send_request(protocol.connect())
         for data in protocol.data_to_send():
             sock.sendall(data)
-        done = threading.Event()
+        ended = []
 
-        def read():
-            # (No socket timeout: the sender blocks as long as the server
-            # does not read, which is the point.)
-            try:
-                while not done.is_set():
-                    if not select.select([sock], [], [], 1)[0]:
-                        continue
-                    data = sock.recv(65536)
-                    if not data:
-                        break
-                    protocol.receive_data(data)
-                    protocol.events_received()
-                    if protocol.handshake_exc is not None:
-                        status = getattr(getattr(
-                            protocol.handshake_exc, 'response', None),
-                            'status_code', 'handshake')
-                        self.count('refused', status)
-                        break
-                    if protocol.close_rcvd is not None:
-                        self.count('closed', protocol.close_rcvd.code)
-                        break
-                else:
-                    return
-                if protocol.close_rcvd is None and \
-                        protocol.handshake_exc is None:
-                    self.count('closed', 'eof')
-            except OSError:
-                self.count('closed', 'reset')
-            finally:
-                done.set()
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
-        try:
-            while not done.is_set() and time.monotonic() < self.stop:
-                sock.sendall(messages)
-                self.stats['sent bytes'] += len(messages)
-        except OSError:
-            pass
-        done.set()
-        reader.join(5)
-        sock.close()
+        def received(data):
+            if data is None:
+                ended.append('reset')
+                return True
+            protocol.receive_data(data)
+            protocol.events_received()
+            if protocol.handshake_exc is not None:
+                self.count('refused', getattr(getattr(
+                    protocol.handshake_exc, 'response', None),
+                    'status_code', 'handshake'))
+                ended.append(None)
+                return True
+            if protocol.close_rcvd is not None:
+                ended.append(protocol.close_rcvd.code)
+                return True
+            return False
+        self.flood(sock, messages, received)
+        if ended != [None]:
+            self.count('closed', ended[0] if ended else 'eof')
 
     def requests(self):
         sock = self.connect()
         request = (b'GET /@@live-health HTTP/1.1\r\nHost: %s:%d\r\n\r\n'
                    % (HOST.encode(), self.args.port)) * 20
         seen = bytearray()
-        done = threading.Event()
 
-        def read():
-            try:
-                while not done.is_set():
-                    if not select.select([sock], [], [], 1)[0]:
-                        continue
-                    data = sock.recv(65536)
-                    if not data:
-                        break
-                    seen.extend(data[-200:])
-                    del seen[:-400]
-            except OSError:
-                pass
-            done.set()
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
-        try:
-            while not done.is_set() and time.monotonic() < self.stop:
-                sock.sendall(request)
-                self.stats['sent bytes'] += len(request)
-        except OSError:
-            pass
-        done.set()
-        reader.join(5)
-        sock.close()
+        def received(data):
+            if data:
+                seen.extend(data[-200:])
+                del seen[:-400]
+            return False
+        self.flood(sock, request, received)
         last = bytes(seen).rsplit(b'HTTP/1.1 ', 1)
         self.count('closed', last[1][:3].decode() if len(last) == 2
                    else 'none')
