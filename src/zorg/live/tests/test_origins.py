@@ -136,6 +136,29 @@ def test_trusted_origins_are_compared_whole(tmp_path):
         asyncio.run(run(server))
 
 
+def test_the_wsgi_server_takes_the_scheme_from_its_trusted_proxy(tmp_path):
+    """WSGI-HTTP (waitress): the same rule; X-Forwarded-Proto counts from
+    the trusted proxy (127.0.0.1) only."""
+    async def run(server):
+        base = server.url()
+        async with session() as s:
+            for proto, scheme, status in ((None, 'http', 200),
+                                          (None, 'https', 403),
+                                          ('https', 'https', 200),
+                                          ('https', 'http', 403)):
+                headers = dict(ADMIN, Origin='%s://127.0.0.1:%d'
+                               % (scheme, server.port))
+                if proto:
+                    headers['X-Forwarded-Proto'] = proto
+                async with s.post(base + '@@notify', headers=headers, json={
+                        'group': '/zope', 'text': scheme}) as r:
+                    assert r.status == status, (proto, scheme,
+                                                await r.text())
+
+    with demoServer(tmp_path, types=('WSGI-HTTP',)) as server:
+        asyncio.run(run(server))
+
+
 @pytest.mark.parametrize('proto', ['http', 'https'])
 def test_behind_nginx_the_proxy_scheme_decides(tmp_path, proto):
     """The README's nginx example (X-Forwarded-Proto $scheme: http here),
