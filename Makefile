@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 PORT ?= 8080
-APT_PACKAGES = chromium redis-server nginx
+APT_PACKAGES = chromium redis-server nginx postgresql
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all demo test install system-deps bench bench-deps bench-quick clean \
@@ -20,12 +20,13 @@ $(BIN)/python:
 
 $(VENV)/.installed: $(BIN)/python setup.py
 	@echo "== installing zorg.live and its test tools into $(VENV)"
-	$(BIN)/pip install -q -e '.[test,zope6,grok]'
+	$(BIN)/pip install -q -e '.[test,zope6,grok,zeo,relstorage]'
 	touch $@
 
 install: $(VENV)/.installed
 
-# Debian packages the tests use (nginx: the README's proxy example is run):
+# Debian packages the tests use (nginx: the README's proxy example is run;
+# postgresql: RelStorage's database, a cluster that the tests make):
 # installed only when missing.
 system-deps:
 	@missing=""; \

@@ -9,7 +9,6 @@ first tells every waiting page to reconnect.
 import asyncio
 import contextlib
 import logging
-import socket
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -18,6 +17,7 @@ from zope.interface import implementer, provider
 from zorg.live.interfaces import (
     Busy, HeadersTooLarge, IServer, IServerType)
 from zorg.live.page.wire import rawError
+from zorg.live.server import listening
 from zorg.live.server.asgi import LiveApp
 from zorg.live.server.budget import CLOSE, TooManyRequests, budgetFor
 from zorg.live.server.livesocket import LiveSocketProtocol
@@ -291,17 +291,6 @@ class LiveUvicornServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def bind(host, port):
-    """A listening socket (port 0: any free port)."""
-    family = socket.AF_INET6 if ':' in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(4096)
-    sock.setblocking(False)
-    return sock
-
-
 @implementer(IServer)
 class LiveServer:
     """One LiveServerHTTP listening socket with its LiveApp."""
@@ -312,7 +301,7 @@ class LiveServer:
         self.name = name
         self.settings = settings
         self.app = LiveApp(application, settings)
-        self.socket = bind(host or '0.0.0.0', port)
+        self.socket = listening.bind(host or '0.0.0.0', port)
         self.host, self.port = self.socket.getsockname()[:2]
         # interface='asgi3': LiveApp's __call__ is a plain function that
         # returns a coroutine. Proxy headers are applied by LiveApp to the

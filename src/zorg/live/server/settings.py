@@ -77,8 +77,13 @@ TABLE = [
     ('graceful-timeout', float, 30.0,
      'Seconds in-flight requests may take to finish on SIGTERM.'),
     ('broker', str, 'memory://',
-     'Where group logs live: memory:// (one process) or '
-     'redis://host:port/db (several processes).'),
+     'Where group logs live: memory:// (one process), '
+     'redis://host:port/db (several processes) or '
+     'redis+sentinel://host:port,host:port/service/db (Redis Sentinel).'),
+    ('broker-replicas', int, 0,
+     'Redis broker: replicas that must acknowledge a publish (WAIT) '
+     'before its transaction commits, so that a failover loses nothing '
+     'that was answered 200. Set 1 with Sentinel.'),
     ('broker-timeout', float, 2.0,
      'Redis broker: seconds any one broker call of a request (publishing '
      'a transaction\'s events, the mark, an input\'s claim, a page '
@@ -179,7 +184,7 @@ _POSITIVE = ('threads', 'refresh-interval', 'client-timeout',
              'socket-messages', 'socket-bytes', 'http-requests',
              'budget-burst', 'budget-grace', 'max-connections-per-address',
              'max-prefix-share')
-_NOT_NEGATIVE = ('graceful-timeout', 'max-idle-groups')
+_NOT_NEGATIVE = ('graceful-timeout', 'max-idle-groups', 'broker-replicas')
 # Browsers' timers and proxies: a page told to wait longer than this for
 # its next byte would be taken for dead by any proxy in between.
 MAX_WAIT = 3600.0

@@ -15,6 +15,7 @@ from zope.interface import implementer, provider
 
 from zorg.live.interfaces import ILivePageManager, IServer, IServerType
 from zorg.live.page.guard import siteApplication
+from zorg.live.server import listening
 from zorg.live.server.clients import trustedProxySpec
 
 log = logging.getLogger('zorg.live.server')
@@ -40,8 +41,13 @@ class WSGIServer:
         application = siteApplication(
             application, lambda: zope.component.getUtility(ILivePageManager),
             settings, transports=('longpoll',))
+        host = host or '0.0.0.0'
+        # A worker of a supervising parent serves the parent's socket.
+        where = (dict(sockets=[listening.bind(host, port)])
+                 if listening.inherited(host, port)
+                 else dict(host=host, port=port))
         self.server = create_server(
-            application, host=host or '0.0.0.0', port=port,
+            application, **where,
             threads=settings.threads,
             max_request_body_size=settings.max_body_size,
             max_request_header_size=settings.max_header_size,

@@ -124,17 +124,27 @@ def redisServer(tmp_path):
 @pytest.fixture
 def servers(tmp_path, redisServer):
     """servers(name, **settings): a started `zorg-live serve` process on
-    the test's redis-server (settings as RunningServer takes them); all
-    are killed at the end of the test."""
+    the test's redis-server and its one ZEO database, shared by every
+    process of the test as production processes share theirs (settings
+    as RunningServer takes them); all are killed at the end of the test.
+    `servers.zeo` is the ZEOServer (read what was stored with its
+    `open()`)."""
     from zorg.live.tests.serverfixture import RunningServer
+    from zorg.live.tests.zeofixture import ZEOServer
     made = []
+    zeo = ZEOServer(tmp_path / 'zeo').start()
 
     def make(name, **settings):
         settings.setdefault('broker', redisServer.url)
+        settings.setdefault('zodb', zeo.zodbSection(name))
         server = RunningServer(tmp_path / name, **settings).start()
         made.append(server)
         return server
-    yield make
-    for server in made:
-        server.kill()
-        server.output.close()
+    make.zeo = zeo
+    try:
+        yield make
+    finally:
+        for server in made:
+            server.kill()
+            server.output.close()
+        zeo.cleanup()
