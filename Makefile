@@ -10,7 +10,7 @@ APT_PACKAGES = chromium redis-server nginx postgresql
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all demo test install system-deps bench bench-deps bench-quick clean \
-	test-plone bench-issue11 soak
+	test-plone bench-issue11 soak bench-abuse bench-abuse-quick
 
 all: test
 
@@ -106,3 +106,13 @@ bench-ws: bench-deps
 
 bench-ws-quick: bench-deps
 	$(BIN)/python benchmarks/run.py --quick $(BENCH_WS) --set capacity_sizes=1000 --set fanout_sizes=1000 --name issue13-ws-quick
+
+# issue 22: the chat's normal traffic (1,000 pages, 10 senders) beside each
+# flood of one attacker for 60 s, against the same run with no flood:
+# results/issue22-abuse.md/.json; bench-abuse-quick: 10 s runs
+BENCH_ABUSE = --systems zorg-live-ws --scenarios abuse
+bench-abuse: bench-deps
+	$(BIN)/python benchmarks/run.py $(BENCH_ABUSE) --name issue22-abuse
+
+bench-abuse-quick: bench-deps
+	$(BIN)/python benchmarks/run.py --quick $(BENCH_ABUSE) --set chat_senders=10 --name issue22-abuse-quick

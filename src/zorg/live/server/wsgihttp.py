@@ -16,8 +16,18 @@ from zope.interface import implementer, provider
 from zorg.live.interfaces import ILivePageManager, IServer, IServerType
 from zorg.live.page.guard import siteApplication
 from zorg.live.server import listening
+from zorg.live.server.clients import trustedProxySpec
 
 log = logging.getLogger('zorg.live.server')
+
+
+def waitressProxy(spec):
+    """waitress trusts one proxy address (or '*'): FORWARDED_ALLOW_IPS
+    when it names one, else none."""
+    hosts = [h.strip() for h in spec.split(',') if h.strip()]
+    if len(hosts) == 1 and '/' not in hosts[0]:
+        return hosts[0]
+    return None
 
 
 @implementer(IServer)
@@ -43,6 +53,10 @@ class WSGIServer:
             max_request_header_size=settings.max_header_size,
             channel_timeout=max(120, int(settings.refresh_interval) * 2),
             connection_limit=settings.max_connections,
+            # The scheme a trusted proxy says the browser used: origins
+            # are compared with it (page/guard.py).
+            trusted_proxy=waitressProxy(trustedProxySpec()),
+            trusted_proxy_headers={'x-forwarded-proto'},
             clear_untrusted_proxy_headers=True)
         self.host, self.port = self.server.socket.getsockname()[:2]
         self._stopped = None
