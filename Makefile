@@ -6,11 +6,11 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 PORT ?= 8080
-APT_PACKAGES = chromium redis-server nginx
+APT_PACKAGES = chromium redis-server nginx postgresql
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all demo test install system-deps bench bench-deps bench-quick clean \
-	test-plone bench-issue11
+	test-plone bench-issue11 soak bench-abuse bench-abuse-quick
 
 all: test
 
@@ -20,12 +20,13 @@ $(BIN)/python:
 
 $(VENV)/.installed: $(BIN)/python setup.py
 	@echo "== installing zorg.live and its test tools into $(VENV)"
-	$(BIN)/pip install -q -e '.[test,zope6,grok]'
+	$(BIN)/pip install -q -e '.[test,zope6,grok,zeo,relstorage]'
 	touch $@
 
 install: $(VENV)/.installed
 
-# Debian packages the tests use (nginx: the README's proxy example is run):
+# Debian packages the tests use (nginx: the README's proxy example is run;
+# postgresql: RelStorage's database, a cluster that the tests make):
 # installed only when missing.
 system-deps:
 	@missing=""; \
@@ -40,6 +41,18 @@ system-deps:
 
 test: install system-deps
 	$(BIN)/pytest
+
+# issue 19: seeded fault schedules (clients, Redis and process faults) on
+# two or three live processes, one ZEO database and one redis-server, each
+# checked for the delivery and exactly-once promises, for SECONDS in all
+# (`make test` runs two short ones). SEED: the first schedule's seed
+# (default: from the clock); LENGTH: seconds per schedule.
+SECONDS ?= 600
+LENGTH ?= 20
+soak: install system-deps
+	$(BIN)/python -m zorg.live.tests.faults --seconds $(SECONDS) \
+	  --length $(LENGTH) $(if $(SEED),--seed $(SEED)) \
+	  $(if $(FAULTS),--faults $(FAULTS))
 
 # The Plone 6 add-on's tests: heavier (Plone is some 200 packages), so not
 # part of `make test`; Plone gets a virtualenv of its own.
@@ -112,3 +125,13 @@ bench-ws: bench-deps
 
 bench-ws-quick: bench-deps
 	$(BIN)/python benchmarks/run.py --quick $(BENCH_WS) --set capacity_sizes=1000 --set fanout_sizes=1000 --name issue13-ws-quick
+
+# issue 22: the chat's normal traffic (1,000 pages, 10 senders) beside each
+# flood of one attacker for 60 s, against the same run with no flood:
+# results/issue22-abuse.md/.json; bench-abuse-quick: 10 s runs
+BENCH_ABUSE = --systems zorg-live-ws --scenarios abuse
+bench-abuse: bench-deps
+	$(BIN)/python benchmarks/run.py $(BENCH_ABUSE) --name issue22-abuse
+
+bench-abuse-quick: bench-deps
+	$(BIN)/python benchmarks/run.py --quick $(BENCH_ABUSE) --set chat_senders=10 --name issue22-abuse-quick

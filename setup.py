@@ -70,6 +70,8 @@ setup(
             'aiohttp >= 3.9',
             'zope.testrunner >= 6.0',
             'playwright >= 1.40',
+            # every multi-process test runs on one shared database
+            'ZEO >= 6.0',
         ],
         # Zope 6 instances (zorg.live.zope6); Paste for the translogger
         # of the zope.ini that mkwsgiinstance writes.
@@ -79,6 +81,16 @@ setup(
         ],
         'grok': [
             'grok >= 6.0',
+        ],
+        # One database for several processes (README, "Running in
+        # production"): a ZEO server, or RelStorage on PostgreSQL
+        # (psycopg2's wheel with its own libpq: nothing to compile).
+        'zeo': [
+            'ZEO >= 6.0',
+        ],
+        'relstorage': [
+            'RelStorage >= 4.0',
+            'psycopg2-binary >= 2.9',
         ],
         # The Plone add-on (zorg.live.plone); `make test-plone` installs
         # it into a virtualenv of its own.

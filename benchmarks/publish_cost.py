@@ -26,6 +26,11 @@ a warm-up:
   reader thread);
 - 4 threads: N publishes from 4 threads at once (the input path's worker
   threads); wall time / N.
+
+With --replica it also starts a replica of that redis-server and measures
+the redis broker again with ``broker-replicas 1`` (a publish checks that
+the replica is in sync, then WAITs for it): what Sentinel's safety costs
+per publish.
 """
 import argparse
 import json
@@ -152,14 +157,17 @@ def main():
     p.add_argument('--rounds', type=int, default=500)
     p.add_argument('--redis-url')
     p.add_argument('--redis-pid', type=int)
+    p.add_argument('--replica', action='store_true',
+                   help='also measure broker-replicas 1 on a replica of '
+                        'its own redis-server')
     args = p.parse_args()
 
     from zorg.live.broker.memory import MemoryBroker
     from zorg.live.broker.redis import RedisBroker
 
-    own = None
+    own = replica = None
+    import systems
     if not args.redis_url:
-        import systems
         own = systems.RedisProcess().start()
         args.redis_url, args.redis_pid = own.url, own.pid
     try:
@@ -169,10 +177,30 @@ def main():
                                args.count, args.rounds, args.redis_pid)
         out['redis-server RSS MB'] = round(
             rss_kb(args.redis_pid) / 1024., 1)
+        if args.replica and own is not None:
+            replica = systems.RedisProcess(replicaOf=own).start()
+            waitInSync(args.redis_url)
+            out['redis, broker-replicas 1'] = measure(
+                lambda: RedisBroker(args.redis_url, replicas=1),
+                args.count, args.rounds, args.redis_pid)
     finally:
-        if own is not None:
-            own.stop()
+        for process in (replica, own):
+            if process is not None:
+                process.stop()
     print(json.dumps(out))
+
+
+def waitInSync(url, timeout=30):
+    """Until the master at `url` has a replica online."""
+    import redis
+    client = redis.Redis.from_url(url, decode_responses=True)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        info = client.info('replication')
+        if info.get('slave0', {}).get('state') == 'online':
+            return
+        time.sleep(0.05)
+    raise RuntimeError('the replica did not come online')
 
 
 def rss_kb(pid):

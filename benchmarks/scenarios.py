@@ -13,6 +13,8 @@ import time
 import loadgen
 import systems
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+
 
 class Ctx:
     def __init__(self, system, pool, settings, log):
@@ -548,39 +550,46 @@ async def sustained(ctx):
     return out
 
 
+async def chat_traffic(ctx, sess, secs):
+    """The chat's traffic on `sess` for `secs`: senders at chat_rate, each
+    message awaited by every page. (latencies, messages sent, deliveries
+    expected, the CPU window)."""
+    rate = ctx.s['chat_rate']
+    counter = iter(range(1, 10 ** 9))
+    sent = []
+    # who used the CPU while the messages went out and arrived
+    window = CpuWindow(ctx, sess.server)
+    await window.start()
+    stop_at = time.time() + secs
+
+    async def sender():
+        pub = systems.chat_publisher(ctx.system, sess.server)
+        await asyncio.sleep(random.uniform(0, 1.0 / rate))
+        while time.time() < stop_at:
+            seq = next(counter)
+            ok, t = await pub.publish(seq)
+            if ok:
+                sent.append(seq)
+            await asyncio.sleep(random.expovariate(rate))
+        pub.close()
+    await asyncio.gather(*(sender() for _ in range(ctx.s['chat_senders'])))
+    last = max(sent) if sent else 1
+    window.stop(await ctx.pool.all('await', last, ctx.s['drain_timeout']))
+    await asyncio.sleep(0.2)
+    answers = await ctx.pool.all('collect', 1, last)
+    lat = []
+    for s in sent:
+        lat.extend(loadgen.latencies(answers, s))
+    return lat, sent, len(sent) * sess.live, window
+
+
 async def chat(ctx):
     n, m = ctx.s['chat_receivers'], ctx.s['chat_senders']
     rate, secs = ctx.s['chat_rate'], ctx.s['chat_seconds']
     ctx.log(' chat: %d senders x %g msg/s -> %d receivers, %gs' % (
         m, rate, n, secs))
     async with Session(ctx, n) as sess:
-        counter = iter(range(1, 10 ** 9))
-        sent = []
-        # who used the CPU while the messages went out and arrived
-        window = CpuWindow(ctx, sess.server)
-        await window.start()
-        stop_at = time.time() + secs
-
-        async def sender():
-            pub = systems.chat_publisher(ctx.system, sess.server)
-            await asyncio.sleep(random.uniform(0, 1.0 / rate))
-            while time.time() < stop_at:
-                seq = next(counter)
-                ok, t = await pub.publish(seq)
-                if ok:
-                    sent.append(seq)
-                await asyncio.sleep(random.expovariate(rate))
-            pub.close()
-        await asyncio.gather(*(sender() for _ in range(m)))
-        last = max(sent) if sent else 1
-        window.stop(await ctx.pool.all('await', last,
-                                       ctx.s['drain_timeout']))
-        await asyncio.sleep(0.2)
-        answers = await ctx.pool.all('collect', 1, last)
-        lat = []
-        for s in sent:
-            lat.extend(loadgen.latencies(answers, s))
-        expected = len(sent) * sess.live
+        lat, sent, expected, window = await chat_traffic(ctx, sess, secs)
     limit = window.limit()
     ctx.log('  %d messages, %d/%d deliveries, p50 %.1f ms p99 %.1f ms; %s'
             % (len(sent), len(lat), expected, ms(pct(lat, 50)) or -1,
@@ -595,6 +604,119 @@ async def chat(ctx):
     out.update(window.figures())
     for row in ('latency ms p50', 'latency ms p99'):
         mark(out, row, limit)
+    return out
+
+
+async def health_watch(port, stop, answers, counted, interval=0.5):
+    """GET @@live-health every `interval` (a new connection each, from
+    the trusted 127.0.0.1) until `stop` is set: (status, seconds) each;
+    a timeout or refused connection is status 0. `counted`: its last
+    'refused'."""
+    request = (b'GET /@@live-health HTTP/1.1\r\nHost: 127.0.0.1\r\n'
+               b'Connection: close\r\n\r\n')
+    while not stop.is_set():
+        t = time.perf_counter()
+        status = 0
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection('127.0.0.1', port), 10)
+            writer.write(request)
+            answer = await asyncio.wait_for(reader.read(), 10)
+            status = int(answer.split(b' ', 2)[1])
+            writer.close()
+            body = json.loads(answer.split(b'\r\n\r\n', 1)[1])
+            # what the server slowed, closed or refused, by reason
+            counted.clear()
+            counted.update(body.get('refused', {}))
+        except (OSError, asyncio.TimeoutError, IndexError, ValueError):
+            pass
+        answers.append((status, time.perf_counter() - t))
+        try:
+            await asyncio.wait_for(stop.wait(), interval)
+        except asyncio.TimeoutError:
+            pass
+
+
+ABUSE_FLOODS = ['ping', 'input', 'attach-detach', 'requests', 'connections']
+if os.environ.get('ABUSE_FLOODS'):
+    ABUSE_FLOODS = os.environ['ABUSE_FLOODS'].split(',')
+
+
+async def abuse(ctx):
+    """Issue 22: the chat's normal traffic beside each flood of one
+    attacker (benchmarks/abuse_flood.py, from 127.0.0.2, reconnecting
+    whenever it is closed) for abuse_seconds, against the same traffic
+    with no flood; @@live-health polled twice a second throughout."""
+    if ctx.system.kind != 'zorg':
+        return None
+    n, secs = ctx.s['chat_receivers'], ctx.s['abuse_seconds']
+    out = {'receivers': n, 'senders': ctx.s['chat_senders'],
+           'seconds per run': secs}
+    quiet = None
+    for flood in ['none'] + ABUSE_FLOODS:
+        ctx.log(' abuse: flood %s beside the chat (%d receivers), %gs'
+                % (flood, n, secs))
+        async with Session(ctx, n) as sess:
+            attacker = None
+            if flood != 'none':
+                # ABUSE_NICE: the attacker's process at that niceness, as
+                # if it ran elsewhere (its own CPU is not the server's).
+                nice = int(os.environ.get('ABUSE_NICE', '0'))
+                attacker = await asyncio.create_subprocess_exec(
+                    sys.executable, os.path.join(HERE, 'abuse_flood.py'),
+                    '--port', str(sess.port), '--kind', flood,
+                    '--seconds', str(secs + 5), '--page',
+                    sess.server.page_url, stdout=asyncio.subprocess.PIPE,
+                    preexec_fn=(lambda: os.nice(nice)) if nice else None)
+                await asyncio.sleep(2)     # the flood is under way
+            stop, answers, counted = asyncio.Event(), [], {}
+            watch = asyncio.ensure_future(health_watch(sess.port, stop,
+                                                       answers, counted))
+            try:
+                lat, sent, expected, window = await chat_traffic(
+                    ctx, sess, secs)
+            finally:
+                stop.set()
+                await watch
+                stats = {}
+                if attacker is not None:
+                    try:
+                        data, _ = await asyncio.wait_for(
+                            attacker.communicate(), secs + 30)
+                        stats = json.loads(data or b'{}')
+                    except asyncio.TimeoutError:
+                        attacker.kill()
+                        await attacker.wait()
+        limit = window.limit()
+        p50, p99 = ms(pct(lat, 50)), ms(pct(lat, 99))
+        bad = [a for a in answers if a[0] != 200]
+        row = '%s: ' % ('no flood' if flood == 'none' else 'flood ' + flood)
+        out[row + 'latency ms p50'] = p50
+        out[row + 'latency ms p99'] = p99
+        out[row + 'missed deliveries'] = expected - len(lat)
+        out[row + 'health answers (not 200)'] = '%d (%d)' % (
+            len(answers), len(bad))
+        out[row + 'health ms max'] = round(ms(max(
+            (a[1] for a in answers), default=0)), 1)
+        out[row + 'bound by'] = limit.split(' (')[0] if limit else '–'
+        mark(out, row + 'latency ms p99', limit)
+        if flood == 'none':
+            quiet = p99
+        else:
+            out[row + 'p99 / quiet p99'] = (round(p99 / quiet, 2)
+                                            if p99 and quiet else None)
+            out[row + 'attacker'] = ', '.join(
+                '%s %s' % (k, v) for k, v in sorted(stats.items())
+                if k != 'kind')
+            out[row + 'server refused'] = ', '.join(
+                '%s %s' % kv for kv in sorted(counted.items())) or '–'
+        ctx.log('  p50 %.1f ms p99 %.1f ms, %d/%d deliveries; health %d '
+                'answers, %d not 200, max %.0f ms; %s; attacker %s' % (
+                    p50 or -1, p99 or -1, len(lat), expected, len(answers),
+                    len(bad), out[row + 'health ms max'],
+                    'bound by the ' + limit if limit else 'no limit',
+                    stats))
+        ctx.log('  server: %s' % counted)
     return out
 
 
@@ -1227,7 +1349,8 @@ async def publish_cost(ctx):
 SCENARIOS = {'capacity': capacity, 'fanout': fanout, 'sustained': sustained,
              'chat': chat, 'reconnect': reconnect,
              'shared-pages': shared_pages, 'tabs': tabs,
-             'publish-cost': publish_cost, 'slow-redis': slow_redis}
+             'publish-cost': publish_cost, 'slow-redis': slow_redis,
+             'abuse': abuse}
 
 QUICK = dict(capacity_sizes=[1000, 5000], fanout_sizes=[1000, 5000],
              capacity_warmup=300, capacity_concurrency=64, publish_slots=16,
@@ -1241,7 +1364,8 @@ QUICK = dict(capacity_sizes=[1000, 5000], fanout_sizes=[1000, 5000],
              slow_pages=500, slow_phase_seconds=5.0, slow_hung_seconds=5.0,
              slow_delay=0.05, slow_rate=5.0, slow_probes=10,
              shared_connections=200, shared_pages=5, shared_tracemalloc=1,
-             tabs_browsers=200, tabs_per_browser=5, tabs_repeats=5)
+             tabs_browsers=200, tabs_per_browser=5, tabs_repeats=5,
+             abuse_seconds=10.0)
 FULL = dict(capacity_sizes=[1000, 5000, 10000, 15000],
             capacity_warmup=300, capacity_concurrency=64, publish_slots=16,
             capacity_tracemalloc=1,
@@ -1255,4 +1379,4 @@ FULL = dict(capacity_sizes=[1000, 5000, 10000, 15000],
             slow_hung_seconds=10.0, slow_delay=0.05, slow_rate=5.0,
             slow_probes=10, shared_connections=2000, shared_pages=5,
             shared_tracemalloc=1, tabs_browsers=2000, tabs_per_browser=5,
-            tabs_repeats=20)
+            tabs_repeats=20, abuse_seconds=60.0)

@@ -122,7 +122,9 @@ class RedisProcess:
     """A redis-server of the benchmark's own: free loopback port, temp dir,
     no persistence (--save '' --appendonly no); stop() ends it by pid."""
 
-    def __init__(self):
+    def __init__(self, replicaOf=None):
+        # replicaOf: another RedisProcess whose replica this one is.
+        self.replicaOf = replicaOf
         self.executable = shutil.which('redis-server') or next(
             (p for p in ('/usr/bin/redis-server',
                          '/usr/local/bin/redis-server')
@@ -143,7 +145,9 @@ class RedisProcess:
         self.proc = subprocess.Popen(
             [self.executable, '--port', str(self.port), '--bind', HOST,
              '--save', '', '--appendonly', 'no', '--dir', self.dir,
-             '--protected-mode', 'yes', '--maxclients', '1000'],
+             '--protected-mode', 'yes', '--maxclients', '1000']
+            + (['--replicaof', HOST, str(self.replicaOf.port)]
+               if self.replicaOf else []),
             cwd=self.dir, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + timeout
         while time.time() < deadline:

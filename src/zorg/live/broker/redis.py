@@ -80,21 +80,23 @@ Design (see also the doctest redis.txt):
 """
 
 import bisect
+import contextlib
 import json
 import logging
 import random
 import secrets
 import threading
 import time
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from zope.interface import implementer
 
+from zorg.live.broker import redisurl
 from zorg.live.broker.redispages import RedisPages
 from zorg.live.broker.redispresence import RedisPresence
+from zorg.live.broker.redisurl import redactURL
 from zorg.live.interfaces import (
     BrokerUnavailable, IBroker, IInputRecords, IPageRecords, IPresence,
     InputRunning)
@@ -245,18 +247,6 @@ return {last, base, entries}
 """
 
 
-def redactURL(url):
-    """The URL without its password, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ''
-    if parts.port:
-        host = '%s:%d' % (host, parts.port)
-    netloc = '%s:***@%s' % (parts.username or '', host)
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 def parseId(text):
     ms, _sep, seq = text.partition('-')
     return (int(ms), int(seq or 0))
@@ -302,14 +292,20 @@ class RedisBroker:
     blocking = True             # calls may wait on the network
     # Every call on a request's path (publish, mark, claims, page records,
     # presence) waits at most `timeout` seconds (setting broker-timeout),
-    # without retrying; after a failure, calls fail at once for
-    # `failFast` seconds rather than each waiting out the timeout again.
+    # without retrying. After a failure, the calls of publish, mark and
+    # claims fail at once but for one at a time that tries Redis (see
+    # _guarded), for `failFast` seconds and for as long as those fail,
+    # rather than each waiting out the timeout again.
     timeout = 2.0
     failFast = 1.0
     # A transaction in flight (voted, not finished) holds marks back for
     # this long at most: the bound for a process that died between vote
     # and finish.
     inFlightTTL = 30.0
+    # broker-replicas: a replica that acknowledged the master's stream
+    # longer ago than this is not counted (replicas acknowledge every
+    # second).
+    replicaLag = 1
 
     @property
     def publishDeadline(self):
@@ -320,7 +316,12 @@ class RedisBroker:
         return self.timeout / 2
 
     def __init__(self, url, historySize=1000, prefix=None, streamTTL=None,
-                 presenceTimeout=None, timeout=None):
+                 presenceTimeout=None, timeout=None, replicas=0):
+        # Replicas that must have a publish before it succeeds (setting
+        # broker-replicas; see _replicated).
+        self.replicas = replicas
+        if replicas < 0:
+            raise ValueError('broker-replicas cannot be negative')
         if timeout is not None:
             self.timeout = timeout
         if self.timeout <= 0:
@@ -361,14 +362,16 @@ class RedisBroker:
         self.clockOffset = 0.0  # Redis's clock minus ours, in seconds
         self.clockError = 0.0   # how far off that may be (a round trip)
         self._failedAt = -1e9   # monotonic time a request's call failed
+        self._probing = False   # a call is trying Redis after a failure
+        self._probeLock = threading.Lock()
         self._flights = {}      # in-flight token -> its member in Redis
         options = dict(decode_responses=True, socket_connect_timeout=2,
                        health_check_interval=0)
         try:
-            self._redis = redis.Redis.from_url(
+            self._redis = redisurl.client(
                 url, socket_timeout=self.timeout,
                 retry=Retry(NoBackoff(), 0), **options)
-            self._reader = redis.Redis.from_url(
+            self._reader = redisurl.client(
                 url, socket_timeout=self.block + 10,
                 single_connection_client=True, retry=Retry(NoBackoff(), 0),
                 **options)
@@ -430,19 +433,38 @@ class RedisBroker:
             fields += ['a', json.dumps(audience, separators=(',', ':'))]
         return fields
 
-    def _check(self):
-        """Fail at once while Redis failed a moment ago (`failFast`)."""
-        if time.monotonic() - self._failedAt < self.failFast:
-            raise BrokerUnavailable(
-                'the Redis broker at %s did not answer a moment ago; try '
-                'again shortly' % redactURL(self.url))
+    @contextlib.contextmanager
+    def _guarded(self):
+        """Around a call of a request's path. After a failure, while a
+        call is failing, one call at a time (the *probe*) goes to Redis
+        and waits at most `timeout`; the others fail at once. A probe
+        that succeeds ends that: Redis is back."""
+        probe = False
+        if self._probing or time.monotonic() - self._failedAt < self.failFast:
+            with self._probeLock:
+                if self._probing:
+                    raise BrokerUnavailable(
+                        'the Redis broker at %s does not answer; try again '
+                        'shortly' % redactURL(self.url))
+                self._probing = probe = True
+        try:
+            yield
+        except UNAVAILABLE as e:
+            raise self._unavailable(e)
+        else:
+            if probe:
+                self._failedAt = -1e9
+        finally:
+            if probe:
+                self._probing = False
 
     def _inFlightKey(self):
         return self.prefix + 'inflight'
 
-    def _call(self, items, inputs=(), inFlight=None, deadline=0):
-        """One PUBLISH script call (see its comment)."""
-        self._check()
+    def _call(self, items, inputs=(), inFlight=None, deadline=0,
+              replicate=False):
+        """One PUBLISH script call (see its comment); `replicate`: with
+        the replicas of broker-replicas (see _replicated)."""
         keys, events, records = [self._inFlightKey()], [], []
         for group_id, encode, audience in items:
             fields = self._fields(encode, audience)
@@ -455,9 +477,9 @@ class RedisBroker:
                  len(items), len(inputs), inFlight or '',
                  int(self.inFlightTTL * 1000)] + events + records)
         try:
-            ids = self._publish(keys=keys, args=args)
-        except UNAVAILABLE as e:
-            raise self._unavailable(e)
+            with self._guarded():
+                ids = (self._replicated(keys, args) if replicate
+                       else self._publish(keys=keys, args=args))
         except redis.ResponseError as e:
             text = str(e)
             if text.startswith('LATE'):
@@ -471,10 +493,74 @@ class RedisBroker:
             self._flights[inFlight] = ids.pop()
         return [parseId(event_id) for event_id in ids]
 
+    def _deadline(self):
+        """The time (ms of Redis's clock, as estimated here, early rather
+        than late) after which Redis must not act on a call made now."""
+        return int((time.time() + self.clockOffset - self.clockError
+                    + self.publishDeadline) * 1000)
+
+    def _replicated(self, keys, args):
+        """The PUBLISH script of a transaction (publishMany), made safe
+        against a failover when `replicas` > 0 (setting broker-replicas).
+        An immediate publish (outside a transaction: scripts, the health
+        probe) promises nothing stored and does not wait: a missing
+        replica refuses commits, it does not take the processes out of
+        the balancer.
+
+        Redis replicates asynchronously: a master that dies right after
+        it answered takes with it what it had not yet sent to a replica,
+        and a failover to that replica loses those events without a
+        trace (the pages' positions are still inside the promoted log's
+        history, so nothing tells them to reload). So:
+
+        1. Before it writes: INFO replication, and 503 (nothing written)
+           unless `replicas` replicas are online and acknowledged the
+           stream within `replicaLag` seconds. A master left without its
+           replica (after a failover, until the old master is back as a
+           replica) refuses commits instead of taking ones it could lose.
+        2. The script, then WAIT on the same connection (a pipeline) for
+           `replicas` acknowledgements, a quarter of `timeout` at most:
+           the transaction commits, and its request is answered 200, once
+           its events are on a replica that Sentinel can promote.
+        3. A WAIT that falls short (the replica stalled in between) is
+           logged and the commit goes on: the events are in the log
+           already and may have been delivered, so refusing now would
+           show pages a change that is not stored. The replica gets them
+           when it catches up; step 1 refuses the next ones meanwhile.
+        """
+        if not self.replicas:
+            return self._publish(keys=keys, args=args)
+        info = self._redis.info('replication')
+        good = sum(1 for name, replica in info.items()
+                   if name.startswith('slave') and isinstance(replica, dict)
+                   and replica.get('state') == 'online'
+                   and replica.get('lag', 0) <= self.replicaLag)
+        if info.get('role') != 'master' or good < self.replicas:
+            raise redis.TimeoutError(
+                '%d of %d replicas are in sync with the master'
+                % (good, self.replicas))
+        for _attempt in range(2):
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.evalsha(self._publish.sha, len(keys), *(keys + args))
+            pipe.execute_command('WAIT', self.replicas,
+                                 max(1, int(self.timeout * 250)))
+            ids, acked = pipe.execute(raise_on_error=False)
+            if not isinstance(ids, redis.exceptions.NoScriptError):
+                break
+            self._redis.script_load(PUBLISH)   # a new master: load it
+        if isinstance(ids, Exception):
+            raise ids
+        if isinstance(acked, Exception):
+            raise acked
+        if acked < self.replicas:
+            log.warning('a publish was acknowledged by %d of %d replicas '
+                        'in time; committed all the same (its events are '
+                        'in the log)', acked, self.replicas)
+        return ids
+
     def publishMany(self, items, inputs=(), inFlight=None):
-        deadline = int((time.time() + self.clockOffset - self.clockError
-                        + self.publishDeadline) * 1000)
-        return self._call(items, inputs, inFlight, deadline)
+        return self._call(items, inputs, inFlight, self._deadline(),
+                          replicate=True)
 
     def publish(self, group_id, encode, audience=None):
         return self._call([(group_id, encode, audience)])[0]
@@ -484,9 +570,9 @@ class RedisBroker:
         if member is None:
             return
         try:
-            self._check()
-            self._redis.zrem(self._inFlightKey(), member)
-        except (BrokerUnavailable,) + UNAVAILABLE as e:
+            with self._guarded():
+                self._redis.zrem(self._inFlightKey(), member)
+        except BrokerUnavailable as e:
             # It leaves the set at its deadline: marks stay conservative
             # (a page may get an event it has once more, never miss one).
             log.warning('could not take a finished transaction out of the '
@@ -546,11 +632,8 @@ class RedisBroker:
         stream (stream ids start with Redis's clock in milliseconds), and
         before every event of a transaction in flight in any process: one
         round trip (MARK)."""
-        self._check()
-        try:
+        with self._guarded():
             now, low = self._mark(keys=[self._inFlightKey()])
-        except UNAVAILABLE as e:
-            raise self._unavailable(e)
         return (min(now, low) if low >= 0 else now) - 1, MAX_ID_PART
 
     def parsePosition(self, text):
@@ -641,8 +724,9 @@ class RedisBroker:
     # record; the records are written by the PUBLISH script.
 
     def claimInput(self, uuid, inputId, token, ttl):
-        self._check()
-        return self.pages.claimInput(uuid, inputId, token, ttl)
+        with self._guarded():
+            return self.pages.claimInput(uuid, inputId, token, ttl,
+                                         self._deadline())
 
     def releaseInput(self, uuid, inputId, token):
         self.pages.releaseInput(uuid, inputId, token)

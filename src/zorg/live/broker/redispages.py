@@ -24,12 +24,22 @@ asking goes away by itself; an explicit close deletes it at once.
 import json
 import logging
 
+import redis
+
 log = logging.getLogger('zorg.live.broker.redis')
 
 # Claim an input id unless it is recorded (-> {1, answer}) or another run
 # holds it (-> {0, 0}); -> {0, 1} when claimed. KEYS hash, claim; ARGV
-# input id, token, ttl ms.
+# input id, token, ttl ms, deadline (ms of Redis's clock). Past the
+# deadline it claims nothing: a hung Redis that runs the call when it
+# wakes up, after the caller gave up (503), must not leave a claim that
+# refuses the input's resend until it expires.
 CLAIM = """
+local t = redis.call('TIME')
+if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    > tonumber(ARGV[4]) then
+  return redis.error_reply('LATE the caller gave up on this claim')
+end
 local answer = redis.call('HGET', KEYS[1], ARGV[1])
 if answer then return {1, answer} end
 if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then
@@ -101,14 +111,19 @@ class RedisPages:
             keys.append(base + 'inputc:' + uuid + ':' + inputId)
         return keys
 
-    def claimInput(self, uuid, inputId, token, ttl):
+    def claimInput(self, uuid, inputId, token, ttl, deadline):
         answers, _order, claim = self.inputKeys(uuid, inputId)
         try:
             found, value = self._claim(keys=[answers, claim],
                                        args=[inputId, token,
-                                             max(1, int(ttl * 1000))])
+                                             max(1, int(ttl * 1000)),
+                                             deadline])
         except self._errors as e:
             raise self._unavailable(e)
+        except redis.ResponseError as e:
+            if not str(e).startswith('LATE'):
+                raise
+            raise self._unavailable('it answered too late')
         if found:
             return value, False
         return None, bool(value)

@@ -11,9 +11,11 @@ method -- is refused with 403 ``cross-site`` when
 
 - ``Sec-Fetch-Site`` is ``cross-site`` or ``same-site`` (another port or
   subdomain is another origin: it may be another application), or
-- ``Origin`` names another origin than the request's ``Host`` (nor one of
-  the setting trusted-origins); ``Origin: null`` (sandboxed frames, data:
-  URLs) is never trusted.
+- ``Origin`` names another origin than the site's own -- the request's
+  scheme (or a trusted proxy's ``X-Forwarded-Proto``), its ``Host`` and
+  port, the scheme's default port filled in -- nor one of the setting
+  trusted-origins, compared the same way; ``Origin: null`` (sandboxed
+  frames, data: URLs) is never trusted.
 
 A request with neither header is not a browser's request from a page (a
 script, curl, ``zorg-live send``) and passes: ``@@notify`` with credentials
@@ -43,40 +45,53 @@ INPUT_STEP = re.compile(r'/@@client/[A-Za-z0-9_-]{1,64}/input$')
 DEFAULT_PORTS = {'http': 80, 'https': 443}
 
 
-def _hostPort(netloc, scheme):
-    """(host, port or None) of 'host[:port]' (IPv6 in brackets)."""
+def originOf(text, scheme=None):
+    """``(scheme, host, port)`` of an origin ``scheme://host[:port]``, the
+    default port of its scheme filled in; or, with `scheme`, of a Host
+    header ``host[:port]`` of a site served over `scheme`. None for
+    anything else (``null``, another scheme, garbage). Two origins are
+    the same only when all three parts are: ``http://example.org`` is
+    not the https site ``example.org`` (a network attacker can write
+    pages of the first)."""
+    if not text:
+        return None
+    text = text.strip()
+    if scheme is not None:
+        text = '%s://%s' % (scheme, text)
     try:
-        parts = urlsplit('%s://%s' % (scheme, netloc))
-        return (parts.hostname or '').lower(), parts.port
-    except ValueError:
-        return None, None
-
-
-def sameOrigin(origin, host):
-    """Whether the Origin header `origin` names the site at `host` (the
-    Host header). A Host without a port (a proxy that sent ``$host``, or
-    the default port) matches the origin on its scheme's default port."""
-    if not origin or not host:
-        return False
-    try:
-        parts = urlsplit(origin)
+        parts = urlsplit(text)
         port = parts.port
     except ValueError:
-        return False
-    if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
-        return False
-    port = port or DEFAULT_PORTS[parts.scheme]
-    name, hostPort = _hostPort(host, parts.scheme)
-    if name != parts.hostname.lower():
-        return False
-    return (hostPort or DEFAULT_PORTS[parts.scheme]) == port
+        return None
+    name = parts.scheme.lower()
+    if name not in DEFAULT_PORTS or not parts.hostname:
+        return None
+    if scheme is None and (parts.path or parts.query or parts.fragment):
+        return None
+    return name, parts.hostname.lower(), port or DEFAULT_PORTS[name]
 
 
-def crossSite(get, trusted=()):
+def sameOrigin(origin, host, scheme='http'):
+    """Whether the Origin header `origin` names the site at `host` (the
+    Host header) served over `scheme` (the request's, or a trusted
+    proxy's X-Forwarded-Proto). A Host without a port (a proxy that sent
+    ``$host``, or the default port) means the scheme's default port."""
+    site = originOf(host, scheme)
+    return site is not None and originOf(origin) == site
+
+
+def trustedOrigins(text):
+    """The setting trusted-origins (space-separated origins) as the set of
+    whole origins `crossSite` compares with."""
+    return frozenset(filter(None, map(originOf, text.split())))
+
+
+def crossSite(get, trusted=(), scheme='http'):
     """Why a request is a cross-site one from a browser, or None.
 
     `get(name)` gives a request header (lower-case name) or None;
-    `trusted` is a collection of other origins that may send."""
+    `trusted` is a set of other origins that may send (`trustedOrigins`);
+    `scheme` is the site's own scheme for this request."""
     fetchSite = (get('sec-fetch-site') or '').strip().lower()
     if fetchSite in ('cross-site', 'same-site'):
         return ('this request comes from a page of another site '
@@ -85,7 +100,8 @@ def crossSite(get, trusted=()):
     if origin is None:
         return None
     origin = origin.strip()
-    if origin in trusted or sameOrigin(origin, get('host')):
+    if originOf(origin) in trusted or sameOrigin(origin, get('host'),
+                                                  scheme):
         return None
     return ('this request comes from a page of another origin (%s); only '
             'pages of this site (or of the setting trusted-origins) may '
@@ -93,9 +109,15 @@ def crossSite(get, trusted=()):
 
 
 def refusal(trusted=()):
-    """A CrossSite error for a request from a page of another origin."""
-    def check(get):
-        why = crossSite(get, trusted)
+    """A CrossSite error for a request from a page of another origin:
+    ``check(get, scheme)``; `trusted` is the setting's text or origins."""
+    if isinstance(trusted, str):
+        trusted = trustedOrigins(trusted)
+    else:
+        trusted = frozenset(filter(None, map(originOf, trusted)))
+
+    def check(get, scheme='http'):
+        why = crossSite(get, trusted, scheme)
         return CrossSite(why[0].upper() + why[1:] + '.') if why else None
     return check
 
@@ -136,13 +158,14 @@ def guardRequests(app, settings):
     bodies over max-input-size (413) before `app` sees them."""
     # The servers' requests carry page ids: no log line holds one whole.
     redactlog.install()
-    check = refusal(frozenset(settings.trusted_origins.split()))
+    check = refusal(settings.trusted_origins)
     limit = settings.max_input_size
 
     def guarded(environ, start_response):
         path = environ.get('PATH_INFO', '')
         if changesState(environ.get('REQUEST_METHOD', 'GET'), path):
-            error = check(environGetter(environ))
+            error = check(environGetter(environ),
+                          environ.get('wsgi.url_scheme', 'http'))
             if error is not None:
                 drain(environ)
                 return wsgiError(error, start_response)

@@ -21,7 +21,7 @@ from zorg.live.interfaces import (
     ILivePageManager, IPageIdGenerator, TooLarge)
 from zorg.live.page.client import LivePageClient, randomPageId
 from zorg.live.page.event import IEvent, encode
-from zorg.live.page import audience as _audience
+from zorg.live.page import audience as _audience, strangers
 from zorg.live.page.manager import TRANSPORTS, requestEnviron, requestMark
 from zorg.live.page.transactional import publishOnCommit
 from zorg.live.page.wire import errorBody, errorHeaders
@@ -158,9 +158,6 @@ class LivePage(BrowserPage):
     # allow-lists (e.g. ('style',) or ('mailto',)); see zorg/ajax.
     allowAttributes = ()
     allowSchemes = ()
-    # Pages of anonymous visitors a process keeps (settings).
-    maxAnonymousPages = 10000
-    maxAnonymousPagesPerAddress = 1000
     retryAfter = 5
 
     uuid = None
@@ -208,25 +205,13 @@ class LivePage(BrowserPage):
         return '%s/@@live' % self.applicationURL()
 
     def checkAnonymousCap(self, client):
-        """Busy (503 with Retry-After) when an anonymous page would pass
-        max-anonymous-pages, overall or from its client address. Counted
-        before registering: requests at the same moment may pass it by as
-        many as there are worker threads."""
-        if not client.anonymous:
-            return
-        total, fromAddress = self.manager.anonymousPages(
-            getattr(client, 'address', None))
-        if total >= self.maxAnonymousPages:
-            raise Busy('This server holds its maximum of %d pages of '
-                       'anonymous visitors; try again in %d seconds or log '
-                       'in.' % (self.maxAnonymousPages, self.retryAfter),
-                       self.retryAfter)
-        if fromAddress >= self.maxAnonymousPagesPerAddress:
-            raise Busy('Your address has its maximum of %d open pages of '
-                       'anonymous visitors; close some, try again in %d '
-                       'seconds, or log in.'
-                       % (self.maxAnonymousPagesPerAddress, self.retryAfter),
-                       self.retryAfter)
+        """Busy (503 with Retry-After) when an anonymous page may not
+        have a place: the caps of max-anonymous-pages, per client address
+        and per network prefix; a full cap evicts a page of the fullest
+        prefix for a visitor of another (page/strangers.py). Counted
+        before registering: requests at the same moment may pass the caps
+        by as many as there are worker threads."""
+        strangers.admit(self.manager, client)
 
     def newClient(self):
         """Register a client for this page and remember its id."""

@@ -21,6 +21,7 @@ from zope.security.proxy import removeSecurityProxy
 from zorg.live.interfaces import (
     BadRequest, Forbidden, LiveError, MethodNotAllowed, TooLarge)
 from zorg.live.page import inputonce
+from zorg.live.page.manager import NoMark, requestMark
 from zorg.live.page.page import checkDepth
 from zorg.live.page.wire import errorBody, errorHeaders
 
@@ -126,6 +127,10 @@ class ClientView(BrowserView):
         # page's own principal may have it.
         inputId = inputonce.checkInputId(inputId)
         self.page.checkInput(self.uuid)
+        mark = requestMark(self.request)
+        if isinstance(mark, NoMark):
+            # The broker failed this request already: one wait is enough.
+            raise mark.error
         once = self.page.manager.inputs
         answer, claim = once.begin(self.uuid, inputId)
         if claim is None:

@@ -53,7 +53,8 @@ def errorBody(error):
 
 
 REASONS = {403: 'Forbidden', 405: 'Method Not Allowed',
-           413: 'Payload Too Large', 431: 'Request Header Fields Too Large',
+           413: 'Payload Too Large', 429: 'Too Many Requests',
+           431: 'Request Header Fields Too Large',
            503: 'Service Unavailable'}
 
 

@@ -29,10 +29,10 @@ threaded driver, and every byte it sends comes from page/wire.py.
 """
 
 import asyncio
+import collections
 import functools
 import json
 import logging
-import os
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -51,7 +51,9 @@ from zorg.live.page.guard import headerGetter, refusal, siteApplication
 from zorg.live.page.manager import WouldBlock
 from zorg.live.page.wire import (
     SSE_HEARTBEAT, SSE_PREAMBLE, SSE_RECONNECT, FrameCache, errorBody)
+from zorg.live.page import strangers
 from zorg.live.server import health
+from zorg.live.server.clients import Clients, TrustedProxies, trustedProxySpec
 from zorg.live.server.fanout import Fanout, Parked, resolve
 from zorg.live.server.progress import progressReceive
 from zorg.live.server.shared import KEEP
@@ -116,8 +118,14 @@ class LiveApp:
                 wsgi_app, lambda: self.manager, settings,
                 ('ws', 'sse', 'longpoll')),
                 workers=settings.threads),
-            trusted_hosts=os.environ.get('FORWARDED_ALLOW_IPS', '127.0.0.1'))
-        self.crossSite = refusal(frozenset(settings.trusted_origins.split()))
+            trusted_hosts=trustedProxySpec())
+        self.crossSite = refusal(settings.trusted_origins)
+        # Who asks (after a trusted proxy), and how many connections each
+        # address and network prefix holds (server/clients.py).
+        self.proxies = TrustedProxies(trustedProxySpec())
+        self.clients = Clients.fromSettings(settings, self.proxies)
+        # Connections slowed, closed or refused, by reason (@@live-health).
+        self.counted = collections.Counter()
         self.loop = None
         self.waiters = {}     # group id -> set of futures
         self.parked = {}      # page id -> Parked
@@ -255,6 +263,22 @@ class LiveApp:
         error.code = (answer.get('error') if isinstance(answer, dict)
                       and answer.get('error') else 'not-authenticated')
         raise error
+
+    def schemeOf(self, scope):
+        """The site's scheme for request `scope`: its own, or a trusted
+        proxy's X-Forwarded-Proto (the cross-site check compares it)."""
+        return self.proxies.client(scope.get('client'), scope['headers'],
+                                   scope.get('scheme', 'http'))[1]
+
+    def count(self, reason):
+        """A connection was slowed, closed or refused for `reason`."""
+        self.counted[reason] += 1
+
+    def counts(self):
+        """Every reason counted in this process, for @@live-health."""
+        found = dict(self.counted)
+        found.update((k, v) for k, v in strangers.counted.items() if v)
+        return found
 
     def parkPage(self, uuid, parked):
         """`parked` waits for page `uuid` (an output request, a stream, a
@@ -402,7 +426,8 @@ class LiveApp:
                 if scope['path'].endswith('/@@live-health'):
                     return health.respond(
                         self.manager, scope, send, self.probe,
-                        (len(self.sockets), len(self.streams)))
+                        (len(self.sockets), len(self.streams)),
+                        self.counts())
                 if scope['path'].endswith(SHARED_EVENTS):
                     return sharedStream(self, scope, receive, send)
                 return self.passOn(scope, receive, send)
@@ -469,7 +494,8 @@ class LiveApp:
         if scope['method'] != 'POST':
             return await respondError(send, MethodNotAllowed(
                 'use POST for close'), [(b'allow', b'POST')])
-        error = self.crossSite(headerGetter(scope['headers']))
+        error = self.crossSite(headerGetter(scope['headers']),
+                               self.schemeOf(scope))
         if error is not None:
             return await respondError(send, error)
         try:

@@ -31,18 +31,24 @@ from zorg.live.server.settings import Settings, attribute, TABLE
 
 SCHEMA = """\
 <schema extends="package:zope.app.appsetup:schema/schema.xml">
+  %(imports)s
   <sectiontype name="server">
     <description>One listening server; type names an IServerType
     utility: LiveServerHTTP or WSGI-HTTP.</description>
     <key name="type" required="yes" />
     <key name="address" datatype="inet-binding-address" required="yes" />
+    <key name="workers" datatype="integer" required="no">
+      <description>Processes serving this address (and every other
+      server of zope.conf): a supervising parent binds the sockets once
+      and runs this many workers on them (workers.py).</description>
+    </key>
   </sectiontype>
   <multisection type="server" name="*" attribute="servers" />
   <key name="threads" datatype="integer" required="no">
     <description>Worker threads of the Zope publisher.</description>
   </key>
   <sectiontype name="zorg-live">
-    %s
+    %(settings)s
   </sectiontype>
   <section type="zorg-live" name="*" attribute="live" required="no" />
 </schema>
@@ -53,8 +59,24 @@ class ConfigError(Exception):
     """zope.conf cannot be used; the message says why and what to do."""
 
 
+# Storages of packages that are extras of zorg.live: their ZConfig
+# components are imported into the schema when the package is installed,
+# so zope.conf can use <relstorage> without `%import relstorage`.
+# (<zeoclient> is ZODB's own section type; it imports ZEO when it opens.)
+STORAGE_PACKAGES = {'relstorage': 'relstorage'}
+
+
+def installed(package):
+    import importlib.util
+    return importlib.util.find_spec(package) is not None
+
+
 def schema():
-    return ZConfig.loadSchemaFile(io.StringIO(SCHEMA % Settings().schemaKeys()))
+    imports = ''.join('<import package="%s" />' % package
+                      for package in STORAGE_PACKAGES.values()
+                      if installed(package))
+    return ZConfig.loadSchemaFile(io.StringIO(SCHEMA % {
+        'imports': imports, 'settings': Settings().schemaKeys()}))
 
 
 class HereLoader(ZConfig.loader.ConfigLoader):
@@ -103,6 +125,10 @@ def loadOptions(configfile, needServers=True):
                  if "section type '%s'" % section in str(e)]
         folder = re.search(r'The directory named as part of the path '
                            r'(.+?) does not exist', str(e))
+        for section, package in STORAGE_PACKAGES.items():
+            if "unknown type name: '%s'" % section in str(e):
+                hints.append('%s (pip install "zorg.live[%s]")'
+                             % (package, package))
         if folder:   # ZConfig's existing-dirpath (the FileStorage path)
             hints.append('the missing folder (mkdir -p %s) or change the '
                          'path' % os.path.dirname(folder.group(1)))
@@ -113,6 +139,60 @@ def loadOptions(configfile, needServers=True):
                           '  <server>\n    type LiveServerHTTP\n'
                           '    address 8080\n  </server>' % configfile)
     return options
+
+
+# Storages that several processes can open at once.
+SHARED_STORAGES = ('zeoclient', 'clientstorage', 'relstorage')
+SHARED_HINT = ('several processes share a site through ZEO (<zeoclient>, '
+               'pip install "zorg.live[zeo]") or RelStorage (<relstorage>, '
+               'pip install "zorg.live[relstorage]"); see "Running in '
+               'production" in README.txt')
+
+
+def unsharedStorages(options):
+    """The section types of the storages of zope.conf that only one
+    process can open (a <filestorage> locks its file)."""
+    found = []
+    for database in options.databases:
+        storage = database.config.storage
+        kind = storage.config.getSectionType()
+        if kind not in SHARED_STORAGES:
+            found.append(kind)
+    return found
+
+
+def workersOf(options, configfile):
+    """The number of processes that the <server> sections ask for."""
+    given = {section.workers for section in options.servers
+             if section.workers is not None}
+    if len(given) > 1:
+        raise ConfigError('%s: the <server> sections ask for different '
+                          'numbers of workers (%s); every worker serves '
+                          'every server, so give one number'
+                          % (configfile, ', '.join(map(str, sorted(given)))))
+    workers = given.pop() if given else 1
+    if workers < 1:
+        raise ConfigError('%s: workers must be at least 1' % configfile)
+    return workers
+
+
+def checkWorkers(options, workers, configfile):
+    """Several workers need a database and a broker that they can share."""
+    if workers < 2:
+        return
+    unshared = unsharedStorages(options)
+    if unshared:
+        raise ConfigError(
+            '%s: %d workers cannot share a <%s>, which one process locks: '
+            '%s' % (configfile, workers, unshared[0], SHARED_HINT))
+    from zorg.live.broker.redisurl import isRedis
+    broker = settingsFrom(options).broker
+    if not isRedis(broker):
+        raise ConfigError(
+            '%s: %d workers need the Redis broker, which their pages move '
+            'through (broker %s keeps each worker\'s pages to itself): set '
+            'broker redis://host:port/db in <zorg-live>'
+            % (configfile, workers, broker))
 
 
 def settingsFrom(options):
@@ -130,18 +210,21 @@ def makeBroker(url, settings):
         from zorg.live.broker.memory import MemoryBroker
         return MemoryBroker(historySize=settings.history_size,
                             maxIdleGroups=settings.max_idle_groups)
-    if url.startswith('redis:') or url.startswith('rediss:'):
+    from zorg.live.broker.redisurl import isRedis
+    if isRedis(url):
         from zorg.live.broker.redis import RedisBroker
         from zorg.live.interfaces import BrokerUnavailable
         try:
             return RedisBroker(url, historySize=settings.history_size,
                                presenceTimeout=settings.presence_timeout,
-                               timeout=settings.broker_timeout)
+                               timeout=settings.broker_timeout,
+                               replicas=settings.broker_replicas)
         except (BrokerUnavailable, ValueError) as e:
             # The message names the URL (without its password).
             raise ConfigError('broker: %s' % e)
-    raise ConfigError('unknown broker %r: use memory:// or '
-                      'redis://host:port/db' % url)
+    raise ConfigError('unknown broker %r: use memory://, '
+                      'redis://host:port/db or redis+sentinel://host:port'
+                      '[,host:port...]/service/db' % url)
 
 
 def addImportPath(configfile):
@@ -172,8 +255,12 @@ def openDatabase(options):
             options.databases)[0][0]
     except zc.lockfile.LockError as e:
         raise ConfigError('the database is in use by another process (%s): '
-                          'is the site running already? Stop it, or give '
-                          'this one its own <zodb>' % e)
+                          'is the site running already? Stop it; a '
+                          '<filestorage> serves one process only: %s'
+                          % (e, SHARED_HINT))
+    except ImportError as e:   # <zeoclient> without ZEO
+        raise ConfigError('the database cannot be opened: %s (pip install '
+                          '"zorg.live[zeo]" for <zeoclient>)' % e)
     except OSError as e:
         raise ConfigError('the database cannot be opened: %s' % e)
 
@@ -229,10 +316,19 @@ def bindServer(factory, name, application, host, port, settings, where):
         raise
 
 
-def createServers(configfile):
-    """Load zope.conf, open the database and the site, and create (bind)
-    every configured server. Returns (servers, settings)."""
-    options = loadOptions(configfile)
+def overridePort(options, port):
+    """--port: the first <server> listens on `port` (same host)."""
+    if port is not None:
+        section = options.servers[0]
+        section.address = (section.address[0], port)
+
+
+def createServers(configfile, options=None):
+    """Load zope.conf (unless given its `options`), open the database and
+    the site, and create (bind) every configured server. Returns
+    (servers, settings)."""
+    if options is None:
+        options = loadOptions(configfile)
     settings = settingsFrom(options)
     application = openApplication(configfile, options)
     settings.applyToPages()

@@ -155,7 +155,15 @@ class Fanout:
             else:
                 data = shared
             if data is not None:
-                transport.write(data)
+                try:
+                    transport.write(data)
+                except (RuntimeError, OSError):
+                    # Closed in a way is_closing() does not tell (our
+                    # WebSocket close sent, EOF written): not this
+                    # round's business, and no reason to stop it.
+                    idle.discard(parked)
+                    parked.poke()
+                    continue
                 parked.since = now
                 self.written += 1
             parked.cursor = end

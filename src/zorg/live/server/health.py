@@ -3,7 +3,8 @@ balancers and reverse proxies' health checks.
 
     GET /@@live-health  ->  200 {"status": "ok", "broker": "redis",
                                  "connected": true, "delivering": true,
-                                 "pages": 12, "waiting": 9}
+                                 "pages": 12, "waiting": 9,
+                                 "refused": {"socket-over-budget": 1}}
                             503 {"status": "unavailable", ...} while the
                                  broker cannot be reached or does not
                                  deliver
@@ -97,9 +98,11 @@ def report(manager, delivering=True):
     return (200 if ok else 503), body
 
 
-async def respond(manager, scope, send, probe=None, shared=None):
+async def respond(manager, scope, send, probe=None, shared=None,
+                  counted=None):
     """Answer an ASGI request for @@live-health from `probe`'s state;
-    `shared`: the numbers of open WebSockets and shared SSE streams."""
+    `shared`: the numbers of open WebSockets and shared SSE streams;
+    `counted`: connections slowed, closed or refused, by reason."""
     if scope['method'] not in ('GET', 'HEAD'):
         status, body = 405, {'error': 'bad-request',
                              'message': 'use GET for @@live-health'}
@@ -110,6 +113,8 @@ async def respond(manager, scope, send, probe=None, shared=None):
         (status, body), extra = report(manager, delivering), []
         if shared is not None:
             body['websockets'], body['sharedStreams'] = shared
+        if counted is not None:
+            body['refused'] = counted
     data = json.dumps(body).encode()
     headers = HEADERS + [(b'content-length', b'%d' % len(data))] + extra
     await send({'type': 'http.response.start', 'status': status,

@@ -8,20 +8,23 @@ first tells every waiting page to reconnect.
 
 import asyncio
 import contextlib
-import json
 import logging
-import socket
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from zope.interface import implementer, provider
 
-from zorg.live.interfaces import HeadersTooLarge, IServer, IServerType
+from zorg.live.interfaces import (
+    Busy, HeadersTooLarge, IServer, IServerType)
 from zorg.live.page.wire import rawError
+from zorg.live.server import listening
 from zorg.live.server.asgi import LiveApp
+from zorg.live.server.budget import CLOSE, TooManyRequests, budgetFor
 from zorg.live.server.livesocket import LiveSocketProtocol
 
 log = logging.getLogger('zorg.live.server')
+# Bytes of a connection parsed at a time (between them, its budget).
+SLICE = 4096
 
 
 class SmallEvent(asyncio.Event):
@@ -41,8 +44,11 @@ class HeadRefused(Exception):
 
 
 class LiveHttpProtocol(HttpToolsProtocol):
-    """httptools protocol with a connection limit, a header deadline and
-    limits of the request head's size and header count (431)."""
+    """httptools protocol with a connection limit (overall, per client
+    address and per network prefix: server/clients.py), a header
+    deadline, limits of the request head's size and header count (431)
+    and a budget of requests per second (server/budget.py): over it the
+    connection is read more slowly, then answered 429 and closed."""
 
     _headerTimer = None
     _inHead = True        # the current request's head is still arriving
@@ -50,6 +56,9 @@ class LiveHttpProtocol(HttpToolsProtocol):
     _headCount = 0        # headers of the current request
     _headSize = 0         # bytes of its request line and headers
     _headError = None     # HeadersTooLarge once the head was refused
+    _budget = None        # requests per second (budget.Budget)
+    _resume = None        # the timer that reads on after a slowdown
+    _held = None          # bytes held unparsed while slowed
 
     def connection_made(self, transport):
         super().connection_made(transport)
@@ -59,22 +68,33 @@ class LiveHttpProtocol(HttpToolsProtocol):
             event = flow._is_writable_event = SmallEvent()
             event.set()   # FlowControl starts writable
         settings = self.config.zorg_settings
+        app = self.config.zorg_app
         if len(self.connections) > settings.max_connections:
-            body = json.dumps({
-                'error': 'busy',
-                'message': 'The server holds its maximum of %d connections; '
-                           'try again in %d seconds.'
-                           % (settings.max_connections, settings.retry_after)
-            }).encode()
-            transport.write(
-                b'HTTP/1.1 503 Service Unavailable\r\n'
-                b'content-type: application/json\r\n'
-                b'retry-after: %d\r\ncontent-length: %d\r\n'
-                b'connection: close\r\n\r\n%s'
-                % (settings.retry_after, len(body), body))
-            transport.close()
-            return
+            return self._refuseConnection(
+                'connections', 'The server holds its maximum of %d '
+                'connections' % settings.max_connections)
+        peer = transport.get_extra_info('peername')
+        why = app.clients.admit(transport, peer[0] if peer else None)
+        if why is not None:
+            return self._refuseConnection(
+                why + '-connections', 'Your %s holds its maximum of %d '
+                'connections to this server' % (
+                    'address' if why == 'address' else 'network',
+                    app.clients.perAddress if why == 'address'
+                    else app.clients.perPrefix))
+        if peer is None or peer[0] not in app.proxies:
+            # (A proxy's kept-alive connection carries many clients'
+            # requests: it limits them itself.)
+            self._budget = budgetFor(settings, self.loop.time(), 'http')
         self._armHeaderTimer()
+
+    def _refuseConnection(self, reason, message):
+        settings = self.config.zorg_settings
+        self.config.zorg_app.count(reason)
+        self.transport.write(rawError(Busy(
+            '%s; try again in %d seconds.' % (message, settings.retry_after),
+            settings.retry_after)))
+        self.transport.close()
 
     def _armHeaderTimer(self):
         if self._headerTimer is None:
@@ -87,6 +107,27 @@ class LiveHttpProtocol(HttpToolsProtocol):
     def data_received(self, data):
         if self._headError is not None:
             return
+        if self._held is not None:
+            # Slowed: kept unparsed until the budget allows (uvicorn's
+            # own flow control may have resumed reading meanwhile).
+            self._held += data
+            self.transport.pause_reading()
+            return
+        # A slice at a time, so that the budget is charged between slices
+        # and one connection's pipelined flood is not parsed at once.
+        for start in range(0, len(data), SLICE):
+            if self._held is not None:
+                self._held += data[start:]
+                return
+            self._parse(data[start:start + SLICE])
+            if (self._headError is not None or self.transport.is_closing()
+                    or self.transport.get_protocol() is not self):
+                # (Upgraded to a WebSocket: as uvicorn does, what came
+                # after the handshake in the same read is not its
+                # business; a client sends nothing before the 101.)
+                return
+
+    def _parse(self, data):
         if self._inHead:
             self._headBytes += len(data)
         super().data_received(data)
@@ -105,13 +146,6 @@ class LiveHttpProtocol(HttpToolsProtocol):
             % settings.max_header_count if count else
             'the request head is larger than %d bytes (setting '
             'max-header-size)' % settings.max_header_size)
-
-    def send_400_response(self, msg):
-        if self._headError is None:
-            return super().send_400_response(msg)
-        if not self.transport.is_closing():
-            self.transport.write(rawError(self._headError))
-            self.transport.close()
 
     def on_url(self, url):
         self._headSize += len(url)
@@ -134,6 +168,7 @@ class LiveHttpProtocol(HttpToolsProtocol):
             raise HeadRefused()
 
     def on_message_begin(self):
+        self._charge()
         # The next request on a kept-alive connection gets the same
         # deadline (uvicorn's keep-alive timer stops at its first byte).
         self._inHead = True
@@ -146,6 +181,62 @@ class LiveHttpProtocol(HttpToolsProtocol):
         # A parked request learns of its client's disconnect from here,
         # without a task per connection waiting in receive().
         self.scope['zorg.live.disconnected'] = []
+
+    def _charge(self):
+        """One more request: slowed (the rest held unparsed) while over
+        budget, 429 and closed once over it for longer than
+        budget-grace."""
+        budget = self._budget
+        if budget is None:
+            return
+        slowed = budget.slowed
+        wait = budget.charge(1, 0, self.loop.time())
+        app = self.config.zorg_app
+        if wait == CLOSE:
+            app.count('http-over-budget')
+            settings = self.config.zorg_settings
+            self._held = bytearray()      # nothing more is read
+            self.transport.pause_reading()
+            self._headError = TooManyRequests(
+                'this connection sends more than %g requests a second '
+                '(setting http-requests); wait %d seconds'
+                % (settings.http_requests, settings.retry_after),
+                settings.retry_after)
+            raise HeadRefused()
+        if wait > 0:
+            if not slowed:
+                app.count('http-slowed')
+            if self._held is None:
+                self._held = bytearray()
+                self.transport.pause_reading()
+                self._resume = self.loop.call_later(wait, self._readOn)
+
+    def _readOn(self):
+        self._resume = None
+        held, self._held = bytes(self._held), None
+        # (Upgraded to a WebSocket meanwhile: that protocol reads.)
+        if (self.transport.is_closing()
+                or self.transport.get_protocol() is not self):
+            return
+        self.transport.resume_reading()
+        if held:
+            self.data_received(held)
+
+    def send_400_response(self, msg):
+        if self._headError is None:
+            return super().send_400_response(msg)
+        if self.cycle is not None and not self.cycle.response_complete:
+            return    # answered when the answers under way are done
+        if not self.transport.is_closing():
+            self.transport.write(rawError(self._headError))
+            self.transport.close()
+
+    def on_response_complete(self):
+        super().on_response_complete()
+        if (self._headError is not None and not self.pipeline
+                and not self.transport.is_closing()):
+            self.transport.write(rawError(self._headError))
+            self.transport.close()
 
     def _headerTimeout(self):
         # No complete request head in time: a slow or stuck client.
@@ -171,6 +262,9 @@ class LiveHttpProtocol(HttpToolsProtocol):
             cycle.message_event = SmallEvent()
 
     def connection_lost(self, exc):
+        self.config.zorg_app.clients.release(self.transport)
+        if self._resume is not None:
+            self._resume.cancel()
         if self._headerTimer is not None:
             self._headerTimer.cancel()
         scope = self.scope
@@ -197,17 +291,6 @@ class LiveUvicornServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def bind(host, port):
-    """A listening socket (port 0: any free port)."""
-    family = socket.AF_INET6 if ':' in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(4096)
-    sock.setblocking(False)
-    return sock
-
-
 @implementer(IServer)
 class LiveServer:
     """One LiveServerHTTP listening socket with its LiveApp."""
@@ -218,7 +301,7 @@ class LiveServer:
         self.name = name
         self.settings = settings
         self.app = LiveApp(application, settings)
-        self.socket = bind(host or '0.0.0.0', port)
+        self.socket = listening.bind(host or '0.0.0.0', port)
         self.host, self.port = self.socket.getsockname()[:2]
         # interface='asgi3': LiveApp's __call__ is a plain function that
         # returns a coroutine. Proxy headers are applied by LiveApp to the

@@ -15,9 +15,18 @@ thread, page/views.py) and the connection belongs to that principal.
 Heartbeats are pings from LiveApp's beat task; a peer that answers nothing
 for two intervals is dropped. Writes above the transport's high-water mark
 wait (`send`), at most send-timeout, then the connection is aborted.
+
+Fair shares of the loop: what arrives is parsed `SLICE` bytes and handled
+`ROUND` messages at a time, the socket unread meanwhile, and the rest in a
+later turn of the loop, so one peer's flood never holds the loop for more
+than one round. Every frame is charged to the connection's budget
+(server/budget.py: socket-messages, socket-bytes): over it the socket is
+read only as fast as the budget refills, and a peer that stays over it
+for budget-grace is closed with 1008 (policy violation).
 """
 
 import asyncio
+import collections
 import logging
 
 from websockets.exceptions import InvalidHandshake
@@ -32,6 +41,7 @@ from zorg.live.interfaces import BadRequest, Busy, LiveError, TooLarge
 from zorg.live.page import wire
 from zorg.live.page.connection import parseMessage
 from zorg.live.page.guard import headerGetter
+from zorg.live.server.budget import CLOSE, budgetFor
 from zorg.live.server.shared import SharedConnection, encoders
 
 log = logging.getLogger('zorg.live.server')
@@ -52,6 +62,9 @@ PING = Frame(Opcode.PING, b'').serialize(mask=False)
 MAX_QUEUED_INPUTS = 100
 MAX_UNREAD = 1 << 20
 CLOSE_TIMEOUT = 5.0    # seconds a peer may take to close after we did
+# One round of reading: bytes given to the frame parser, messages handled.
+SLICE = 16384
+ROUND = 64
 encoder = encoders(textFrame)
 
 
@@ -100,7 +113,8 @@ class LiveSocketProtocol(asyncio.Protocol):
     # Slots: thousands of these wait at once.
     __slots__ = ('config', 'app', 'settings', 'connections', 'transport',
                  'ws', 'connection', 'paused', 'lastHeard', 'lastSent',
-                 'message', 'shaking', 'client', 'server', 'scheme')
+                 'message', 'shaking', 'client', 'server', 'scheme',
+                 'inbox', 'frames', 'budget', 'later', 'reading')
 
     def __init__(self, config, server_state, app_state=None):
         self.config = config
@@ -115,6 +129,11 @@ class LiveSocketProtocol(asyncio.Protocol):
         self.lastSent = 0.0
         self.message = None        # fragments of a message arriving
         self.shaking = False       # the handshake is being answered
+        self.inbox = bytearray()   # bytes not parsed yet
+        self.frames = None         # frames parsed, not handled yet
+        self.budget = None         # budget.Budget once accepted
+        self.later = None          # the next round, when one is due
+        self.reading = True
 
     # -- asyncio ---------------------------------------------------------
 
@@ -137,24 +156,109 @@ class LiveSocketProtocol(asyncio.Protocol):
 
     def data_received(self, data):
         ws = self.ws
-        ws.receive_data(data)
         self.lastHeard = self.app.loop.time()
-        if self.connection is None:
-            if ws.handshake_exc is None and not self.shaking:
+        if self.connection is not None:
+            self.inbox += data
+            if self.later is None:
+                self.round()
+            return
+        # The handshake: only its request head goes to the parser; what a
+        # client sends before it has our answer waits, unread and
+        # unparsed, for the connection's budget (else a flood sent at
+        # once would be parsed in one go when the handshake is answered).
+        inbox = self.inbox
+        inbox += data
+        if not self.shaking and ws.handshake_exc is None:
+            end = inbox.find(b'\r\n\r\n')
+            head = bytes(inbox[:end + 4] if end >= 0 else inbox)
+            del inbox[:len(head)]
+            ws.receive_data(head)
+            if ws.handshake_exc is None:
                 for event in ws.events_received():
                     if isinstance(event, Request):
                         self.shaking = True
                         self.app.loop.create_task(self.handshake(event))
-            elif ws.handshake_exc is not None:
+            else:
                 self._refuse(400, BadRequest('not a WebSocket handshake: %s'
                                              % ws.handshake_exc))
+                return
+        if inbox and self.reading:
+            self.reading = False
+            self.transport.pause_reading()
+
+    def round(self):
+        """Handle at most ROUND messages of what arrived, within the
+        budget; what is left waits for a later turn of the loop, the
+        socket unread meanwhile (so TCP slows the peer down)."""
+        self.later = None
+        transport = self.transport
+        if transport.is_closing() or self.budget.closed:
             return
-        for frame in ws.events_received():
+        loop = self.app.loop
+        ws, frames, budget = self.ws, self.frames, self.budget
+        wait = 0.0
+        handled = 0
+        while handled < ROUND:
+            if not frames:
+                if not self.inbox:
+                    break
+                ws.receive_data(bytes(self.inbox[:SLICE]))
+                del self.inbox[:SLICE]
+                frames.extend(ws.events_received())
+                continue
+            frame = frames.popleft()
+            slowed = budget.slowed
+            wait = budget.charge(1, len(frame.data), loop.time())
+            if wait == CLOSE:
+                return self.overBudget()
+            if wait and not slowed:
+                self.app.count('socket-slowed')
             self.frameReceived(frame)
+            handled += 1
+            if wait:
+                break
         self.flush()
+        if frames or self.inbox or wait:
+            # (Over budget with nothing left: still unread until it is
+            # paid, so that a peer cannot keep just over its rate.)
+            if self.reading:
+                self.reading = False
+                transport.pause_reading()
+            self.later = (loop.call_later(wait, self.round) if wait
+                          else loop.call_soon(self.round))
+        elif not self.reading and not transport.is_closing():
+            self.reading = True
+            transport.resume_reading()
+
+    def overBudget(self):
+        """Over budget for longer than budget-grace: 1008, and nothing
+        more is read."""
+        settings = self.settings
+        self.app.count('socket-over-budget')
+        log.info('closing a WebSocket over its budget (%g messages, %d '
+                 'bytes a second)', settings.socket_messages,
+                 settings.socket_bytes)
+        self.frames.clear()
+        self.inbox.clear()
+        if self.reading:
+            self.reading = False
+            self.transport.pause_reading()
+        self.ws.fail(CloseCode.POLICY_VIOLATION,
+                     'more than %g messages or %d bytes a second (settings '
+                     'socket-messages, socket-bytes)'
+                     % (settings.socket_messages, settings.socket_bytes))
+        self.flush()
+        if not self.transport.is_closing():
+            # No reading any more: the peer has our close frame; the
+            # connection goes after the close timeout at the latest.
+            self.app.loop.call_later(CLOSE_TIMEOUT, self.transport.abort)
 
     def connection_lost(self, exc):
         self.connections.discard(self)
+        self.app.clients.release(self.transport)
+        if self.later is not None:
+            self.later.cancel()
+            self.later = None
         if self.connection is not None:
             self.app.sockets.discard(self)
             self.connection.lost()
@@ -190,7 +294,8 @@ class LiveSocketProtocol(asyncio.Protocol):
             headers = [(name.lower().encode('latin-1'),
                         value.encode('latin-1'))
                        for name, value in request.headers.raw_items()]
-            error = app.crossSite(headerGetter(headers))
+            error = app.crossSite(headerGetter(headers), app.proxies.client(
+                self.client, headers, self.scheme)[1])
             if error is not None:
                 raise error
             principal, kept = await app.principalOf(
@@ -208,15 +313,16 @@ class LiveSocketProtocol(asyncio.Protocol):
             self.transport.close()
             return
         self.connection = SocketConnection(self, principal, kept)
+        self.budget = budgetFor(self.settings, app.loop.time())
+        self.frames = collections.deque()
         app.sockets.add(self)
         self.flush()
         forgetHandshake(self.ws)
         if app.draining:
             self.connection.drain()
             return
-        for frame in self.ws.events_received():
-            self.frameReceived(frame)
-        self.flush()
+        # What came meanwhile is handled as everything after it.
+        self.round()
 
     def _refuse(self, status, error):
         response = self.ws.reject(status, wire.errorBody(error))
@@ -347,12 +453,24 @@ class LiveSocketProtocol(asyncio.Protocol):
                 # if it does not within the close timeout.
                 transport.write_eof()
                 self.app.loop.call_later(CLOSE_TIMEOUT, transport.abort)
+                self.closing()
                 return
             else:
                 transport.close()     # the end of the close handshake
                 return
 
+    def closing(self):
+        """We closed the connection: it carries nothing more (nothing may
+        be written after our close frame and EOF), and its pages are
+        free to attach elsewhere at once."""
+        if self.connection is not None:
+            self.app.sockets.discard(self)
+            self.connection.lost()
+
     def eof_received(self):
+        if self.inbox:
+            self.ws.receive_data(bytes(self.inbox))
+            self.inbox.clear()
         self.ws.receive_eof()
         self.flush()
         return False       # the transport closes itself

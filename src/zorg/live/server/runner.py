@@ -4,7 +4,8 @@
 site: zope.conf, site.zcml, poll.py, poll.pt, site.ini and var/).
 ``zorg-live serve mysite/zope.conf`` starts every server of zope.conf in
 one process and one event loop (uvloop) and stops them cleanly on SIGINT
-or SIGTERM, closing the database; ``zorg-live serve mysite/site.ini``
+or SIGTERM, closing the database (``--port`` moves its first server,
+``--workers N`` runs N such processes on the same sockets, workers.py); ``zorg-live serve mysite/site.ini``
 does the same for a PasteDeploy ini file. ``zorg-live send --config
 etc/zope.conf --group /lobby "text"`` pushes a message into a running site
 (see send.py).
@@ -22,7 +23,8 @@ import sys
 
 from zorg.live.server import send
 from zorg.live.server.config import (
-    ConfigError, closeDatabases, createServers)
+    ConfigError, checkWorkers, closeDatabases, createServers, loadOptions,
+    overridePort, workersOf)
 
 log = logging.getLogger('zorg.live.server')
 
@@ -56,18 +58,48 @@ def runLoop(main):
     return uvloop.run(main)
 
 
-def serve(configfile):
+def serve(configfile, port=None, workers=None):
+    """Serve zope.conf: in this process, or (workers > 1) in that many
+    worker processes under a supervising parent (workers.py). `port`
+    overrides the port of the first <server>. Returns the exit code."""
+    options = loadOptions(configfile)
+    overridePort(options, port)
+    if workers is None:
+        workers = workersOf(options, configfile)
+    checkWorkers(options, workers, configfile)
+    if workers > 1:
+        from zorg.live.server.workers import Supervisor
+        return Supervisor(configfile, options, workers, serveWorker).run()
+    serveOptions(configfile, options)
+    return 0
+
+
+def serveOptions(configfile, options, ready=None):
+    """Serve in this process; `ready()` is called once the servers are
+    bound and the site is open."""
     raiseFileLimit()
     try:
         # (A server that cannot bind its address fails after the database
         # was opened: it is closed all the same.)
-        servers, _settings = createServers(configfile)
+        servers, _settings = createServers(configfile, options)
+        if ready is not None:
+            ready()
         runLoop(serveAll(servers))
     finally:
         # After SIGINT/SIGTERM (or a failure): close the database, so a
         # FileStorage saves its index and the next start does not warn
         # "Ignoring index" and rebuild it.
         closeDatabases()
+
+
+def serveWorker(configfile, options, ready):
+    """One worker of a Supervisor; its exit code."""
+    try:
+        serveOptions(configfile, options, ready)
+    except ConfigError as e:
+        print('zorg-live: %s' % e, file=sys.stderr)
+        return 2
+    return 0
 
 
 EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(
@@ -137,6 +169,14 @@ def main(argv=None):
                       '[server:main] of a PasteDeploy .ini) in one process')
     serve_cmd.add_argument('config', help='path of zope.conf, or of a '
                            'PasteDeploy .ini file')
+    serve_cmd.add_argument('--port', type=int, default=None,
+                           help='listen on this port instead of the one '
+                                'of the first <server> of zope.conf')
+    serve_cmd.add_argument('--workers', type=int, default=None,
+                           help='run this many worker processes on the '
+                                'same sockets (instead of zope.conf\'s '
+                                '"workers"); more than 1 needs ZEO or '
+                                'RelStorage and the Redis broker')
     new_cmd = commands.add_parser(
         'new', help='write a site to start from (the example poll site) '
                     'into a new folder')
@@ -149,9 +189,12 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         if args.command == 'serve' and isIni(args.config):
+            if args.port is not None or args.workers is not None:
+                raise ConfigError('--port and --workers apply to zope.conf; '
+                                  'set port in the ini file\'s [server:main]')
             servePaste(args.config)
         elif args.command == 'serve':
-            serve(args.config)
+            return serve(args.config, args.port, args.workers)
         elif args.command == 'new':
             config = newSite(args.directory, args.port)
             print('zorg-live: wrote the site %s\n'

@@ -77,8 +77,13 @@ TABLE = [
     ('graceful-timeout', float, 30.0,
      'Seconds in-flight requests may take to finish on SIGTERM.'),
     ('broker', str, 'memory://',
-     'Where group logs live: memory:// (one process) or '
-     'redis://host:port/db (several processes).'),
+     'Where group logs live: memory:// (one process), '
+     'redis://host:port/db (several processes) or '
+     'redis+sentinel://host:port,host:port/service/db (Redis Sentinel).'),
+    ('broker-replicas', int, 0,
+     'Redis broker: replicas that must acknowledge a publish (WAIT) '
+     'before its transaction commits, so that a failover loses nothing '
+     'that was answered 200. Set 1 with Sentinel.'),
     ('broker-timeout', float, 2.0,
      'Redis broker: seconds any one broker call of a request (publishing '
      'a transaction\'s events, the mark, an input\'s claim, a page '
@@ -134,6 +139,33 @@ TABLE = [
      'Compress WebSocket messages (permessage-deflate). Off: it costs tens '
      'of KB of memory per connection, and one encoded frame can no longer '
      'serve every receiver.'),
+    ('socket-messages', float, 50.0,
+     'Messages (and frames) per second one WebSocket may send, with a '
+     'burst of budget-burst seconds of it; over it the socket is read '
+     'more slowly, and closed (1008) if it stays over for budget-grace.'),
+    ('socket-bytes', _size, 512 << 10,
+     'Bytes per second one WebSocket may send (the same rule).'),
+    ('http-requests', float, 20.0,
+     'Requests per second one HTTP connection of LiveServerHTTP may send '
+     '(long-polls, streams, close, the site\'s pages); over it the '
+     'connection is read more slowly, and answered 429 with Retry-After '
+     'and closed if it stays over for budget-grace.'),
+    ('budget-burst', float, 4.0,
+     'Seconds of socket-messages, socket-bytes and http-requests a '
+     'connection may send at once (a browser attaching many pages).'),
+    ('budget-grace', float, 10.0,
+     'Seconds a connection may stay over its budget (slowed) before it '
+     'is closed.'),
+    ('max-connections-per-address', int, 1000,
+     'Open connections to LiveServerHTTP from one client address; 503 '
+     'with Retry-After over it. A trusted proxy\'s are not counted.'),
+    ('max-prefix-share', float, 0.1,
+     'The share of max-connections, and of max-anonymous-pages, that the '
+     'addresses of one network prefix may hold together; 503 over it.'),
+    ('ipv4-prefix', int, 24,
+     'Bits of the network prefix that groups IPv4 client addresses.'),
+    ('ipv6-prefix', int, 64,
+     'Bits of the network prefix that groups IPv6 client addresses.'),
     ('allow-get-input', _bool, False,
      'UNSAFE: also accept input requests as GET (the original zorg.live '
      'form), which links and images on other sites can make. Off.'),
@@ -148,8 +180,11 @@ _POSITIVE = ('threads', 'refresh-interval', 'client-timeout',
              'broker-threads', 'health-timeout', 'max-header-size',
              'max-header-count', 'max-input-size', 'max-argument-depth',
              'max-anonymous-pages', 'max-anonymous-per-address',
-             'max-input-ids', 'max-message-size', 'max-connection-pages')
-_NOT_NEGATIVE = ('graceful-timeout', 'max-idle-groups')
+             'max-input-ids', 'max-message-size', 'max-connection-pages',
+             'socket-messages', 'socket-bytes', 'http-requests',
+             'budget-burst', 'budget-grace', 'max-connections-per-address',
+             'max-prefix-share')
+_NOT_NEGATIVE = ('graceful-timeout', 'max-idle-groups', 'broker-replicas')
 # Browsers' timers and proxies: a page told to wait longer than this for
 # its next byte would be taken for dead by any proxy in between.
 MAX_WAIT = 3600.0
@@ -216,6 +251,14 @@ class Settings:
                 'max-anonymous-pages (%d); lower it'
                 % (self.max_anonymous_per_address,
                    self.max_anonymous_pages))
+        if self.max_prefix_share > 1:
+            raise ValueError('setting max-prefix-share is a share (0 to 1), '
+                             'got %r' % self.max_prefix_share)
+        for name, most in (('ipv4-prefix', 32), ('ipv6-prefix', 128)):
+            if not 8 <= getattr(self, attribute(name)) <= most:
+                raise ValueError('setting %s: a prefix of 8 to %d bits, got '
+                                 '%r' % (name, most,
+                                         getattr(self, attribute(name))))
         for origin in self.trusted_origins.split():
             if not re.match(r'^https?://[^/\s]+$', origin):
                 raise ValueError(
@@ -253,10 +296,9 @@ class Settings:
         from zorg.live.page.page import LivePage
         from zorg.live.page.views import ClientView
         LivePage.maxArgumentsDepth = self.max_argument_depth
-        LivePage.maxAnonymousPages = self.max_anonymous_pages
-        LivePage.maxAnonymousPagesPerAddress = (
-            self.max_anonymous_per_address)
         LivePage.retryAfter = self.retry_after
+        from zorg.live.page import strangers
+        strangers.configure(self)
         ClientView.maxInputSize = self.max_input_size
         ClientView.allowGetInput = self.allow_get_input
         from zorg.live.page.inputonce import InputOnce

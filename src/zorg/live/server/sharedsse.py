@@ -97,7 +97,8 @@ async def sharedStream(app, scope, receive, send):
             raise MethodNotAllowed('use GET for the shared stream')
         if scope.get('zorg.live.transport') is None:
             raise BadRequest('the shared stream needs LiveServerHTTP')
-        error = app.crossSite(headerGetter(scope['headers']))
+        error = app.crossSite(headerGetter(scope['headers']),
+                              app.schemeOf(scope))
         if error is not None:
             raise error
         wanted = attachments(scope, app.settings.max_connection_pages)

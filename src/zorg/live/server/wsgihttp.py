@@ -15,8 +15,19 @@ from zope.interface import implementer, provider
 
 from zorg.live.interfaces import ILivePageManager, IServer, IServerType
 from zorg.live.page.guard import siteApplication
+from zorg.live.server import listening
+from zorg.live.server.clients import trustedProxySpec
 
 log = logging.getLogger('zorg.live.server')
+
+
+def waitressProxy(spec):
+    """waitress trusts one proxy address (or '*'): FORWARDED_ALLOW_IPS
+    when it names one, else none."""
+    hosts = [h.strip() for h in spec.split(',') if h.strip()]
+    if len(hosts) == 1 and '/' not in hosts[0]:
+        return hosts[0]
+    return None
 
 
 @implementer(IServer)
@@ -30,13 +41,22 @@ class WSGIServer:
         application = siteApplication(
             application, lambda: zope.component.getUtility(ILivePageManager),
             settings, transports=('longpoll',))
+        host = host or '0.0.0.0'
+        # A worker of a supervising parent serves the parent's socket.
+        where = (dict(sockets=[listening.bind(host, port)])
+                 if listening.inherited(host, port)
+                 else dict(host=host, port=port))
         self.server = create_server(
-            application, host=host or '0.0.0.0', port=port,
+            application, **where,
             threads=settings.threads,
             max_request_body_size=settings.max_body_size,
             max_request_header_size=settings.max_header_size,
             channel_timeout=max(120, int(settings.refresh_interval) * 2),
             connection_limit=settings.max_connections,
+            # The scheme a trusted proxy says the browser used: origins
+            # are compared with it (page/guard.py).
+            trusted_proxy=waitressProxy(trustedProxySpec()),
+            trusted_proxy_headers={'x-forwarded-proto'},
             clear_untrusted_proxy_headers=True)
         self.host, self.port = self.server.socket.getsockname()[:2]
         self._stopped = None

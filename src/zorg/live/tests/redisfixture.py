@@ -7,15 +7,11 @@ fail and say how to get it.
 
 import os
 import shutil
-import signal
 import socket
-import subprocess
-import tempfile
-import time
 
 import pytest
 
-from zorg.live.tests.serverfixture import freePort
+from zorg.live.tests.daemon import Daemon
 
 MISSING = ('redis-server is not installed (looked for it on PATH and in '
            '/usr/bin, /usr/local/bin): `make test` installs it (Debian '
@@ -32,80 +28,38 @@ def findRedisServer():
     return None
 
 
-class RedisServer:
+class RedisServer(Daemon):
     """One redis-server process without persistence; stop() ends it by
     its pid, start() again starts it empty on the same port."""
+
+    prefix = 'zorg-redis-'
 
     def __init__(self, directory=None, port=None):
         self.executable = findRedisServer()
         if self.executable is None:
             pytest.fail(MISSING, pytrace=False)
-        self._tmp = None
-        if directory is None:
-            directory = self._tmp = tempfile.mkdtemp(prefix='zorg-redis-')
-        self.dir = str(directory)
-        self.port = port or freePort()
-        self.process = None
+        super().__init__(directory, port)
 
     @property
     def url(self):
         return 'redis://127.0.0.1:%d/0' % self.port
 
     def start(self, timeout=10):
-        self.log = open(os.path.join(self.dir, 'redis.log'), 'ab')
-        self.process = subprocess.Popen(
+        return self.spawn(
             [self.executable, '--port', str(self.port),
              '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
              '--dir', self.dir, '--protected-mode', 'yes'],
-            cwd=self.dir, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError('redis-server exited with %s; see %s'
-                                   % (self.process.returncode,
-                                      os.path.join(self.dir, 'redis.log')))
-            try:
-                with socket.create_connection(('127.0.0.1', self.port),
-                                              0.5) as sock:
-                    sock.sendall(b'PING\r\n')
-                    if sock.recv(64).startswith(b'+PONG'):
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError('redis-server did not answer on port %d'
-                                   % self.port)
-            time.sleep(0.02)
-        return self
+            os.path.join(self.dir, 'redis.log'), self.answers, timeout,
+            'redis-server')
 
-    def hang(self):
-        """SIGSTOP: the server keeps its sockets and answers nothing (calls
-        hang rather than fail)."""
-        self.process.send_signal(signal.SIGSTOP)
-
-    def resume(self):
-        self.process.send_signal(signal.SIGCONT)
-
-    def stop(self):
-        """Kill the server (as a crash would) and wait for it."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-        if self.process is not None:
-            self.log.close()
-        self.process = None
-
-    def cleanup(self):
-        self.stop()
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.cleanup()
+    def answers(self):
+        try:
+            with socket.create_connection(('127.0.0.1', self.port),
+                                          0.5) as sock:
+                sock.sendall(b'PING\r\n')
+                return sock.recv(64).startswith(b'+PONG')
+        except OSError:
+            return False
 
 
 @pytest.fixture
@@ -124,17 +78,27 @@ def redisServer(tmp_path):
 @pytest.fixture
 def servers(tmp_path, redisServer):
     """servers(name, **settings): a started `zorg-live serve` process on
-    the test's redis-server (settings as RunningServer takes them); all
-    are killed at the end of the test."""
+    the test's redis-server and its one ZEO database, shared by every
+    process of the test as production processes share theirs (settings
+    as RunningServer takes them); all are killed at the end of the test.
+    `servers.zeo` is the ZEOServer (read what was stored with its
+    `open()`)."""
     from zorg.live.tests.serverfixture import RunningServer
+    from zorg.live.tests.zeofixture import ZEOServer
     made = []
+    zeo = ZEOServer(tmp_path / 'zeo').start()
 
     def make(name, **settings):
         settings.setdefault('broker', redisServer.url)
+        settings.setdefault('zodb', zeo.zodbSection(name))
         server = RunningServer(tmp_path / name, **settings).start()
         made.append(server)
         return server
-    yield make
-    for server in made:
-        server.kill()
-        server.output.close()
+    make.zeo = zeo
+    try:
+        yield make
+    finally:
+        for server in made:
+            server.kill()
+            server.output.close()
+        zeo.cleanup()

@@ -22,16 +22,22 @@ threads %(threads)d
 <zorg-live>
 %(settings)s
 </zorg-live>
-<zodb>
-  <filestorage>
-    path %(dir)s/Data.fs
-  </filestorage>
-</zodb>
+%(zodb)s
 <eventlog>
   <logfile>
     path %(dir)s/server.log
   </logfile>
 </eventlog>
+"""
+
+# One process, one database of its own (a ZEO server's zodbSection()
+# when several processes share one: tests/zeofixture.py).
+FILESTORAGE = """\
+<zodb>
+  <filestorage>
+    path %(dir)s/Data.fs
+  </filestorage>
+</zodb>
 """
 
 LISTENING = re.compile(r' (s\d+) listening on http://127\.0\.0\.1:(\d+)')
@@ -81,11 +87,16 @@ class ServerProcess:
 
 
 class RunningServer(ServerProcess):
-    """A zorg-live process; `types` lists its servers' types."""
+    """A zorg-live process; `types` lists its servers' types. `zodb` is
+    the `<zodb>` section of its zope.conf (default: a FileStorage of its
+    own; processes that share a database get a ZEOServer's
+    `zodbSection()`). `args`: more arguments of ``zorg-live serve``."""
 
     def __init__(self, directory, types=('LiveServerHTTP',), threads=2,
-                 zcml=SITE_ZCML, ports=None, **settings):
+                 zcml=SITE_ZCML, ports=None, zodb=None, args=(),
+                 **settings):
         self.dir = str(directory)
+        self.args = list(args)
         os.makedirs(self.dir, exist_ok=True)
         # Port 0: each server binds a free port itself and logs it (no race
         # between choosing a port and binding it); a restart reuses them.
@@ -95,6 +106,7 @@ class RunningServer(ServerProcess):
         self.settings = '\n'.join('  %s %s' % (k.replace('_', '-'), v)
                                   for k, v in settings.items())
         self.zcml, self.threads = zcml, threads
+        self.zodb = zodb or FILESTORAGE % {'dir': self.dir}
         self.config = os.path.join(self.dir, 'zope.conf')
         self.writeConfig()
         self.process = None
@@ -106,7 +118,7 @@ class RunningServer(ServerProcess):
         with open(self.config, 'w') as f:
             f.write(CONF % {'zcml': self.zcml, 'threads': self.threads,
                             'servers': servers, 'settings': self.settings,
-                            'dir': self.dir})
+                            'zodb': self.zodb, 'dir': self.dir})
 
     def listening(self):
         """{server name: port} from the server log's 'listening' lines."""
@@ -127,7 +139,8 @@ class RunningServer(ServerProcess):
         env.pop('ZORG_LIVE_BROKER', None)
         self.output = open(os.path.join(self.dir, 'stdout.log'), 'ab')
         self.process = subprocess.Popen(
-            [sys.executable, '-m', 'zorg.live', 'serve', self.config],
+            [sys.executable, '-m', 'zorg.live', 'serve', self.config]
+            + self.args,
             cwd=self.dir, stdout=self.output, stderr=subprocess.STDOUT,
             env=env)
         deadline = time.monotonic() + timeout

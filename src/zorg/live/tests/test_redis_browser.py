@@ -33,6 +33,7 @@ from zorg.live.tests.browserfixture import (  # noqa: F401 (fixtures)
 from zorg.live.tests.redisfixture import redisServer  # noqa: F401
 from zorg.live.tests.rrproxy import RoundRobinProxy
 from zorg.live.tests.serverfixture import RunningServer, freePort
+from zorg.live.tests.zeofixture import zeoServer  # noqa: F401
 from zorg.live.tests.test_browser import (
     EVENTS_URL, messages, openPage, say, waitOpen)
 
@@ -167,12 +168,15 @@ def test_proxy_streams_chunk_by_chunk_and_cuts_when_the_backend_dies():
 # -- a page behind the proxy ------------------------------------------------
 
 @pytest.fixture
-def cluster(tmp_path, redisServer):  # noqa: F811 (a fixture)
-    """Processes A and B on one Redis, behind a round-robin proxy."""
+def cluster(tmp_path, redisServer, zeoServer):  # noqa: F811 (fixtures)
+    """Processes A and B on one Redis and one ZEO database, behind a
+    round-robin proxy."""
     settings = dict(broker=redisServer.url, refresh_interval=2,
                     heartbeat_interval=1)
-    a = RunningServer(tmp_path / 'a', **settings)
-    b = RunningServer(tmp_path / 'b', **settings)
+    a = RunningServer(tmp_path / 'a', zodb=zeoServer.zodbSection('a'),
+                      **settings)
+    b = RunningServer(tmp_path / 'b', zodb=zeoServer.zodbSection('b'),
+                      **settings)
     with a, b, RoundRobinProxy([a.port, b.port]) as proxy:
         yield {a.port: a, b.port: b}, proxy
 

@@ -9,7 +9,6 @@ or refused with 503 and stored nowhere.
 """
 
 import asyncio
-import re
 import time
 
 import pytest
@@ -23,6 +22,7 @@ from zorg.live.page.event import Append
 from zorg.live.page.manager import LivePageManager
 from zorg.live.page.transactional import (
     PublishingDataManager, publishOnCommit)
+from zorg.live.tests import chatcheck
 from zorg.live.tests.redisfixture import redisServer, servers  # noqa
 from zorg.live.tests.test_redis_servers import session
 
@@ -126,64 +126,9 @@ def test_a_conflict_publishes_nothing(db):
 
 # -- a chat on Redis while Redis fails -----------------------------------------
 
-LINE = re.compile(r'data-live-key="line-([^"]+)"')
-UUID = re.compile(r'data-uuid="([^"]+)"')
-
-
-class Reader:
-    """A page of the chat as livepage.js keeps it: keyed appends are added
-    once, a reload replaces everything with a fresh render."""
-
-    def __init__(self, s, server):
-        self.s, self.server = s, server
-        self.lines = []
-        self.reloads = 0
-
-    async def render(self):
-        while True:
-            async with self.s.get(self.server.url('snapshot.html')) as r:
-                if r.status == 200:
-                    html = await r.text()
-                    break
-                assert r.status == 503, r.status    # broker away: later
-            await asyncio.sleep(0.2)
-        self.lines = LINE.findall(html)
-        self.uuid = UUID.search(html).group(1)
-        self.num, self.last = 0, None
-
-    async def run(self, stop):
-        await self.render()
-        while not stop.is_set():
-            url = self.server.url('@@snapshot.html/@@client/%s/output'
-                                  % self.uuid)
-            params = {'outputNum': str(self.num)}
-            if self.last:
-                params['lastEventId'] = self.last
-            try:
-                async with self.s.get(url, params=params) as r:
-                    status = r.status
-                    body = await r.json() if status == 200 else None
-            except asyncio.TimeoutError:
-                continue
-            if status == 404:
-                await self.render()
-                continue
-            if status != 200:
-                assert status == 503, status
-                await asyncio.sleep(0.2)
-                continue
-            self.num += 1
-            for event in body['events']:
-                if 'id' in event:
-                    self.last = event['id']
-                if event['event'] == 'reload':
-                    self.reloads += 1
-                    await self.render()
-                    break
-                if event['event'] == 'append':
-                    key = event['key'][len('line-'):]
-                    if key not in self.lines:
-                        self.lines.append(key)
+# A page of the chat as livepage.js keeps it: keyed appends are added once,
+# a reload replaces everything with a fresh render.
+Reader = chatcheck.Page
 
 
 async def chat(server, fault, heal):

@@ -1,0 +1,212 @@
+"""Redis Sentinel for tests: one master, one replica and three sentinels
+on loopback, each a real redis-server process in a temp folder.
+
+Each sentinel runs README's configuration ("Running in production"),
+with the test's ports: the sentinels decide quickly (the master is down
+after 1 s without answers), so a failover takes seconds. `readmeSettings()`
+is README's ``<zorg-live>`` example for these sentinels;
+`killMaster()` SIGKILLs the master as a crash would, `waitForFailover()`
+waits until the sentinels have promoted the replica, and `failBack()`
+also starts the old master again, as its replica.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from zorg.live.tests import readme
+from zorg.live.tests.redisfixture import MISSING, findRedisServer
+from zorg.live.tests.serverfixture import freePort
+
+SERVICE = 'live'
+README_MASTER, README_SENTINELS = 6379, (26379, 26380, 26381)
+
+
+def sentinelConf(port, master, folder):
+    """README's sentinel configuration for sentinel `port` of `master`,
+    on loopback, in `folder`."""
+    text = readme.port(readme.block(readme.SENTINEL_CONF),
+                       README_SENTINELS[0], port)
+    text = readme.port(text, README_MASTER, master)
+    assert 'sentinel monitor %s ' % SERVICE in text
+    return text + 'bind 127.0.0.1\ndir %s\n' % folder
+
+
+def ping(port, timeout=0.5):
+    try:
+        with socket.create_connection(('127.0.0.1', port), timeout) as sock:
+            sock.sendall(b'PING\r\n')
+            return sock.recv(64).startswith(b'+PONG')
+    except OSError:
+        return False
+
+
+class SentinelGroup:
+
+    def __init__(self, sentinels=3):
+        self.executable = findRedisServer()
+        if self.executable is None:
+            pytest.fail(MISSING, pytrace=False)
+        self.dir = tempfile.mkdtemp(prefix='zorg-sentinel-')
+        self.masterPort = freePort()
+        self.replicaPort = freePort()
+        self.sentinelPorts = [freePort() for _ in range(sentinels)]
+        self.processes = {}     # name -> Popen
+        self.logs = []
+
+    def readmeSettings(self):
+        """README's <zorg-live> example for these sentinels, as
+        RunningServer's settings."""
+        text = readme.block(readme.SENTINEL)
+        for old, new in zip(README_SENTINELS, self.sentinelPorts):
+            text = readme.port(text, old, new)
+        return readme.settings(text)
+
+    @property
+    def url(self):
+        return self.readmeSettings()['broker']
+
+    def _run(self, name, args):
+        folder = os.path.join(self.dir, name)
+        os.makedirs(folder, exist_ok=True)
+        log = open(os.path.join(folder, 'redis.log'), 'ab')
+        self.logs.append(log)
+        self.processes[name] = subprocess.Popen(
+            [self.executable] + args, cwd=folder, stdout=log,
+            stderr=subprocess.STDOUT)
+        return folder
+
+    def _server(self, name, port, *more):
+        self._run(name, ['--port', str(port), '--bind', '127.0.0.1',
+                         '--save', '', '--appendonly', 'no',
+                         '--protected-mode', 'yes'] + list(more))
+
+    def start(self, timeout=30):
+        self._server('master', self.masterPort)
+        self._server('replica', self.replicaPort,
+                     '--replicaof', '127.0.0.1', str(self.masterPort))
+        for i, port in enumerate(self.sentinelPorts):
+            folder = os.path.join(self.dir, 'sentinel%d' % i)
+            os.makedirs(folder, exist_ok=True)
+            conf = os.path.join(folder, 'sentinel.conf')
+            with open(conf, 'w') as f:
+                f.write(sentinelConf(port, self.masterPort, folder))
+            self._run('sentinel%d' % i, [conf, '--sentinel'])
+        self.waitFor(lambda: all(map(ping, [self.masterPort,
+                                            self.replicaPort]
+                                     + self.sentinelPorts)),
+                     'the servers did not answer', timeout)
+        self.waitFor(lambda: self.info(self.replicaPort, 'replication')
+                     .get('master_link_status') == 'up',
+                     'the replica did not sync', timeout)
+        # Every sentinel knows the replica and the other sentinels, so
+        # that a failover can be agreed on and promotes it.
+        self.waitFor(self._sentinelsReady, 'the sentinels did not meet',
+                     timeout)
+        return self
+
+    def _sentinelsReady(self):
+        import redis
+        for port in self.sentinelPorts:
+            master = redis.Redis(port=port, decode_responses=True,
+                                 socket_timeout=1).sentinel_master(SERVICE)
+            if (master.get('num-slaves', 0) < 1
+                    or master.get('num-other-sentinels', 0)
+                    < len(self.sentinelPorts) - 1):
+                return False
+        return True
+
+    def info(self, port, section):
+        import redis
+        try:
+            return redis.Redis(port=port, decode_responses=True,
+                               socket_timeout=1).info(section)
+        except redis.RedisError:
+            return {}
+
+    def waitFor(self, condition, what, timeout=30):
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise RuntimeError('%s in %ds:\n%s' % (what, timeout,
+                                                       self.log()))
+            time.sleep(0.05)
+
+    def killMaster(self):
+        """SIGKILL the master (it stays down)."""
+        process = self.processes['master']
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+
+    def waitForFailover(self, timeout=60):
+        """Until the replica is the master and every sentinel says so;
+        returns the seconds it took."""
+        started = time.monotonic()
+        self.waitFor(lambda: self.info(self.replicaPort, 'replication')
+                     .get('role') == 'master' and all(
+                         self.masterOf(port) == self.replicaPort
+                         for port in self.sentinelPorts),
+                     'no failover', timeout)
+        return time.monotonic() - started
+
+    def failBack(self, timeout=60):
+        """After killMaster: wait for the failover, start the old master
+        again and wait until the sentinels have made it the new master's
+        replica (in sync). Returns the seconds of the failover alone."""
+        seconds = self.waitForFailover(timeout)
+        self._server('master', self.masterPort)
+        self.waitFor(lambda: self.info(self.masterPort, 'replication')
+                     .get('master_link_status') == 'up',
+                     'the old master did not become a replica', timeout)
+        return seconds
+
+    def masterOf(self, sentinelPort):
+        import redis
+        try:
+            address = redis.Redis(
+                port=sentinelPort, decode_responses=True, socket_timeout=1
+            ).sentinel_get_master_addr_by_name(SERVICE)
+        except redis.RedisError:
+            return None
+        return int(address[1]) if address else None
+
+    def log(self):
+        text = []
+        for name in self.processes:
+            path = os.path.join(self.dir, name, 'redis.log')
+            if os.path.exists(path):
+                with open(path, errors='replace') as f:
+                    text.append('== %s\n%s' % (name, f.read()[-1500:]))
+        return '\n'.join(text)
+
+    def stop(self):
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGCONT)
+                process.kill()
+                process.wait(10)
+        for log in self.logs:
+            log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+@pytest.fixture
+def sentinels():
+    """A started master + replica + 3 sentinels for one test."""
+    group = SentinelGroup()
+    try:
+        yield group.start()
+    finally:
+        group.stop()
