@@ -208,7 +208,11 @@ class IBroker(Interface):
     def finished(token):
         """The transaction that published with ``inFlight=token`` has
         finished (or aborted): marks may pass its events now. Never
-        raises; an entry it could not remove expires by itself."""
+        raises; an entry it could not remove expires by itself. Returns
+        False when the broker had lost the entry (Redis restarted empty
+        since the vote, or the entry outlived its deadline): the
+        transaction's events may be lost, or a page's mark passed them,
+        so its groups' pages must reload (transactional.py)."""
 
     def parsePosition(text):
         """Parse a wire event id; ValueError when it is malformed."""

@@ -172,8 +172,10 @@ class MemoryBroker(LocalPresence, LocalInputs):
             return self._counter
 
     def finished(self, token):
+        # Nothing here is lost between a vote and its finish.
         with self._cond:
             self._inFlight.pop(token, None)
+        return True
 
     def parsePosition(self, text):
         text = str(text).strip()

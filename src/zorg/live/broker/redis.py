@@ -568,16 +568,24 @@ class RedisBroker:
     def finished(self, token):
         member = self._flights.pop(token, None)
         if member is None:
-            return
+            return True
         try:
             with self._guarded():
-                self._redis.zrem(self._inFlightKey(), member)
+                removed = self._redis.zrem(self._inFlightKey(), member)
         except BrokerUnavailable as e:
             # It leaves the set at its deadline: marks stay conservative
             # (a page may get an event it has once more, never miss one).
+            # Redis cannot have restarted between the vote and now with a
+            # page registered after the restart and before this finish:
+            # no page needs telling.
             log.warning('could not take a finished transaction out of the '
                         'in-flight set (it expires in %ds): %s',
                         self.inFlightTTL, e)
+            return True
+        # Not there: Redis restarted (empty) since the vote, or the entry
+        # outlived its deadline; either way its events may be lost, or
+        # marks passed them.
+        return bool(removed)
 
     def read(self, group_id, after, limit=1000):
         cache = self._watch(group_id)

@@ -36,6 +36,7 @@ Outside a transaction that a server began for a request, publishing is
 immediate and a failure raises to the caller (LivePageManager.publish).
 """
 
+import logging
 import secrets
 
 import transaction
@@ -44,8 +45,10 @@ from zope.interface import implementer
 from transaction.interfaces import IDataManager
 
 from zorg.live.interfaces import BrokerUnavailable, ILivePageManager
-from zorg.live.page.event import encode
+from zorg.live.page.event import Reload, encode
 from zorg.live.page.wire import errorBody
+
+log = logging.getLogger('zorg.live.page.transactional')
 
 # Sorts after any storage's key (paths, host:port, names): votes last.
 SORT_KEY = '~~zorg.live.publish'
@@ -63,6 +66,7 @@ class PublishingDataManager:
         self.items = []     # (event, group_id, audience)
         self.inputs = []    # IInputRecords' input tuples (inputonce.Claim)
         self.flight = None  # the broker's in-flight token after the vote
+        self.groups = []    # the groups its events went to
 
     def add(self, event, group_id, audience):
         self.items.append((event, group_id, audience))
@@ -93,22 +97,37 @@ class PublishingDataManager:
         flight = secrets.token_hex(8) if self.items else None
         self.manager.publishMany(self.items, inputs=self.inputs,
                                  inFlight=flight)
+        self.groups = list(dict.fromkeys(g for _e, g, _a in self.items))
         self.flight = flight
         self.items, self.inputs = [], []
 
     def tpc_finish(self, txn):
         # The storage has finished (it sorts first): the data are visible
         # to every new snapshot, so marks may pass these events now.
-        self._forget()
+        if not self._forget():
+            # The broker lost the transaction between its vote and now (a
+            # Redis restarted empty): its events are gone, and a page
+            # registered meanwhile shows the change neither in its HTML
+            # nor on its stream. Its groups' pages reload, now that the
+            # data are stored.
+            for group_id in self.groups:
+                try:
+                    self.manager.publish(Reload(), group_id)
+                except BrokerUnavailable as e:
+                    log.warning('could not tell the pages of %s to reload '
+                                'after the broker lost a transaction: %s',
+                                group_id, e)
 
     def tpc_abort(self, txn):
         self._forget()
 
     def _forget(self):
+        """Forget the transaction; False when the broker had lost it."""
         self.items, self.inputs = [], []
         flight, self.flight = self.flight, None
-        if flight is not None:
-            self.manager.broker.finished(flight)
+        if flight is None:
+            return True
+        return self.manager.broker.finished(flight)
 
 
 def _dataManager(manager, txn=None):

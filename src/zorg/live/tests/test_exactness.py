@@ -333,3 +333,35 @@ def test_redis_hung_inputs_of_several_users_answer_within_the_bound(
             print('slowest answer with Redis hung: %.2f s' % slowest)
             assert slowest < 5.0, answers
     asyncio.run(run())
+
+
+@pytest.mark.redis
+def test_a_transaction_redis_lost_between_vote_and_finish_reloads_its_pages(
+        servers, redisServer):
+    """Redis is killed (and restarted empty) while a transaction is
+    between its vote and its finish: its event is gone with Redis. A page
+    rendered after the restart and before the finish shows the line
+    neither in its HTML nor on its stream -- unless it is told to reload,
+    which the finish does when the broker lost its transaction (what the
+    fault-schedule checker found, seed 68496)."""
+    a = servers('a', threads=4, refresh_interval=1)
+
+    async def run():
+        async with session() as s:
+            sender, _lines = await render(s, a)
+            sendTask = asyncio.ensure_future(post(
+                s, a, sender, 'sayHeld', ['gone', 'vote-gone']))
+            await until(s, a, 'vote-gone')
+            redisServer.stop()
+            redisServer.start()       # empty: the event is gone
+            uuid, shown = await render(s, a)
+            await release(s, a, 'vote-gone')
+            assert (await sendTask)[0] == 200
+            assert 'gone' not in shown
+            async with s.get(a.url('%s/@@client/%s/output' % (PAGE, uuid)),
+                             params={'outputNum': '0'}) as r:
+                events = (await r.json())['events']
+            assert [e['event'] for e in events] == ['reload'], events
+            # Reloaded, the page shows the stored line.
+            assert 'gone' in (await render(s, a))[1]
+    asyncio.run(run())
