@@ -211,13 +211,14 @@ def test_doctests(name):
 # -- the short run ----------------------------------------------------------
 
 # Two seeds; override with ZORG_FAULT_SEEDS=3,4 (and ZORG_FAULT_LENGTH=30,
-# ZORG_FAULT_KINDS=...). The short run leaves out the two kinds of fault
-# whose violations are still open (issue 19; `make soak` draws from every
-# kind and finds them): a live process killed between a transaction's
-# vote and its finish leaves its events published and its input recorded
-# while the database aborts it, and an SSE stream held across a Redis
-# restart may skip the events acked just after it. Slow commits, dropped
-# connections and a hung or slow Redis stay in.
+# ZORG_FAULT_KINDS=...). The short run leaves out a live process killed,
+# whose violation is still open (issue 19; `make soak` draws from every
+# kind and finds it): killed between a transaction's vote and its finish,
+# it leaves the events published and the input recorded while the
+# database aborts the transaction. Redis killed is left out too: its
+# violation (a transaction Redis lost between vote and finish) was fixed
+# last and has soaked for minutes only. Slow commits, dropped connections
+# and a hung or slow Redis stay in.
 SEEDS = [int(s) for s in os.environ.get('ZORG_FAULT_SEEDS',
                                         '12,25').split(',')]
 LENGTH = float(os.environ.get('ZORG_FAULT_LENGTH', '12'))
