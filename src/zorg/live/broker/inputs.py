@@ -24,14 +24,19 @@ class LocalInputs:
         self._claims = {}     # (page id, input id) -> (token, deadline)
         self._inputsLock = threading.Lock()
 
+    def _heldByAnother(self, key, token, now):
+        """Whether another run's claim on `key` is still good (under the
+        lock)."""
+        held = self._claims.get(key)
+        return held is not None and held[0] != token and held[1] > now
+
     def claimInput(self, uuid, inputId, token, ttl):
         now = time.monotonic()
         with self._inputsLock:
             answer = self._pages.get(uuid, {}).get(inputId)
             if answer is not None:
                 return answer, False
-            held = self._claims.get((uuid, inputId))
-            if held is not None and held[0] != token and held[1] > now:
+            if self._heldByAnother((uuid, inputId), token, now):
                 return None, False
             self._claims[(uuid, inputId)] = (token, now + ttl)
             return None, True
@@ -48,10 +53,8 @@ class LocalInputs:
         now = time.monotonic()
         with self._inputsLock:
             for uuid, inputId, token, _answer, _keep, _ttl in inputs:
-                held = self._claims.get((uuid, inputId))
-                if (inputId in self._pages.get(uuid, ()) or (
-                        held is not None and held[0] != token
-                        and held[1] > now)):
+                if (inputId in self._pages.get(uuid, ()) or
+                        self._heldByAnother((uuid, inputId), token, now)):
                     raise InputRunning(
                         'input %s was run by another request meanwhile; '
                         'send it again to get its answer' % inputId)

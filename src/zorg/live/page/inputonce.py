@@ -55,6 +55,7 @@ import threading
 import time
 
 from zorg.live.interfaces import BadRequest, InputRunning
+from zorg.live.page.transactional import recordOnCommit
 
 INPUT_ID = re.compile(r'[A-Za-z0-9_-]{1,64}\Z')
 HEADER = 'X-Live-Input-Id'
@@ -160,7 +161,6 @@ class InputOnce:
     def joinTransaction(self, transaction, claim, answer, manager):
         """Record `answer` in `transaction`'s vote, with its events; end
         the run when the transaction has finished or aborted."""
-        from zorg.live.page.transactional import recordOnCommit
         recordOnCommit(self.record(claim, answer), manager, transaction)
         transaction.addAfterCommitHook(
             lambda ok: self.ended(claim, committed=ok))
