@@ -435,7 +435,8 @@ class RedisBroker:
 
     @contextlib.contextmanager
     def _guarded(self):
-        """Around a call of a request's path. After a failure, while a
+        """Around a call of a request's path: Redis unreachable, or late
+        past a script's deadline, becomes BrokerUnavailable. After a failure, while a
         call is failing, one call at a time (the *probe*) goes to Redis
         and waits at most `timeout`; the others fail at once. A probe
         that succeeds ends that: Redis is back."""
@@ -451,6 +452,13 @@ class RedisBroker:
             yield
         except UNAVAILABLE as e:
             raise self._unavailable(e)
+        except redis.ResponseError as e:
+            # A script past its deadline (LATE): Redis ran it only after
+            # we gave up, so it wrote nothing; for the caller, Redis did
+            # not answer in time.
+            if str(e).startswith('LATE'):
+                raise self._unavailable('it answered too late')
+            raise
         else:
             if probe:
                 self._failedAt = -1e9
@@ -482,8 +490,6 @@ class RedisBroker:
                        else self._publish(keys=keys, args=args))
         except redis.ResponseError as e:
             text = str(e)
-            if text.startswith('LATE'):
-                raise self._unavailable('it answered too late')
             if text.startswith('FENCED'):
                 raise InputRunning(
                     'input %s was run by another request meanwhile; send '

@@ -24,8 +24,6 @@ asking goes away by itself; an explicit close deletes it at once.
 import json
 import logging
 
-import redis
-
 log = logging.getLogger('zorg.live.broker.redis')
 
 # Claim an input id unless it is recorded (-> {1, answer}) or another run
@@ -112,18 +110,12 @@ class RedisPages:
         return keys
 
     def claimInput(self, uuid, inputId, token, ttl, deadline):
+        # Called inside RedisBroker._guarded, which turns Redis's failures
+        # (and a LATE claim) into BrokerUnavailable.
         answers, _order, claim = self.inputKeys(uuid, inputId)
-        try:
-            found, value = self._claim(keys=[answers, claim],
-                                       args=[inputId, token,
-                                             max(1, int(ttl * 1000)),
-                                             deadline])
-        except self._errors as e:
-            raise self._unavailable(e)
-        except redis.ResponseError as e:
-            if not str(e).startswith('LATE'):
-                raise
-            raise self._unavailable('it answered too late')
+        found, value = self._claim(keys=[answers, claim],
+                                   args=[inputId, token,
+                                         max(1, int(ttl * 1000)), deadline])
         if found:
             return value, False
         return None, bool(value)
