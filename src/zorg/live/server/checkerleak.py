@@ -18,6 +18,10 @@ table of every checker, as public: the same answer, given before the
 leaking branch. Checkers made later (an ad-hoc NamesChecker) still take
 the old path; CombinedChecker shares the table of its first checker.
 tests/test_memory.py measures RSS after a churn of requests.
+
+No public API lists the checkers or the names available by default, so
+this reads three internals of zope.security (setup.py bounds its version
+for that); without them it does nothing.
 """
 
 import zope.security.checker as _checker
