@@ -506,6 +506,14 @@ class BenchLivePage(TestLivePage):
         self.publish(Custom('bench', data))
 
 
+class RenderBenchPage(LivePage):
+    """benchmarks/render_cost.py: a LivePage whose template is also
+    served as a plain view; its pages are in the group 'render'."""
+
+    def getGroupId(self):
+        return 'render'
+
+
 # The shared-connection tests (test_tabs_browser.py): how often each `note`
 # ran in this process, whatever carried the input (WebSocket or POST).
 NOTE_RUNS = {}
