@@ -506,6 +506,19 @@ class BenchLivePage(TestLivePage):
         self.publish(Custom('bench', data))
 
 
+class SimulationPage(BenchLivePage):
+    """benchmarks/simulate.py: page number ``n`` of a simulated site is
+    in group ``sim-<n mod groups>`` (both from the query string)."""
+
+    def getGroupId(self):
+        form = self.request.form
+        try:
+            n, groups = int(form.get('n', 0)), int(form.get('groups', 1))
+        except ValueError:
+            n, groups = 0, 1
+        return 'sim-%d' % (n % max(1, min(groups, 10 ** 6)))
+
+
 class RenderBenchPage(LivePage):
     """benchmarks/render_cost.py: a LivePage whose template is also
     served as a plain view; its pages are in the group 'render'."""
