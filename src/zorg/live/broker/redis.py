@@ -108,9 +108,14 @@ log = logging.getLogger('zorg.live.broker.redis')
 DEFAULT_HEAD = '{"id":'
 MAX_ID_PART = (1 << 64) - 1
 
-# Errors that mean "Redis is not there (now)", as opposed to a bug.
+# Errors that mean "Redis is not there (now)", as opposed to a bug. The
+# last four come from a Redis Cluster that lost a shard (CLUSTERDOWN) or
+# whose slots moved (rediscluster.py).
 UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError,
-               redis.exceptions.ReadOnlyError)
+               redis.exceptions.ReadOnlyError,
+               redis.exceptions.ClusterDownError,
+               redis.exceptions.TryAgainError, redis.exceptions.MovedError,
+               redis.exceptions.AskError)
 
 # Every script starts with this: wake(logs) is told the logs a script
 # appended to. One redis-server needs nothing more (the readers' XREAD
