@@ -188,3 +188,30 @@ def redisCluster():
         yield group.start()
     finally:
         group.stop()
+
+
+@pytest.fixture
+def clusterServers(tmp_path, redisCluster):
+    """servers(name, **settings): a started `zorg-live serve` process on
+    the test's Redis Cluster (README's broker setting) and its one ZEO
+    database, as redisfixture.servers makes them on one redis-server."""
+    from zorg.live.tests.serverfixture import RunningServer
+    from zorg.live.tests.zeofixture import ZEOServer
+    made = []
+    zeo = ZEOServer(tmp_path / 'zeo').start()
+
+    def make(name, **settings):
+        settings.setdefault('broker', redisCluster.url)
+        settings.setdefault('zodb', zeo.zodbSection(name))
+        server = RunningServer(tmp_path / name, **settings).start()
+        made.append(server)
+        return server
+    make.zeo = zeo
+    make.cluster = redisCluster
+    try:
+        yield make
+    finally:
+        for server in made:
+            server.kill()
+            server.output.close()
+        zeo.cleanup()
