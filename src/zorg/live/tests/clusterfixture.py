@@ -1,8 +1,10 @@
 """Redis Cluster for tests: three masters on loopback, no replicas, each a
-real redis-server process (``--cluster-enabled yes``) in a folder of a
-temp dir, joined by ``redis-cli --cluster create``.
+real redis-server process in a folder of a temp dir, joined by
+``redis-cli --cluster create``.
 
-`url` is the broker URL (``redis+cluster://...``, README's form);
+Each master runs README's configuration ("Running in production", Redis
+Cluster) with the test's ports, and `url` is README's broker setting for
+them (``redis+cluster://...``);
 `shardOf(key)` the index of the master that serves a key; `hang(i)` /
 `resume(i)` SIGSTOP / SIGCONT master i, `kill(i)` SIGKILLs it and
 `restart(i)` starts it again on its port and folder (its nodes.conf keeps
@@ -19,10 +21,22 @@ import time
 
 import pytest
 
+from zorg.live.tests import readme
 from zorg.live.tests.redisfixture import MISSING, findRedisServer
 from zorg.live.tests.serverfixture import freePort
 
 MASTERS = 3
+README_PORTS = (7000, 7001, 7002)
+
+
+def nodeConf(port, busPort, folder):
+    """README's configuration of a master, on `port` (and `busPort` for
+    the cluster's own bus), on loopback, in `folder`."""
+    text = readme.port(readme.block(readme.CLUSTER_CONF), README_PORTS[0],
+                       port)
+    assert 'cluster-enabled yes' in text
+    return text + ('cluster-port %d\nbind 127.0.0.1\nprotected-mode yes\n'
+                   'save ""\nappendonly no\ndir %s\n' % (busPort, folder))
 
 
 def findRedisCli(server):
@@ -44,11 +58,6 @@ def ping(port, timeout=0.5):
 
 class RedisClusterGroup:
 
-    # Seconds before the masters take one that does not answer for
-    # failed (then the whole cluster refuses: no replica takes its
-    # slots). Longer than any hang a test makes.
-    nodeTimeout = 15
-
     def __init__(self, masters=MASTERS):
         self.executable = findRedisServer()
         if self.executable is None:
@@ -64,25 +73,28 @@ class RedisClusterGroup:
         self.processes = [None] * masters
         self.logs = []
 
+    def readmeSettings(self):
+        """README's <zorg-live> example for these masters, as
+        RunningServer's settings."""
+        text = readme.block(readme.CLUSTER)
+        for old, new in zip(README_PORTS, self.ports):
+            text = readme.port(text, old, new)
+        return readme.settings(text)
+
     @property
     def url(self):
-        return 'redis+cluster://' + ','.join('127.0.0.1:%d' % port
-                                             for port in self.ports)
+        return self.readmeSettings()['broker']
 
     def _spawn(self, i):
         folder = os.path.join(self.dir, 'node%d' % i)
         os.makedirs(folder, exist_ok=True)
         log = open(os.path.join(folder, 'redis.log'), 'ab')
         self.logs.append(log)
+        conf = os.path.join(folder, 'redis.conf')
+        with open(conf, 'w') as f:
+            f.write(nodeConf(self.ports[i], self.busPorts[i], folder))
         self.processes[i] = subprocess.Popen(
-            [self.executable, '--port', str(self.ports[i]),
-             '--cluster-port', str(self.busPorts[i]),
-             '--bind', '127.0.0.1', '--protected-mode', 'yes',
-             '--cluster-enabled', 'yes',
-             '--cluster-config-file', 'nodes.conf',
-             '--cluster-node-timeout', str(self.nodeTimeout * 1000),
-             '--save', '', '--appendonly', 'no', '--dir', folder],
-            cwd=folder, stdout=log, stderr=subprocess.STDOUT)
+            [self.executable, conf], cwd=folder, stdout=log, stderr=subprocess.STDOUT)
 
     def start(self, timeout=60):
         for i in range(len(self.ports)):
@@ -199,9 +211,10 @@ def clusterServers(tmp_path, redisCluster):
     from zorg.live.tests.zeofixture import ZEOServer
     made = []
     zeo = ZEOServer(tmp_path / 'zeo').start()
+    readmeBroker = redisCluster.readmeSettings()['broker']
 
     def make(name, **settings):
-        settings.setdefault('broker', redisCluster.url)
+        settings.setdefault('broker', readmeBroker)
         settings.setdefault('zodb', zeo.zodbSection(name))
         server = RunningServer(tmp_path / name, **settings).start()
         made.append(server)
