@@ -134,3 +134,59 @@ def test_a_relay_with_a_hung_shard_is_refused_and_nothing_is_kept(
                 assert shown == ['kept'], (name, shown)
     asyncio.run(run())
     assert relayed(clusterServers) == ['kept']
+
+
+async def events(s, server, name, uuid, num):
+    url = server.url('@@%s/@@client/%s/output' % (name, uuid))
+    async with s.get(url, params={'outputNum': str(num)}) as r:
+        assert r.status == 200, await r.text()
+        return (await r.json())['events']
+
+
+def test_a_killed_shard_refuses_then_serves_again(clusterServers):
+    """The master of '/' is killed: inputs that publish there, and pages
+    that render (their mark needs every shard), answer 503; started again
+    (empty), it serves: a new page gets what is sent, and the page that
+    was open is told to reload (its group's log is gone) or gets it --
+    never silence."""
+    shard = shards(clusterServers)['/']
+    a = clusterServers('a', broker_timeout=1)
+    cluster = clusterServers.cluster
+
+    async def run():
+        async with session() as s:
+            old = await openPage(s, a, 'livepage.html')
+            cluster.kill(shard)
+            status, _ = await call(s, a, 'livepage.html', old, 'append',
+                                   'target', 'lost')
+            assert status == 503
+            async with s.get(a.url('livepage.html')) as r:
+                assert r.status == 503
+            cluster.restart(shard)
+            deadline = time.monotonic() + 30
+            while True:
+                async with s.get(a.url('livepage.html')) as r:
+                    if r.status == 200:
+                        new = UUID.search(await r.text()).group(1)
+                        break
+                    assert r.status == 503
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.2)
+            waiting = asyncio.ensure_future(
+                output(s, a, 'livepage.html', new, 0))
+            # Until its reader is back too (the vote asks the broker's
+            # health): 503, nothing published, as livepage.js resends.
+            while True:
+                status, _ = await call(s, a, 'livepage.html', new,
+                                       'append', 'target', 'back')
+                if status == 200:
+                    break
+                assert status == 503 and time.monotonic() < deadline
+                await asyncio.sleep(0.2)
+            assert await asyncio.wait_for(waiting, 20) == ['back']
+            got = await asyncio.wait_for(
+                events(s, a, 'livepage.html', old, 0), 20)
+            assert (htmls({'events': got}) == ['back']
+                    or any(e.get('event') == 'reload' for e in got)
+                    or got and got[0].get('recovered') is False), got
+    asyncio.run(run())
