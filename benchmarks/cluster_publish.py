@@ -16,6 +16,9 @@ reader(s), as a server with pages in every group would:
 - transactions (`publishMany` with a token, then `finished`: the vote and
   the finish), of one group; and, on the cluster, of two groups on two
   shards (one vote and one finish per shard);
+- the same publishes through one ShardBroker (the cluster broker's part
+  for one master) on the plain redis-server: the design's own cost,
+  without redis-server's cluster mode;
 - `mark()` latency (one round trip; on the cluster one per shard, at once).
 
 redis-server CPU (utime + stime from /proc) is counted per server over
@@ -25,6 +28,7 @@ publishes/s at which that redis-server would be busy all the time. The
 wall rate is bound by this one Python client, not by the servers.
 """
 import argparse
+import collections
 import json
 import os
 import statistics
@@ -43,11 +47,21 @@ def text(event_id):
             '{"text":"hello from the benchmark"}}' % event_id)
 
 
-def run(broker, groups, count, kind, pids, shardOf):
+def commandTime(client):
+    """Microseconds redis-server spent in commands since the last
+    CONFIG RESETSTAT (INFO commandstats; a script's line includes the
+    commands it runs, so only top-level calls count)."""
+    return sum(v['usec'] for name, v in client.info('commandstats').items()
+               if 'resetstat' not in name)
+
+
+def run(broker, groups, count, kind, pids, shardOf, clients=None):
     """Publishes of one `kind` round robin over `groups`; wall, CPU per
-    server, publishes per server."""
+    server, publishes per server, command µs per server."""
     per = dict.fromkeys(pids, 0)
     last = {}
+    for client in (clients or {}).values():
+        client.config_resetstat()
     cpu0 = {pid: proc_cpu(pid) for pid in pids}
     started = time.perf_counter()
     for n in range(count):
@@ -79,7 +93,9 @@ def run(broker, groups, count, kind, pids, shardOf):
             assert time.monotonic() < deadline
             time.sleep(0.005)
     cpu = {pid: proc_cpu(pid) - cpu0[pid] for pid in pids}
-    return wall, cpu, per
+    commands = {pid: commandTime(client)
+                for pid, client in (clients or {}).items()}
+    return wall, cpu, per, commands
 
 
 def markLatency(broker, rounds=300):
@@ -93,21 +109,24 @@ def markLatency(broker, rounds=300):
             times[int(len(times) * 0.99) - 1] * 1e6)
 
 
-def measure(name, broker, groups, count, pids, shardOf, kinds):
+def measure(name, broker, groups, count, pids, shardOf, kinds, clients):
     rows = []
     for group in groups:
         broker.latest(group)                      # watched
     run(broker, groups, min(300, count), 'publish', pids, shardOf)  # warm
     for kind in kinds:
         events = count * (2 if kind == 'two shards' else 1)
-        wall, cpu, per = run(broker, groups, count, kind, pids, shardOf)
+        wall, cpu, per, commands = run(broker, groups, count, kind, pids,
+                                       shardOf, clients)
         total = sum(cpu.values())
         shards = []
         for pid in pids:
             us = cpu[pid] / per[pid] * 1e6 if per[pid] else None
             shards.append({'events': per[pid],
                            'CPU us/event': us and round(us, 1),
-                           'capacity events/s': us and int(1e6 / us)})
+                           'capacity events/s': us and int(1e6 / us),
+                           'command us/event': per[pid] and round(
+                               commands[pid] / per[pid], 1)})
         rows.append({'broker': name, 'kind': kind, 'count': count,
                      'events': events,
                      'wall events/s': int(events / wall),
@@ -124,9 +143,11 @@ def main():
     p.add_argument('--count', type=int, default=3000)
     p.add_argument('--groups', type=int, default=30)
     args = p.parse_args()
+    import redis
     import systems
     from zorg.live.broker.redis import RedisBroker
-    from zorg.live.broker.rediscluster import ClusterBroker
+    from zorg.live.broker.rediscluster import ClusterBroker, ShardBroker
+    from zorg.live.broker.redisurl import ClusterURL
     from zorg.live.tests.clusterfixture import RedisClusterGroup
 
     groups = ['bench-%d' % n for n in range(args.groups)]
@@ -138,11 +159,29 @@ def main():
         try:
             r, m = measure('redis (1 server)', broker, groups, args.count,
                            [single.proc.pid], lambda g: single.proc.pid,
-                           ['publish', 'transaction'])
+                           ['publish', 'transaction'],
+                           {single.proc.pid: redis.Redis.from_url(
+                               single.url, decode_responses=True)})
         finally:
             broker.close()
         rows += r
         marks.append(m)
+        # The shard's way (wake stream, XRANGE reader, script head) on the
+        # same plain redis-server: what the design costs without cluster
+        # mode.
+        node = collections.namedtuple('Node', 'host port name')(
+            '127.0.0.1', single.port, 'plain')
+        broker = ShardBroker(node, 'zl0', single.url,
+                             ClusterURL([], None, None), prefix='shard:')
+        try:
+            r, _m = measure('ShardBroker on the 1 server', broker, groups,
+                            args.count, [single.proc.pid],
+                            lambda g: single.proc.pid, ['publish'],
+                            {single.proc.pid: redis.Redis.from_url(
+                                single.url, decode_responses=True)})
+        finally:
+            broker.close()
+        rows += r
         broker = ClusterBroker(cluster.url)
         pids = {s.node.port: p.pid for s in broker._order
                 for port, p in zip(cluster.ports, cluster.processes)
@@ -159,7 +198,10 @@ def main():
             r, m = measure('redis+cluster (3 masters)', broker, mixed,
                            args.count, [pids[port] for port in sorted(pids)],
                            lambda g: pids[broker.shardOf(g).node.port],
-                           ['publish', 'transaction', 'two shards'])
+                           ['publish', 'transaction', 'two shards'],
+                           {pids[port]: redis.Redis(port=port,
+                                                    decode_responses=True)
+                            for port in pids})
         finally:
             broker.close()
         rows += r
@@ -169,14 +211,16 @@ def main():
         single.stop()
     load = os.getloadavg()
     print('| broker | kind | events | wall events/s | redis-server CPU '
-          'µs/event (all) | per shard: CPU µs/event, capacity events/s |')
+          'µs/event (all) | per shard: CPU µs/event (commands µs), '
+          'capacity events/s |')
     print('|---|---|---|---|---|---|')
     for row in rows:
         print('| %s | %s | %d | %d | %.1f | %s |' % (
             row['broker'], row['kind'], row['events'],
             row['wall events/s'], row['CPU us/event, all servers'],
-            '; '.join('%s µs, %s/s' % (s['CPU us/event'],
-                                       s['capacity events/s'])
+            '; '.join('%s (%s) µs, %s/s' % (s['CPU us/event'],
+                                            s['command us/event'],
+                                            s['capacity events/s'])
                       for s in row['shards'])))
     print()
     for m in marks:
