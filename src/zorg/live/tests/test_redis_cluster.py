@@ -185,3 +185,44 @@ def test_cluster_urls_are_checked(redisCluster):
         ClusterBroker(redisCluster.url, prefix='a{b}:')
     with pytest.raises(ValueError):
         ClusterBroker(redisCluster.url, replicas=1)
+
+
+def test_a_reader_behind_its_wake_stream_reads_every_log(redisCluster):
+    """A shard's reader learns which logs changed from the shard's wake
+    stream, which keeps about WAKE_LENGTH entries: a reader that fell
+    further behind (here: driven by hand, after 10 publishes to one group
+    and 1,100 to another) lost the entries that named the first group,
+    and still reads it, because a full answer makes it read every log."""
+    from zorg.live.broker.rediscluster import WAKE_LENGTH
+    (first, index), = onShards(redisCluster, logKey(PREFIX, '%s'), 1)
+    second = next('m%d' % n for n in range(1000)
+                  if redisCluster.shardOf(logKey(PREFIX, 'm%d' % n))
+                  == index)
+    reader = ClusterBroker(redisCluster.url)
+    writer = ClusterBroker(redisCluster.url)
+    try:
+        shard = reader.shardOf(first)
+        shard._stopping.set()        # its thread stops; the test reads
+        shard._kick()
+        shard._thread.join(10)
+        assert not shard._thread.is_alive()
+        shard.block = 0.05
+        start = reader.latest(first)
+        reader.latest(second)
+        # The control stream says: read them all; then nothing is new.
+        for _ in range(3):
+            shard._readOnce()
+        assert not shard._readAll
+        for _ in range(10):
+            writer.publish(first, text('first'))
+        for _ in range(WAKE_LENGTH + 100):
+            writer.publish(second, text('second'))
+        oldest = shard._redis.xrange(shard._tagged('wake'), count=1)
+        assert logKey(PREFIX, first) not in oldest[0][1]['k'], \
+            'the wake stream was not trimmed past the first group'
+        shard._readOnce()
+        shard._readOnce()
+        assert len(reader.readLocal(first, start, 100)[0]) == 10
+    finally:
+        reader.close()
+        writer.close()
