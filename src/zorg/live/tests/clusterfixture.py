@@ -14,15 +14,13 @@ its slots, its data are gone, as after a crash without persistence).
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import tempfile
-import time
 
 import pytest
 
 from zorg.live.tests import readme
-from zorg.live.tests.redisfixture import MISSING, findRedisServer
+from zorg.live.tests.redisfixture import serversOn
+from zorg.live.tests.redisgroup import RedisGroup, ping
 from zorg.live.tests.serverfixture import freePort
 
 MASTERS = 3
@@ -47,31 +45,19 @@ def findRedisCli(server):
     return beside if os.access(beside, os.X_OK) else None
 
 
-def ping(port, timeout=0.5):
-    try:
-        with socket.create_connection(('127.0.0.1', port), timeout) as sock:
-            sock.sendall(b'PING\r\n')
-            return sock.recv(64).startswith(b'+PONG')
-    except OSError:
-        return False
+class RedisClusterGroup(RedisGroup):
 
-
-class RedisClusterGroup:
+    prefix = 'zorg-cluster-'
 
     def __init__(self, masters=MASTERS):
-        self.executable = findRedisServer()
-        if self.executable is None:
-            pytest.fail(MISSING, pytrace=False)
+        super().__init__()
         self.cli = findRedisCli(self.executable)
         if self.cli is None:
             pytest.fail('redis-cli is not installed (Debian package '
                         'redis-tools, which redis-server depends on)',
                         pytrace=False)
-        self.dir = tempfile.mkdtemp(prefix='zorg-cluster-')
         self.ports = [freePort() for _ in range(masters)]
         self.busPorts = [freePort() for _ in range(masters)]
-        self.processes = [None] * masters
-        self.logs = []
 
     def readmeSettings(self):
         """README's <zorg-live> example for these masters, as
@@ -86,15 +72,11 @@ class RedisClusterGroup:
         return self.readmeSettings()['broker']
 
     def _spawn(self, i):
-        folder = os.path.join(self.dir, 'node%d' % i)
-        os.makedirs(folder, exist_ok=True)
-        log = open(os.path.join(folder, 'redis.log'), 'ab')
-        self.logs.append(log)
-        conf = os.path.join(folder, 'redis.conf')
+        conf = os.path.join(self.folder('node%d' % i), 'redis.conf')
         with open(conf, 'w') as f:
-            f.write(nodeConf(self.ports[i], self.busPorts[i], folder))
-        self.processes[i] = subprocess.Popen(
-            [self.executable, conf], cwd=folder, stdout=log, stderr=subprocess.STDOUT)
+            f.write(nodeConf(self.ports[i], self.busPorts[i],
+                             os.path.dirname(conf)))
+        self._run('node%d' % i, [conf])
 
     def start(self, timeout=60):
         for i in range(len(self.ports)):
@@ -140,22 +122,14 @@ class RedisClusterGroup:
             return i
         raise LookupError(key)
 
-    def waitFor(self, condition, what, timeout=30):
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                raise RuntimeError('%s in %ds:\n%s' % (what, timeout,
-                                                       self.log()))
-            time.sleep(0.05)
-
     def hang(self, i):
-        self.processes[i].send_signal(signal.SIGSTOP)
+        self.processes['node%d' % i].send_signal(signal.SIGSTOP)
 
     def resume(self, i):
-        self.processes[i].send_signal(signal.SIGCONT)
+        self.processes['node%d' % i].send_signal(signal.SIGCONT)
 
     def kill(self, i):
-        process = self.processes[i]
+        process = self.processes['node%d' % i]
         process.send_signal(signal.SIGCONT)
         process.kill()
         process.wait(10)
@@ -165,32 +139,6 @@ class RedisClusterGroup:
         self.waitFor(lambda: ping(self.ports[i]), 'the master did not '
                      'answer again', timeout)
         self.waitForOk(timeout)
-
-    def log(self):
-        text = []
-        for i in range(len(self.ports)):
-            path = os.path.join(self.dir, 'node%d' % i, 'redis.log')
-            if os.path.exists(path):
-                with open(path, errors='replace') as f:
-                    text.append('== node%d\n%s' % (i, f.read()[-1500:]))
-        return '\n'.join(text)
-
-    def stop(self):
-        for process in self.processes:
-            if process is not None and process.poll() is None:
-                process.send_signal(signal.SIGCONT)
-                process.kill()
-                process.wait(10)
-        for log in self.logs:
-            log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
 
 @pytest.fixture
 def redisCluster():
@@ -206,25 +154,8 @@ def redisCluster():
 def clusterServers(tmp_path, redisCluster):
     """servers(name, **settings): a started `zorg-live serve` process on
     the test's Redis Cluster (README's broker setting) and its one ZEO
-    database, as redisfixture.servers makes them on one redis-server."""
-    from zorg.live.tests.serverfixture import RunningServer
-    from zorg.live.tests.zeofixture import ZEOServer
-    made = []
-    zeo = ZEOServer(tmp_path / 'zeo').start()
-    readmeBroker = redisCluster.readmeSettings()['broker']
-
-    def make(name, **settings):
-        settings.setdefault('broker', readmeBroker)
-        settings.setdefault('zodb', zeo.zodbSection(name))
-        server = RunningServer(tmp_path / name, **settings).start()
-        made.append(server)
-        return server
-    make.zeo = zeo
-    make.cluster = redisCluster
-    try:
+    database, as redisfixture.servers makes them on one redis-server;
+    `servers.cluster` is the RedisClusterGroup."""
+    with serversOn(tmp_path, redisCluster.readmeSettings()['broker']) as make:
+        make.cluster = redisCluster
         yield make
-    finally:
-        for server in made:
-            server.kill()
-            server.output.close()
-        zeo.cleanup()
