@@ -2,7 +2,8 @@
 
 Choose it with ``broker redis://host:port/db`` in zope.conf's
 ``<zorg-live>`` section, the PasteDeploy ini, or ZORG_LIVE_BROKER. It needs
-redis-server 7.0 or newer (XSETID ... MAXDELETEDID).
+redis-server 7.0 or newer (XSETID ... MAXDELETEDID). On a Redis Cluster
+(``redis+cluster://``), rediscluster.py runs one of it per master.
 
 Design (see also the doctest redis.txt):
 
