@@ -509,7 +509,17 @@ class ClusterBroker:
         self._pageShard(uuid).dropPage(uuid)
 
     def claimInput(self, uuid, inputId, token, ttl):
-        return self._pageShard(uuid).claimInput(uuid, inputId, token, ttl)
+        shard = self._pageShard(uuid)
+        found = shard.claimInput(uuid, inputId, token, ttl)
+        if found == (None, False):
+            # Another run holds it, or a transaction in flight wrote it.
+            # If that transaction's process died, a sweep (MARK) finds it
+            # unknown; on one redis-server the readers of its logs sweep,
+            # but its logs may be on other shards than its page: sweep
+            # the page's shard (a round trip only in this case).
+            shard.mark()
+            found = shard.claimInput(uuid, inputId, token, ttl)
+        return found
 
     def releaseInput(self, uuid, inputId, token):
         self._pageShard(uuid).releaseInput(uuid, inputId, token)

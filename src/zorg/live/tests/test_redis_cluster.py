@@ -226,3 +226,36 @@ def test_a_reader_behind_its_wake_stream_reads_every_log(redisCluster):
     finally:
         reader.close()
         writer.close()
+
+
+def test_a_transaction_on_three_shards_never_finished_is_unknown(
+        redisCluster):
+    """A process dies between its vote (on three shards: two groups and
+    an input record) and its finish: each shard sweeps its part at the
+    deadline as unknown; both groups' pages are told to reload in place
+    of its events, what followed is shown, and the input's resend is
+    answered input-unknown."""
+    from zorg.live.interfaces import InputUnknown
+    (ga, _), (gb, _), (page, _) = groupsAndPage(redisCluster)
+    broker = ClusterBroker(redisCluster.url)
+    dead = ClusterBroker(redisCluster.url, commitTimeout=0.5)
+    try:
+        starts = {g: broker.latest(g) for g in (ga, gb)}
+        assert dead.claimInput(page, 'in', 'tok', 60) == (None, True)
+        dead.publishMany([(ga, text('ghost'), None),
+                          (gb, text('ghost'), None)],
+                         inputs=[(page, 'in', 'tok', 'answer', 3, 60)],
+                         inFlight='t')
+        dead.close()      # it never finishes; 'broker' sweeps it
+        for group, start in starts.items():
+            broker.publish(group, text('after'))
+            until(lambda: len(broker.read(group, start, 10)[0]) == 2)
+            first, second = [body for _p, body, _a
+                             in broker.read(group, start, 10)[0]]
+            assert '"reload"' in first and 'ghost' not in first
+            assert '"recovered":false' in first
+            assert 'after' in second
+        with pytest.raises(InputUnknown):
+            broker.claimInput(page, 'in', 'again', 60)
+    finally:
+        broker.close()
