@@ -171,6 +171,11 @@ class ShardBroker(RedisBroker):
                 redis.Redis(socket_timeout=self.block + 10,
                             single_connection_client=True, **options))
 
+    def _unavailable(self, error):
+        # Name the master: the URL names the whole cluster.
+        return super()._unavailable('master %s: %s' % (self.node.name,
+                                                        error))
+
     def _script(self, text):
         return ShardScript(self._redis, SHARD_HEAD % (
             self._tagged('wake'), WAKE_LENGTH) + text)
