@@ -110,6 +110,11 @@ class RedisClusterGroup(RedisGroup):
                                  for port in self.ports),
                      'the cluster is not ok', timeout)
 
+    def pids(self):
+        """The masters' process ids, in the order of `ports`."""
+        return [self.processes['node%d' % i].pid
+                for i in range(len(self.ports))]
+
     def shardOf(self, key):
         """The index of the master that serves `key` (the others answer
         MOVED)."""
