@@ -29,7 +29,6 @@ import asyncio
 import json
 import os
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -55,9 +54,8 @@ class Brokers:
 
     def start(self):
         if self.shards > 1:
-            from zorg.live.tests.redisfixture import RedisCluster
-            self.dir = tempfile.mkdtemp(prefix='zorg-sim-')
-            self.cluster = RedisCluster(self.dir, masters=self.shards)
+            from zorg.live.tests.clusterfixture import RedisClusterGroup
+            self.cluster = RedisClusterGroup(masters=self.shards)
             self.cluster.start()
             self.url = self.cluster.url
             self.pids = self.cluster.pids()
