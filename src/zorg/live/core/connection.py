@@ -36,8 +36,7 @@ import json
 import re
 
 from zorg.live.interfaces import BadRequest, Forbidden
-from zorg.live.page.inputonce import checkInputId
-from zorg.live.page.page import checkDepth
+from zorg.live.core.inputs import checkDepth, checkInputId
 
 KINDS = ('attach', 'detach', 'input', 'ping')
 PAGE_ID = re.compile(r'[A-Za-z0-9_-]{1,64}\Z')

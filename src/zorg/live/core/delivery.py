@@ -61,7 +61,7 @@ itself and nothing here does I/O.
 from zope.interface import implementer
 
 from zorg.live.interfaces import BadRequest, IDelivery
-from zorg.live.page.wire import answer
+from zorg.live.core.wire import answer
 
 # Why a waiting request woke up.
 PUBLISH = 'publish'        # its group's log grew

@@ -15,7 +15,7 @@ their own.
 
 import json
 
-from zorg.live.page.event import Idle, encode
+from zorg.live.core.events import Idle, encode
 
 IDLE_JSON = encode(Idle())
 RECONNECT_JSON = '{"event":"reconnect"}'

@@ -19,7 +19,7 @@ from plone.app.workflow.interfaces import ILocalrolesModifiedEvent
 from zope.globalrequest import getRequest
 from zope.i18n import translate
 
-from zorg.live.page.event import Update, safe
+from zorg.live.core.events import Update, safe
 from zorg.live.plone import access
 from zorg.live.plone.interfaces import IZorgLiveLayer
 from zorg.live.plone.messages import _

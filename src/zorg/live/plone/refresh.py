@@ -21,8 +21,8 @@ import zope.component
 from zope.i18n import translate
 
 from zorg.live.interfaces import ILivePageManager
-from zorg.live.page import audience
-from zorg.live.page.event import Multi, Update, safe
+from zorg.live.core import audience
+from zorg.live.core.events import Multi, Update, safe
 from zorg.live.plone import access
 from zorg.live.plone.messages import _
 from zorg.live.zope6.model import ModelUpdate, findUser

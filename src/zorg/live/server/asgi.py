@@ -45,11 +45,11 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from zorg.live.interfaces import (
     BadRequest, BrokerUnavailable, ILivePageManager, LiveError,
     MethodNotAllowed, TooLarge)
-from zorg.live.page import delivery as rules
+from zorg.live.core import delivery as rules
 from zorg.live.page.client import LivePageClient
 from zorg.live.page.guard import headerGetter, refusal, siteApplication
 from zorg.live.page.manager import WouldBlock
-from zorg.live.page.wire import (
+from zorg.live.core.wire import (
     SSE_HEARTBEAT, SSE_PREAMBLE, SSE_RECONNECT, FrameCache, errorBody)
 from zorg.live.page import strangers
 from zorg.live.server import health

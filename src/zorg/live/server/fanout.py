@@ -20,9 +20,9 @@ memory (a Redis broker whose cache does not reach back that far: the
 task reads in the broker executor, never here in the loop).
 """
 
-from zorg.live.page.delivery import DISCONNECT, DRAIN, PUBLISH, TIMEOUT
+from zorg.live.core.delivery import DISCONNECT, DRAIN, PUBLISH, TIMEOUT
 from zorg.live.page.manager import READ_LIMIT
-from zorg.live.page.wire import SSE_HEARTBEAT
+from zorg.live.core.wire import SSE_HEARTBEAT
 
 # Unread bytes above which a reader counts as slow; uvicorn pauses its own
 # writes at the transport's high-water mark, which is 64 KiB.

@@ -22,9 +22,9 @@ import json
 import logging
 
 from zorg.live.interfaces import BadRequest, LiveError
-from zorg.live.page import wire
-from zorg.live.page.connection import checkAttach, inputPath
-from zorg.live.page.delivery import DISCONNECT, DRAIN, PUBLISH, SUPERSEDED
+from zorg.live.core import wire
+from zorg.live.core.connection import checkAttach, inputPath
+from zorg.live.core.delivery import DISCONNECT, DRAIN, PUBLISH, SUPERSEDED
 from zorg.live.page.client import redact
 from zorg.live.server.fanout import Parked
 

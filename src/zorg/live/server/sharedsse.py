@@ -11,8 +11,8 @@ changes; input goes by POST. See PROTOCOL.txt.
 from urllib.parse import parse_qs
 
 from zorg.live.interfaces import BadRequest, LiveError, MethodNotAllowed
-from zorg.live.page import wire
-from zorg.live.page.connection import checkMessage
+from zorg.live.core import wire
+from zorg.live.core.connection import checkMessage
 from zorg.live.page.guard import headerGetter
 from zorg.live.server.fanout import BACKLOG, HEARTBEAT, chunk
 from zorg.live.server.shared import SharedConnection, encoders

@@ -12,7 +12,7 @@ import json
 
 from zorg.live.broker.memory import MemoryBroker
 from zorg.live.page.client import LivePageClient
-from zorg.live.page.event import Append
+from zorg.live.core.events import Append
 from zorg.live.page.manager import LivePageManager
 from zorg.live.server import fanout
 from zorg.live.server.fanout import BACKLOG, HEARTBEAT, Fanout, Parked

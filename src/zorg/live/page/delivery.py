@@ -1,0 +1,8 @@
+"""Moved to zorg.live.core.delivery (the pure core); this name stays for the
+imports, doctests and ZCML that use it: it is the same module."""
+
+import sys
+
+from zorg.live.core import delivery
+
+sys.modules[__name__] = delivery
