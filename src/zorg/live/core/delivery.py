@@ -49,10 +49,14 @@ Everything that decides what a page is sent lives here; the long-poll path
    position.
 
 What a waiting request does when it wakes is decided by one table per
-transport (LONGPOLL_WAKE, STREAM_WAKE), and the long-poll loop itself is
-`holdOutput`, a generator that does no I/O: the threaded driver
-(LivePageManager.output) and the event loop (LiveApp) run the same loop and
-differ only in how they read and wait.
+transport (LONGPOLL_WAKE, STREAM_WAKE). The loops themselves are two
+generators that do no I/O: `holdOutput` for long-poll (the threaded driver,
+LivePageManager.output, and the event loop's server/longpoll.py run it)
+and `holdStream` for every stream (a page's own SSE stream, and each page
+of a shared connection, WebSocket or SSE: server/streams.py and
+server/shared.py run it). The drivers differ only in how they read, send
+and wait. Fanout, the fast path for parked streams, asks `pushable` what
+it may send and leaves everything else to the stream's own loop.
 
 The Delivery object is guarded by the manager's lock; it does no locking
 itself and nothing here does I/O.
@@ -79,6 +83,9 @@ RECONNECT = 'reconnect'    # tell the page to reconnect; record nothing
 STOP = 'stop'              # nobody to answer; record nothing
 
 WAIT = 'wait'              # holdOutput asks its driver to wait
+SEND = 'send'              # holdStream: send these entries
+PARK = 'park'              # holdStream: nothing to send; wait for a wake
+FAILED = 'failed'          # holdStream: a read failed (the broker); end
 
 LONGPOLL_WAKE = {
     PUBLISH: READ,
@@ -136,6 +143,53 @@ def holdOutput(client, generation, deadline, clock):
         outcome = LONGPOLL_WAKE[reason]
         if outcome != READ:
             return outcome, texts, cursor
+
+
+def holdStream(cursor):
+    """The stream loop, without I/O: a generator that its driver runs.
+
+    It yields ``(READ, cursor)`` and is sent ``(entries, end)``: the
+    ``(position, text)`` entries for the page after `cursor` and the
+    position the read reached, or None when the read failed. It yields
+    ``(SEND, entries, end)`` when there is news to send, and
+    ``(HEARTBEAT, cursor)`` when a heartbeat is due (see STREAM_WAKE);
+    both are sent None once sent. With nothing to send it yields
+    ``(PARK, cursor)`` and is sent ``(reason, cursor)``: why the wait ended
+    and the position the stream stands at then (Fanout may have sent news
+    meanwhile and moved it on). It returns ``(outcome, cursor)``:
+    RECONNECT, STOP or FAILED.
+    """
+    while True:
+        read = yield READ, cursor
+        if read is None:
+            return FAILED, cursor
+        entries, end = read
+        if entries:
+            yield SEND, entries, end
+            cursor = end
+            continue
+        cursor = end
+        reason, cursor = yield PARK, cursor
+        action = STREAM_WAKE[reason]
+        if action == HEARTBEAT:
+            yield HEARTBEAT, cursor
+        elif action != READ:
+            return action, cursor
+
+
+def pushable(read, limit):
+    """What the fast path may send a parked stream from `read`, the
+    broker's answer from memory (``(entries, recovered)``, None when it
+    has none): the entries (maybe none), or None when the stream's own
+    loop must read instead -- the broker must be asked, the history is
+    lost (the page must be told to reload), or there is more than one
+    read's worth (`limit`) of news."""
+    if read is None:
+        return None
+    entries, recovered = read
+    if not recovered or len(entries) >= limit:
+        return None
+    return entries
 
 
 class Pending:

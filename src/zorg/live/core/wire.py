@@ -27,6 +27,34 @@ SSE_HEARTBEAT = b': heartbeat\n\n'
 SSE_RECONNECT = b'data: %s\n\n' % RECONNECT_JSON.encode()
 
 
+# -- HTTP heads (ASGI header lists: lower-case bytes) ---------------------
+
+JSON_HEADERS = [(b'content-type', b'application/json'),
+                (b'cache-control', b'no-cache, no-store')]
+SSE_HEADERS = [(b'content-type', b'text/event-stream; charset=utf-8'),
+               (b'cache-control', b'no-cache'),
+               (b'x-accel-buffering', b'no')]
+ALLOW_GET = [(b'allow', b'GET, HEAD')]
+ALLOW_POST = [(b'allow', b'POST')]
+
+
+def jsonHeaders(length, extra=()):
+    """The head of a JSON answer of `length` bytes (+ `extra` headers)."""
+    return JSON_HEADERS + [(b'content-length', b'%d' % length)] + list(extra)
+
+
+def chunk(data):
+    """`data` as one HTTP/1.1 chunk (the framing uvicorn gives a response
+    without content-length, so that Fanout's writes continue it)."""
+    return b'%x\r\n%s\r\n' % (len(data), data)
+
+
+def methodBody(method, step):
+    """The 405 body of a live step asked with the wrong method."""
+    return json.dumps({'error': 'bad-request',
+                       'message': 'use %s for %s' % (method, step)})
+
+
 def answer(num, texts):
     """The JSON body of the answer to long-poll request `num`: the events'
     texts, or one idle event when there are none."""
