@@ -23,7 +23,7 @@ keeps working for scripts. This needs no token in the page, so a cached or
 static copy of a page stays valid.
 
 The same check (`crossSite`) guards the close step that LiveServerHTTP
-answers in its event loop (server/asgi.py), and is the one to use for a
+answers in its event loop (server/asgi.py and its drivers), and is the one to use for a
 WebSocket handshake.
 """
 
@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 from zorg.live.interfaces import CrossSite, TooLarge
 from zorg.live.page import redactlog
 from zorg.live.page.manager import markRequests
-from zorg.live.page.wire import wsgiError
+from zorg.live.core.wire import wsgiError
 
 SAFE_METHODS = ('GET', 'HEAD', 'OPTIONS')
 # The steps of the protocol that change state, whatever the method.

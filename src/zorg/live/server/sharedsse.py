@@ -2,7 +2,7 @@
 for where a WebSocket does not get through (a proxy without Upgrade).
 
 ``GET <app URL>/@@live/events?page=N,<page id>,<last event id>&page=...``
-attaches the listed pages (page/connection.py's rules, as for a
+attaches the listed pages (core/connection.py's rules, as for a
 WebSocket) and sends the same messages as the WebSocket, each as one
 ``data:`` line. The owner opens a new stream when its set of pages
 changes; input goes by POST. See PROTOCOL.txt.
@@ -11,13 +11,16 @@ changes; input goes by POST. See PROTOCOL.txt.
 from urllib.parse import parse_qs
 
 from zorg.live.interfaces import BadRequest, LiveError, MethodNotAllowed
-from zorg.live.page import wire
-from zorg.live.page.connection import checkMessage
+from zorg.live.core import wire
+from zorg.live.core.delivery import heartbeatDue
+from zorg.live.core.connection import checkMessage
 from zorg.live.page.guard import headerGetter
-from zorg.live.server.fanout import BACKLOG, HEARTBEAT, chunk
+from zorg.live.server.answers import respondError
+from zorg.live.server.fanout import BACKLOG, HEARTBEAT
 from zorg.live.server.shared import SharedConnection, encoders
+from zorg.live.server.streams import sendBody, watchDisconnect
 
-encoder = encoders(lambda text: chunk(wire.sseData(text)))
+encoder = encoders(lambda text: wire.chunk(wire.sseData(text)))
 
 
 class StreamConnection(SharedConnection):
@@ -43,21 +46,22 @@ class StreamConnection(SharedConnection):
 
     async def send(self, data):
         self.lastSent = self.app.loop.time()
-        await self.app._send(self.asgiSend, data, self.abort)
+        await sendBody(self.app, self.asgiSend, data, self.abort)
 
     def close(self):
         if not self.ended.done():
             self.ended.set_result('drain')
 
     def wake(self, reason):
-        """The client went away (LiveApp._watchDisconnect tells it so, as
+        """The client went away (streams.watchDisconnect tells it so, as
         it tells a parked request)."""
         if not self.ended.done():
             self.ended.set_result('gone')
 
     def beat(self, now, interval):
         transport = self.transport
-        if now - self.lastSent < interval or transport.is_closing():
+        if not heartbeatDue(self.lastSent, now, interval) or (
+                transport.is_closing()):
             return
         if transport.get_write_buffer_size() > BACKLOG:
             transport.abort()     # a reader that took nothing for so long
@@ -91,7 +95,6 @@ def attachments(scope, maxPages):
 
 
 async def sharedStream(app, scope, receive, send):
-    from zorg.live.server.asgi import SSE_HEADERS, SSE_PREAMBLE, respondError
     try:
         if scope['method'] != 'GET':
             raise MethodNotAllowed('use GET for the shared stream')
@@ -109,12 +112,12 @@ async def sharedStream(app, scope, receive, send):
     except LiveError as e:
         return await respondError(send, e)
     connection = StreamConnection(app, scope, principal, send, kept)
-    watcher = app._watchDisconnect(scope, receive, connection)
+    watcher = watchDisconnect(app, scope, receive, connection)
     app.streams.add(connection)
     try:
         await send({'type': 'http.response.start', 'status': 200,
-                    'headers': SSE_HEADERS})
-        await connection.send(SSE_PREAMBLE)
+                    'headers': wire.SSE_HEADERS})
+        await connection.send(wire.SSE_PREAMBLE)
         if app.draining:
             connection.close()
         for message in wanted:
@@ -124,8 +127,8 @@ async def sharedStream(app, scope, receive, send):
             except LiveError as e:
                 await connection.refuse(e, message['page'])
         if await connection.ended == 'drain':
-            await app._send(send, connection.wrap(wire.RECONNECT_MESSAGE),
-                            connection.abort, more=False)
+            await sendBody(app, send, connection.wrap(wire.RECONNECT_MESSAGE),
+                           connection.abort, more=False)
     finally:
         app.streams.discard(connection)
         connection.lost()
