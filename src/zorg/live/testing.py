@@ -354,6 +354,14 @@ class SnapshotLivePage(LivePage):
         transaction.get().join(HoldBeforeFinish(str(hold)))
 
     @handler
+    def announceAndHold(self, text, hold):
+        """Publish line `text` at once (not on commit), then stop at the
+        hold point `hold`: a worker thread that the event loop sees
+        busy (test_ticket.py)."""
+        _publishLine(str(text))
+        holdAt(str(hold))
+
+    @handler
     def sayAfter(self, text, hold):
         """`say` once the hold point `hold` (in the handler) is released:
         an input that is still running."""

@@ -81,9 +81,10 @@
     return compareEventIds(a, b) >= 0 ? String(a) : String(b);
   }
 
-  function webSocketURL(liveURL) {
+  function webSocketURL(liveURL, ticket) {
     const url = new URL(liveURL);
     url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+    if (ticket) url.searchParams.set('ticket', ticket);
     return url.href;
   }
 
@@ -136,6 +137,10 @@
     constructor(liveURL, config, tabs) {
       this.liveURL = liveURL;
       this.config = Object.assign({}, DEFAULT_CONFIG, config);
+      // The newest connection ticket a tab brought (see attach): the
+      // handshake then needs no request to the site; an expired one only
+      // means that the site is asked.
+      this.ticket = this.config.ticket || null;
       this.tabs = tabs;
       this.id = randomId();      // tells the tabs a new owner from the old
       this.pages = new Map();    // key -> record {key, uuid, lastEventId, url, number, attached}
@@ -186,6 +191,7 @@
     }
 
     attach(key, message) {
+      if (message.config && message.config.ticket) this.ticket = String(message.config.ticket);
       if (message.locked) this.watchTab(key);
       this.tabs.post(key, this.stateMessage());
       const known = this.pages.get(key);
@@ -406,7 +412,7 @@
       const serial = ++this.serial;
       let socket;
       try {
-        socket = new WebSocket(webSocketURL(this.liveURL));
+        socket = new WebSocket(webSocketURL(this.liveURL, this.ticket));
       } catch (error) {
         this.socketFailed(false);
         return;
@@ -630,8 +636,9 @@
         this.numbers.set(record.number, record.key);
         numbers.set(record.number, record.key);
       }
-      const query = records.map((record) => `page=${encodeURIComponent(
+      let query = records.map((record) => `page=${encodeURIComponent(
         `${record.number},${record.uuid},${record.lastEventId ?? ''}`)}`).join('&');
+      if (this.ticket) query += `&ticket=${encodeURIComponent(this.ticket)}`;
       const serial = this.serial;
       const controller = new AbortController();
       if (this.streamLatest && this.streamLatest !== (this.stream && this.stream.controller)) {

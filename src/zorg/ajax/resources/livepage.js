@@ -569,7 +569,10 @@
 
     _ownerConfig() {
       const { heartbeatInterval, backoffBase, backoffCap, headersTimeout } = this.options;
-      return { mode: this.mode, heartbeat: heartbeatInterval, backoffBase, backoffCap, headersTimeout };
+      return {
+        mode: this.mode, heartbeat: heartbeatInterval, backoffBase, backoffCap, headersTimeout,
+        ticket: this.options.ticket || null,
+      };
     }
 
     // Hands the page to the owner, from the last event this tab applied.
@@ -1297,6 +1300,9 @@
     transport: offered.includes('sse') ? script.dataset.transport : 'longpoll',
     // No WebSocket offered (WSGI-HTTP): no shared connection either.
     liveURL: offered.includes('ws') ? script.dataset.liveUrl : null,
+    // Who this page's principal is, signed by the server for a short
+    // while: the connection's handshake need not ask the site.
+    ticket: script.dataset.liveTicket || null,
     connection: script.dataset.connection,
     workerURL: script.src ? new URL('livepage-worker.js', script.src).href : null,
     presenceTarget: script.dataset.presenceTarget,

@@ -9,6 +9,7 @@ was registered, so nothing published between render and first poll is lost.
 import inspect
 import json
 import re
+import time
 from html import escape
 
 import zope.component
@@ -23,6 +24,7 @@ from zorg.live.page.client import LivePageClient, randomPageId
 from zorg.live.page.event import IEvent, encode
 from zorg.live.page import audience as _audience, strangers
 from zorg.live.page.manager import TRANSPORTS, requestEnviron, requestMark
+from zorg.live.page.ticket import TICKETS, siteOfURL
 from zorg.live.page.transactional import publishOnCommit
 from zorg.live.page.wire import errorBody, errorHeaders
 
@@ -252,6 +254,13 @@ class LivePage(BrowserPage):
             # The browser's shared connection.
             attrs.append(('data-live-url', self.liveURL()))
             attrs.append(('data-connection', self.connection))
+            tickets = requestEnviron(self.request).get(TICKETS)
+            if tickets is not None:
+                # The connection need not ask the site who this is
+                # (page/ticket.py).
+                attrs.append(('data-live-ticket', tickets.issue(
+                    client.principal, siteOfURL(self.liveURL()),
+                    time.time())))
         if self.presenceTarget:
             attrs.append(('data-presence-target', self.presenceTarget))
         if self.allowAttributes:

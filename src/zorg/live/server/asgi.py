@@ -58,6 +58,8 @@ from zorg.live.server.fanout import Fanout, Parked, resolve
 from zorg.live.server.progress import progressReceive
 from zorg.live.server.shared import KEEP
 from zorg.live.server.sharedsse import sharedStream
+from zorg.live.server.tickets import (
+    offerTickets, principalByTicket, ticketsFor)
 
 log = logging.getLogger('zorg.live.server')
 
@@ -107,6 +109,11 @@ class LiveApp:
     def __init__(self, wsgi_app, settings, manager=None):
         self.settings = settings
         self._manager = manager
+        # Connection tickets: the pages rendered here get one, and the
+        # handshake of their browser's connection checks it in the loop
+        # (server/tickets.py).
+        self.tickets = ticketsFor(settings)
+        wsgi_app = offerTickets(wsgi_app, self.tickets)
         # Each request of the site is marked with the broker's position
         # before the publisher opens the database (delivery.py, rule 10).
         # X-Forwarded-For/-Proto from a trusted proxy (uvicorn's rule and
@@ -239,12 +246,17 @@ class LiveApp:
         return answer['status'], b''.join(answer['body'])
 
     async def principalOf(self, path, headers, client=None, server=None,
-                          scheme='http'):
-        """``(principal, kept headers)``: whom the credentials in the
-        request `headers` belong to, as the site's ``@@live`` view at
-        `path` says (LiveError: the site's refusal, e.g. 401), and the
-        headers that the connection's input requests carry on (KEEP)."""
+                          scheme='http', ticket=None):
+        """``(principal, kept headers)``: whom a valid connection
+        `ticket` names (checked here, no thread), else whom the
+        credentials in the request `headers` belong to, as the site's
+        ``@@live`` view at `path` says (LiveError: the site's refusal,
+        e.g. 401), and the headers that the connection's input requests
+        carry on (KEEP)."""
         headers = [(name, value) for name, value in headers if name in KEEP]
+        principal = principalByTicket(self.tickets, ticket, path, headers)
+        if principal is not None:
+            return principal, headers
         status, body = await self.siteRequest('GET', path, headers,
                                               client=client, server=server,
                                               scheme=scheme)

@@ -16,6 +16,7 @@ from zorg.live.page.connection import checkMessage
 from zorg.live.page.guard import headerGetter
 from zorg.live.server.fanout import BACKLOG, HEARTBEAT, chunk
 from zorg.live.server.shared import SharedConnection, encoders
+from zorg.live.server.tickets import ticketOf
 
 encoder = encoders(lambda text: chunk(wire.sseData(text)))
 
@@ -105,7 +106,7 @@ async def sharedStream(app, scope, receive, send):
         principal, kept = await app.principalOf(
             scope['path'][:-len('/events')], scope['headers'],
             scope.get('client'), scope.get('server'),
-            scope.get('scheme', 'http'))
+            scope.get('scheme', 'http'), ticketOf(scope['query_string']))
     except LiveError as e:
         return await respondError(send, e)
     connection = StreamConnection(app, scope, principal, send, kept)

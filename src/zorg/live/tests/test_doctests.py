@@ -38,7 +38,8 @@ test_suite.__test__ = False  # for zope.testrunner, not a pytest test
 # Modules whose docstrings tell their rule with examples.
 DOCMODULES = ['zorg.live.page.inputonce', 'zorg.live.page.connection',
               'zorg.live.page.strangers', 'zorg.live.server.budget',
-              'zorg.live.server.clients', 'zorg.live.broker.redisurl']
+              'zorg.live.server.clients', 'zorg.live.broker.redisurl',
+              'zorg.live.page.ticket', 'zorg.live.page.redactlog']
 
 
 @pytest.mark.parametrize('name', DOCMODULES)
