@@ -30,6 +30,8 @@ from zorg.live.page.wire import errorBody, errorHeaders
 
 HANDLER_MARK = '_zorg_live_handler'
 SCRIPT_PATH = '++resource++zorgajax/livepage.js'
+# What livepage.js shares with livepage-worker.js: loaded first.
+COMMON_PATH = '++resource++zorgajax/livepage-common.js'
 
 
 def handler(func=None, *, name=None):
@@ -232,6 +234,8 @@ class LivePage(BrowserPage):
         return '%s/@@client/%s' % (self.request.getURL(), self.uuid)
 
     def scriptTag(self):
+        """The page's script tags: livepage-common.js, then livepage.js
+        with the page's settings."""
         base = self.applicationURL()
         manager = self.manager
         last = manager.broker.formatPosition(self.client.delivery.acked)
@@ -268,8 +272,9 @@ class LivePage(BrowserPage):
                           ' '.join(self.allowAttributes)))
         if self.allowSchemes:
             attrs.append(('data-allow-schemes', ' '.join(self.allowSchemes)))
-        return '<script %s></script>' % ' '.join(
-            '%s="%s"' % (k, escape(v, quote=True)) for k, v in attrs)
+        return '<script src="%s"></script>\n<script %s></script>' % (
+            escape('%s/%s' % (base, COMMON_PATH), quote=True), ' '.join(
+                '%s="%s"' % (k, escape(v, quote=True)) for k, v in attrs))
 
     def renderBody(self):
         """The page's own HTML (its template)."""
