@@ -46,7 +46,7 @@ from transaction.interfaces import IDataManager
 
 from zorg.live.interfaces import BrokerUnavailable, ILivePageManager
 from zorg.live.page.event import Reload, encode
-from zorg.live.page.wire import errorBody
+from zorg.live.page.wire import errorBody, setHeaders, unavailableHead
 
 log = logging.getLogger('zorg.live.page.transactional')
 
@@ -172,6 +172,5 @@ class BrokerUnavailableView:
     def __call__(self):
         response = self.request.response
         response.setStatus(503)
-        response.setHeader('Content-Type', 'application/json')
-        response.setHeader('Retry-After', str(self.retryAfter))
+        setHeaders(response, unavailableHead(self.retryAfter))
         return errorBody(self.context)

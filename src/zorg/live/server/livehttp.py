@@ -16,7 +16,7 @@ from zope.interface import implementer, provider
 
 from zorg.live.interfaces import (
     Busy, HeadersTooLarge, IServer, IServerType)
-from zorg.live.page.wire import rawError
+from zorg.live.core.wire import rawError
 from zorg.live.server import listening
 from zorg.live.server.asgi import LiveApp
 from zorg.live.server.budget import CLOSE, TooManyRequests, budgetFor

@@ -40,8 +40,8 @@ from websockets.protocol import Protocol
 from websockets.server import ServerProtocol
 
 from zorg.live.interfaces import BadRequest, Busy, LiveError, TooLarge
-from zorg.live.page import wire
-from zorg.live.page.connection import parseMessage
+from zorg.live.core import wire
+from zorg.live.core.connection import parseMessage
 from zorg.live.page.guard import headerGetter
 from zorg.live.server.budget import CLOSE, budgetFor
 from zorg.live.server.shared import SharedConnection, encoders
@@ -172,7 +172,7 @@ class LiveSocketProtocol(asyncio.Protocol):
         inbox = self.inbox
         inbox += data
         if not self.shaking and ws.handshake_exc is None:
-            end = inbox.find(b'\r\n\r\n')
+            end = inbox.find(wire.HEAD_END)
             head = bytes(inbox[:end + 4] if end >= 0 else inbox)
             del inbox[:len(head)]
             ws.receive_data(head)
@@ -331,7 +331,7 @@ class LiveSocketProtocol(asyncio.Protocol):
     def _refuse(self, status, error):
         response = self.ws.reject(status, wire.errorBody(error))
         del response.headers['Content-Type']
-        response.headers['Content-Type'] = 'application/json'
+        response.headers['Content-Type'] = wire.JSON_TYPE
         self.ws.send_response(response)
         self.flush()
         self.transport.close()
