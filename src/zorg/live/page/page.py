@@ -24,7 +24,7 @@ from zorg.live.core.events import IEvent, encode
 from zorg.live.core import audience as _audience
 from zorg.live.page import strangers
 from zorg.live.page.manager import TRANSPORTS, requestEnviron, requestMark
-from zorg.live.page.ticket import TICKETS, siteOfURL
+from zorg.live.core.ticket import TICKETS, siteOfURL
 from zorg.live.page.transactional import publishOnCommit
 from zorg.live.core import wire
 from zorg.live.core.wire import errorBody, errorHeaders
@@ -191,7 +191,7 @@ class LivePage(BrowserPage):
             tickets = requestEnviron(self.request).get(TICKETS)
             if tickets is not None:
                 # The connection need not ask the site who this is
-                # (page/ticket.py).
+                # (core/ticket.py).
                 attrs.append(('data-live-ticket', tickets.issue(
                     client.principal, siteOfURL(self.liveURL()),
                     time.time())))

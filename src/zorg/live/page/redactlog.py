@@ -16,7 +16,7 @@ logging configuration has.
     >>> redactText('X-Live-Progress: Zk3jq0vX8Yb2L1mNn0pQrA bar')
     'X-Live-Progress: Zk3j... bar'
 
-and a connection ticket (page/ticket.py) to its format and expiry:
+and a connection ticket (core/ticket.py) to its format and expiry:
 
     >>> redactText('GET /@@live?ticket=1.1700000060.YWxpY2U.c2lnbmF0dXJl')
     'GET /@@live?ticket=1.1700000060.YWxp...'
@@ -27,7 +27,7 @@ import re
 import threading
 
 from zorg.live.page.client import redact
-from zorg.live.page.ticket import redact as redactTicket
+from zorg.live.core.ticket import redact as redactTicket
 
 PAGE_ID = re.compile(
     r'(@@client/|%40%40client/|x-live-progress["\']?[:=,]?\s*["\']?)'

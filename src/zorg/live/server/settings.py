@@ -9,7 +9,7 @@ import os
 import re
 import resource
 
-from zorg.live.page.ticket import MIN_SECRET
+from zorg.live.core.ticket import MIN_SECRET
 
 
 def _size(value):

@@ -1,4 +1,4 @@
-"""The live server's connection tickets (page/ticket.py): its secret,
+"""The live server's connection tickets (core/ticket.py): its secret,
 the tickets it offers the pages it renders, and the handshake's check.
 
 The secret, in this order:
@@ -24,7 +24,7 @@ import tempfile
 import time
 from urllib.parse import parse_qs
 
-from zorg.live.page.ticket import TICKETS, MAX_TICKET, Tickets, siteOf
+from zorg.live.core.ticket import TICKETS, MAX_TICKET, Tickets, siteOf
 
 log = logging.getLogger('zorg.live.server')
 

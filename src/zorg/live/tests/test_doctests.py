@@ -40,7 +40,7 @@ DOCMODULES = ['zorg.live.page.inputonce', 'zorg.live.core.connection',
               'zorg.live.core.inputs',
               'zorg.live.page.strangers', 'zorg.live.server.budget',
               'zorg.live.server.clients', 'zorg.live.broker.redisurl',
-              'zorg.live.page.ticket', 'zorg.live.page.redactlog']
+              'zorg.live.core.ticket', 'zorg.live.page.redactlog']
 
 
 @pytest.mark.parametrize('name', DOCMODULES)

@@ -1,4 +1,4 @@
-"""Connection tickets (issue 21, item 6): the rules of page/ticket.py,
+"""Connection tickets (issue 21, item 6): the rules of core/ticket.py,
 then the real LiveServerHTTP, whose handshake takes a valid ticket
 without asking the site and asks the site, as before, about any other.
 
@@ -15,7 +15,7 @@ import time
 import pytest
 import websockets
 
-from zorg.live.page.ticket import MAX_TICKET, Tickets, siteOf, siteOfURL
+from zorg.live.core.ticket import MAX_TICKET, Tickets, siteOf, siteOfURL
 from zorg.live.page.redactlog import redactText
 from zorg.live.server.settings import Settings
 from zorg.live.server.tickets import (
@@ -31,7 +31,7 @@ SITE = 'example.com/site/@@live'
 TICKET = re.compile(r'data-live-ticket="([^"]+)"')
 
 
-# -- the rules (page/ticket.py) ----------------------------------------------
+# -- the rules (core/ticket.py) ----------------------------------------------
 
 def forge(ticket):
     """`ticket` with the first character of its MAC changed."""
