@@ -194,7 +194,7 @@ class LiveConnectionView(BrowserView):
     LiveServerHTTP asks this (in a worker thread, with the credentials of
     a WebSocket handshake or a shared SSE stream) before it accepts a
     browser's shared connection: the connection belongs to that principal
-    (page/connection.py). A platform whose requests know their user
+    (core/connection.py). A platform whose requests know their user
     otherwise overrides `principalId`.
     """
 

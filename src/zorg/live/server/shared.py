@@ -1,4 +1,4 @@
-"""The asyncio driver of a shared connection (page/connection.py): many
+"""The asyncio driver of a shared connection (core/connection.py): many
 pages of one browser over one WebSocket or one SSE stream.
 
 An attached page costs no task while it waits: it is a `Parked` (with
