@@ -77,8 +77,9 @@ class ZorgLiveServer:
         # address: lift the caps meant for strangers.
         settings.setdefault('max_anonymous_pages', 100000)
         settings.setdefault('max_anonymous_per_address', 100000)
-        # (and its network prefix's share of them: at 10%, 10,000 pages
-        # and the warm-up's were 300 over it)
+        # ...and the share of them one network prefix may hold (issue 22:
+        # 0.1 of 100,000, so the 10,001st page was refused and every
+        # publisher's page with it).
         settings.setdefault('max_prefix_share', 1.0)
         self.server = RunningServer(
             self.dir, types=(kind,), threads=4, zcml=zcml, ports=[port],
