@@ -514,6 +514,27 @@ class BenchLivePage(TestLivePage):
         self.publish(Custom('bench', data))
 
 
+class SimulationPage(BenchLivePage):
+    """benchmarks/simulate.py: page number ``n`` of a simulated site is
+    in group ``sim-<n mod groups>`` (both from the query string)."""
+
+    def getGroupId(self):
+        form = self.request.form
+        try:
+            n, groups = int(form.get('n', 0)), int(form.get('groups', 1))
+        except ValueError:
+            n, groups = 0, 1
+        return 'sim-%d' % (n % max(1, min(groups, 10 ** 6)))
+
+
+class RenderBenchPage(LivePage):
+    """benchmarks/render_cost.py: a LivePage whose template is also
+    served as a plain view; its pages are in the group 'render'."""
+
+    def getGroupId(self):
+        return 'render'
+
+
 # The shared-connection tests (test_tabs_browser.py): how often each `note`
 # ran in this process, whatever carried the input (WebSocket or POST).
 NOTE_RUNS = {}
