@@ -19,26 +19,38 @@ A ticket is the text ``1.<expiry>.<principal>.<mac>``:
 - ``principal`` is the principal id, base64url without padding (any
   characters an id may hold);
 - ``mac`` is HMAC-SHA256, keyed with the site secret, over the format,
-  the site, the principal and the expiry, base64url without padding.
+  the site, the principal, the expiry and the credentials (a JSON list:
+  no two of them read alike), base64url without padding.
 
 The site (what tells the sites of one server apart: the host and the
-path of its ``@@live`` URL) is in the MAC but not in the ticket: the
-checker supplies the site of the handshake it checks, so a ticket of
-another site (or another host) fails like a forged one.
+path of its ``@@live`` URL) and the credentials are in the MAC but not in
+the ticket: the checker supplies those of the handshake it checks, so a
+ticket of another site (or another host) fails like a forged one.
+
+The credentials are the request's ``Authorization`` header (HTTP basic
+or bearer authentication), empty without one. A connection's input runs
+through the site with the credentials of its handshake, so a connection
+may be its ticket's principal only when it carries the credentials the
+page was rendered with; a browser that sends them only once challenged
+(basic authentication outside the page's path) is challenged by the site
+first, and its next handshake, with them, is taken by the ticket.
+Cookies are not bound: a site's scripts change them for reasons of their
+own, and a ticket that never matched would be no use.
 
 Rules (each a test in tests/test_ticket.py):
 
 1. A ticket is refused, never trusted in part, when it is longer than
    MAX_TICKET, not of the form above, of another format, signed with
-   another secret or for another site or principal (the MAC, compared in
-   constant time), expired, or valid for longer than the lifetime allows
+   another secret or for another site, principal or credentials (the MAC,
+   compared in constant time), expired, or valid for longer than the lifetime allows
    (a ticket from a time the lifetime was longer). A refused ticket is
    no answer: the caller asks the site as if there were no ticket.
 2. A valid ticket says only who the principal was when the page was
-   rendered. Logging out, or logging in as someone else, does not take
-   back a ticket already handed out: it stays valid until its expiry, so
-   the lifetime is short (setting ticket-lifetime, 60 seconds). After
-   that, the connection is authenticated by the site, as without one.
+   rendered. Logging out of a cookie session, or logging in as someone
+   else, does not take back a ticket already handed out: it stays valid
+   until its expiry, so the lifetime is short (setting ticket-lifetime,
+   60 seconds). After that, the connection is authenticated by the site,
+   as without one.
 3. Neither a ticket nor the secret is logged in full (`redact`).
 
 The clock is passed in (``now``): the rules are tested without waiting.
@@ -51,6 +63,8 @@ The clock is passed in (``now``): the rules are tested without waiting.
     'alice'
     >>> tickets.check(ticket, 'example.com/other/@@live', now=1030)
     >>> tickets.check(ticket, 'example.com/site/@@live', now=1061)
+    >>> tickets.check(ticket, 'example.com/site/@@live', now=1030,
+    ...               credentials='Basic Ym9iOmJvYg==')
     >>> redact(ticket)
     '1.1060.YWxp...'
 """
@@ -58,11 +72,13 @@ The clock is passed in (``now``): the rules are tested without waiting.
 import base64
 import binascii
 import hmac
+import json
 from urllib.parse import urlsplit
 
 FORMAT = '1'
 # The WSGI environ key under which a server that checks tickets offers
-# its `Tickets` to the pages it renders (server/tickets.py).
+# the pages it renders `issue(principal, site, now)`: its Tickets' issue
+# for the request's credentials (server/tickets.py).
 TICKETS = 'zorg.live.tickets'
 # Longer tickets are refused before anything is decoded: a principal id
 # of some hundred characters fits, a flood does not.
@@ -125,22 +141,24 @@ class Tickets:
     def __repr__(self):
         return '<Tickets lifetime=%gs>' % self.lifetime   # not the secret
 
-    def _mac(self, site, principal, expiry):
-        message = '\n'.join((FORMAT, site, principal, str(expiry)))
+    def _mac(self, site, principal, expiry, credentials):
+        message = json.dumps([FORMAT, site, principal, expiry, credentials])
         # hmac.digest with the name: OpenSSL's one-shot HMAC, no object.
         return hmac.digest(self._secret, message.encode('utf-8'), 'sha256')
 
-    def issue(self, principal, site, now):
-        """A ticket for `principal` at `site`, valid for the lifetime
-        from `now` (seconds of the epoch)."""
+    def issue(self, principal, site, now, credentials=''):
+        """A ticket for `principal` at `site`, for requests with
+        `credentials`, valid for the lifetime from `now` (seconds of the
+        epoch)."""
         expiry = int(now + self.lifetime)
         return '.'.join((FORMAT, str(expiry),
                          _encode(principal.encode('utf-8')),
-                         _encode(self._mac(site, principal, expiry))))
+                         _encode(self._mac(site, principal, expiry,
+                                           credentials))))
 
-    def check(self, ticket, site, now):
-        """The principal id of a valid `ticket` for `site` at `now`, else
-        None (rule 1)."""
+    def check(self, ticket, site, now, credentials=''):
+        """The principal id of a valid `ticket` for `site` and
+        `credentials` at `now`, else None (rule 1)."""
         if not isinstance(ticket, str) or len(ticket) > MAX_TICKET:
             return None
         parts = ticket.split('.')
@@ -153,7 +171,7 @@ class Tickets:
         expiry = int(parts[1])
         # Text against text: base64 has several spellings of one MAC
         # (the last character's spare bits); only ours counts.
-        expected = _encode(self._mac(site, principal, expiry))
+        expected = _encode(self._mac(site, principal, expiry, credentials))
         if not hmac.compare_digest(parts[3].encode('utf-8'),
                                    expected.encode('ascii')):
             return None

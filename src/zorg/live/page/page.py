@@ -188,11 +188,11 @@ class LivePage(BrowserPage):
             # The browser's shared connection.
             attrs.append(('data-live-url', self.liveURL()))
             attrs.append(('data-connection', self.connection))
-            tickets = requestEnviron(self.request).get(TICKETS)
-            if tickets is not None:
+            issue = requestEnviron(self.request).get(TICKETS)
+            if issue is not None:
                 # The connection need not ask the site who this is
                 # (core/ticket.py).
-                attrs.append(('data-live-ticket', tickets.issue(
+                attrs.append(('data-live-ticket', issue(
                     client.principal, siteOfURL(self.liveURL()),
                     time.time())))
         if self.presenceTarget:

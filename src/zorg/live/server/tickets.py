@@ -17,6 +17,7 @@ Neither the secret nor a ticket is logged (page/redactlog.py shortens a
 """
 
 import binascii
+import functools
 import logging
 import os
 import stat
@@ -77,9 +78,13 @@ def ticketsFor(settings):
 
 
 def offerTickets(app, tickets):
-    """WSGI middleware: the pages `app` renders may issue tickets."""
+    """WSGI middleware: the pages `app` renders may issue tickets, for
+    the request's credentials (taken here: Zope's publisher removes the
+    Authorization header from the environ it gives the page)."""
     def offered(environ, start_response):
-        environ[TICKETS] = tickets
+        environ[TICKETS] = functools.partial(
+            tickets.issue,
+            credentials=environ.get('HTTP_AUTHORIZATION', ''))
         return app(environ, start_response)
     return offered
 
@@ -102,13 +107,16 @@ def ticketOf(query):
 
 def principalByTicket(tickets, ticket, path, headers, now=None):
     """The principal of a valid `ticket` for the site at `path` (the
-    ``@@live`` path) and the request's Host header, or None."""
+    ``@@live`` path) and the request's Host and Authorization headers,
+    or None."""
     if ticket is None:
         return None
-    host = b''
+    host = credentials = b''
     for name, value in headers:
         if name == b'host':
             host = value
-            break
+        elif name == b'authorization':
+            credentials = value
     return tickets.check(ticket, siteOf(host.decode('latin-1'), path),
-                         time.time() if now is None else now)
+                         time.time() if now is None else now,
+                         credentials.decode('latin-1'))

@@ -89,6 +89,27 @@ def test_a_changed_ticket_is_refused(change):
     assert tickets.check('.'.join(parts), SITE, now=1000) is None
 
 
+def test_a_ticket_is_for_the_credentials_it_was_issued_with():
+    tickets = Tickets(SECRET)
+    basic = 'Basic YWxpY2U6YWxpY2U='
+    ticket = tickets.issue('alice', SITE, 1000, credentials=basic)
+    assert tickets.check(ticket, SITE, 1000, credentials=basic) == 'alice'
+    for other in ('', 'Basic Ym9iOmJvYg==', basic + ' '):
+        assert tickets.check(ticket, SITE, 1000, credentials=other) is None
+    plain = tickets.issue('alice', SITE, 1000)
+    assert tickets.check(plain, SITE, 1000, credentials=basic) is None
+
+
+def test_no_two_fields_read_alike():
+    """A principal id with the separator of another field in it does
+    not make another ticket's MAC."""
+    tickets = Tickets(SECRET)
+    ticket = tickets.issue('alice\n1', 'example.com', 1000)
+    head, mac = ticket.rsplit('.', 1)
+    assert tickets.check(ticket, 'example.com', 1000) == 'alice\n1'
+    assert tickets.check(ticket, 'example.com\nalice', 1000) is None
+
+
 def test_another_secret_or_site_refuses_it():
     ticket = Tickets(SECRET).issue('alice', SITE, now=1000)
     assert Tickets(b't' * 32).check(ticket, SITE, now=1000) is None
@@ -155,6 +176,12 @@ def test_the_site_is_the_host_and_the_live_path():
     assert principalByTicket(tickets, ticket, '/other/@@live',
                              [(b'host', b'example.com')]) is None
     assert principalByTicket(tickets, None, '/site/@@live',
+                             [(b'host', b'example.com')]) is None
+    bound = tickets.issue('alice', SITE, time.time(), credentials='Basic x')
+    assert principalByTicket(tickets, bound, '/site/@@live', [
+        (b'host', b'example.com'), (b'authorization', b'Basic x')]) == \
+        'alice'
+    assert principalByTicket(tickets, bound, '/site/@@live',
                              [(b'host', b'example.com')]) is None
 
 
@@ -227,13 +254,19 @@ def test_a_rendered_page_gets_a_ticket_of_its_principal_and_site(tmp_path):
             page = await Page(server, s, 'zope/chat.html', ALICE).open()
             ticket = ticketOf_(page)
             now = time.time()
-            principal = tickets.check(ticket, liveSite(server), now)
+            principal = tickets.check(ticket, liveSite(server), now,
+                                      ALICE['Authorization'])
             assert principal is not None
+            # for alice's credentials only
+            assert tickets.check(ticket, liveSite(server), now) is None
             assert int(ticket.split('.')[1]) <= now + 60
             # Anonymous pages get one too (of the anonymous principal).
             other = await Page(server, s, 'zope/chat.html').open()
             assert tickets.check(ticketOf_(other), liveSite(server),
                                  now) not in (None, principal)
+            # The secret file stays private and the same (made once).
+            with open(os.path.join(server.dir, SECRET_FILE)) as f:
+                assert f.read().strip()
         with open(os.path.join(server.dir, 'server.log')) as f:
             assert ticket.split('.')[3] not in f.read()
 
@@ -242,17 +275,25 @@ def test_a_rendered_page_gets_a_ticket_of_its_principal_and_site(tmp_path):
         asyncio.run(run(server))
 
 
-def test_the_ticket_alone_attaches_its_principals_page(tmp_path):
-    """No credentials at all: alice's ticket makes the connection
-    alice's, for the socket and for the shared SSE stream."""
+def test_a_ticket_attaches_with_the_credentials_it_was_rendered_with(
+        tmp_path):
+    """Alice's ticket with alice's credentials: alice's connection, for
+    the socket and for the shared SSE stream. Without them (or with
+    bob's), the ticket does not count and the site decides: alice's page
+    is refused."""
     async def run(server):
         async with session() as s:
             page = await Page(server, s, 'zope/chat.html', ALICE).open()
             ticket = ticketOf_(page)
-            async with TicketSocket(server, ticket) as ws:
+            async with TicketSocket(server, ticket, ALICE) as ws:
                 assert (await ws.attach(1, page))['type'] == 'attached'
-            async with s.get(server.url('@@live/events'), params=[
-                    ('page', '1,%s,' % page.uuid), ('ticket', ticket)]) as r:
+            for headers in ({}, BOB):
+                async with TicketSocket(server, ticket, headers) as ws:
+                    error = await ws.attach(1, page)
+                    assert error['error'] == 'forbidden', (headers, error)
+            async with s.get(server.url('@@live/events'), headers=ALICE,
+                             params=[('page', '1,%s,' % page.uuid),
+                                     ('ticket', ticket)]) as r:
                 assert r.status == 200
                 message = (await readStream(r, lambda ms: ms))[0]
                 assert message['type'] == 'attached', message
@@ -266,25 +307,29 @@ def refusedTickets(server, page):
     """Tickets of alice that must not count, by what is wrong."""
     tickets = serverTickets(server)
     site, now = liveSite(server), time.time()
+    basic = ALICE['Authorization']
     genuine = ticketOf_(page)
-    principal = tickets.check(genuine, site, now)
+    principal = tickets.check(genuine, site, now, basic)
     return {
         'forged': forge(genuine),
-        'expired': tickets.issue(principal, site, now - 61),
-        'other-site': tickets.issue(principal, 'evil.test/@@live', now),
+        'expired': tickets.issue(principal, site, now - 61, basic),
+        'other-site': tickets.issue(principal, 'evil.test/@@live', now,
+                                    basic),
         'other-host': tickets.issue(
             principal, siteOfURL(server.url('@@live').replace(
-                '127.0.0.1', 'localhost')), now),
+                '127.0.0.1', 'localhost')), now, basic),
+        'other-credentials': tickets.issue(principal, site, now,
+                                           BOB['Authorization']),
         'malformed': genuine.replace('.', ':'),
         'oversized': genuine + 'A' * (2 * MAX_TICKET),
     }
 
 
 def test_a_refused_ticket_leaves_it_to_the_site(tmp_path):
-    """Forged, expired, other-site, malformed and oversized tickets of
-    alice: carried by an anonymous connection, the site says anonymous,
-    and alice's page is refused; carried with alice's credentials, the
-    site says alice, and it attaches."""
+    """Forged, expired, other-site, other-credentials, malformed and
+    oversized tickets of alice: carried by an anonymous connection, the
+    site says anonymous, and alice's page is refused; carried with
+    alice's credentials, the site says alice, and it attaches."""
     async def run(server):
         async with session() as s:
             page = await Page(server, s, 'zope/chat.html', ALICE).open()
@@ -309,14 +354,15 @@ def test_a_refused_ticket_leaves_it_to_the_site(tmp_path):
 
 
 def test_another_principals_ticket_cannot_attach_your_page(tmp_path):
-    """Bob's own, valid ticket makes the connection bob's, even with
-    alice's credentials beside it: alice's page is refused, and input
-    for it (which runs with the credentials) goes nowhere."""
+    """Bob's own, valid ticket (with his credentials) makes the
+    connection bob's: alice's page is refused, and input for it goes
+    nowhere. Bob's ticket beside alice's credentials does not count:
+    the site says alice, and her page attaches, his does not."""
     async def run(server):
         async with session() as s:
             alices = await Page(server, s, 'zope/chat.html', ALICE).open()
             bobs = await Page(server, s, 'zope/chat.html', BOB).open()
-            for headers in ({}, ALICE):
+            for headers in (BOB, {}):
                 async with TicketSocket(server, ticketOf_(bobs),
                                         headers) as ws:
                     error = await ws.attach(1, alices)
@@ -324,7 +370,12 @@ def test_another_principals_ticket_cannot_attach_your_page(tmp_path):
                     await ws.send(type='input', page=1, id='b1',
                                   handler='say', arguments=['forged'])
                     await ws.until(lambda m: m['type'] == 'error', 2)
-                    assert (await ws.attach(2, bobs))['type'] == 'attached'
+            async with TicketSocket(server, ticketOf_(bobs), BOB) as ws:
+                assert (await ws.attach(2, bobs))['type'] == 'attached'
+            async with TicketSocket(server, ticketOf_(bobs), ALICE) as ws:
+                assert (await ws.attach(1, alices))['type'] == 'attached'
+                error = await ws.attach(2, bobs)
+                assert error['error'] == 'forbidden', error
 
     with RunningServer(tmp_path, zcml=DEMO_ZCML,
                        refresh_interval=2) as server:
