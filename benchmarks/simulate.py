@@ -29,7 +29,6 @@ import asyncio
 import json
 import os
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -55,9 +54,8 @@ class Brokers:
 
     def start(self):
         if self.shards > 1:
-            from zorg.live.tests.redisfixture import RedisCluster
-            self.dir = tempfile.mkdtemp(prefix='zorg-sim-')
-            self.cluster = RedisCluster(self.dir, masters=self.shards)
+            from zorg.live.tests.clusterfixture import RedisClusterGroup
+            self.cluster = RedisClusterGroup(masters=self.shards)
             self.cluster.start()
             self.url = self.cluster.url
             self.pids = self.cluster.pids()
@@ -100,6 +98,9 @@ async def run(args):
             servers.append(systems.start_zorglive(
                 'liveserver-http', systems.free_port(), broker=brokers.url,
                 max_connection_pages=args.per_connection,
+                # One load generator at one address holds every page:
+                # lift the share one network prefix may hold.
+                max_prefix_share=1.0,
                 client_timeout=600, refresh_interval=60))
         pids = [pid for s in servers for pid in s.pids]
         endpoints = [('127.0.0.1', s.server.ports[0]) for s in servers]
@@ -121,8 +122,17 @@ async def run(args):
                 live = sum(s['live'] for s in await pool.all('status'))
                 log('  %d pages live' % live)
         await opening
-        live = sum(s['live'] for s in await pool.all('status'))
-        log('%d pages live after %.0f s' % (live, time.time() - t0))
+        statuses = await pool.all('status')
+        live = sum(s['live'] for s in statuses)
+        errors = {}
+        for status in statuses:
+            for name, count in status['errors'].items():
+                errors[name] = errors.get(name, 0) + count
+        log('%d pages live after %.0f s%s' % (
+            live, time.time() - t0, '; errors: %s' % errors if errors
+            else ''))
+        if not live:
+            raise SystemExit('no page came live: %s' % errors)
         await asyncio.sleep(3)
         rss1 = systems.rss_kb(pids)
         out['pages live'] = live

@@ -253,10 +253,28 @@ class UploadView:
 class RoomLivePage(TestLivePage):
     """Pages of the group 'room:<view name>': several groups at once.
     `burst` publishes `count` numbered custom events to the group, every
-    `every`-th of them to one of `uuids` only (round robin)."""
+    `every`-th of them to one of `uuids` only (round robin). `relay`
+    stores a line and appends it in two groups."""
 
     def getGroupId(self):
         return 'room:%s' % self.__name__
+
+    @handler
+    def relay(self, text, group):
+        """Store `text` (in the root folder's `zorg_live_relayed`) and
+        append it to 'target' in this page's group and in `group`, in one
+        transaction (on a Redis Cluster, groups may be on two shards)."""
+        from zope.security.proxy import removeSecurityProxy
+        from zorg.live.page.transactional import publishOnCommit
+        root = removeSecurityProxy(self.context)
+        root.zorg_live_relayed = tuple(
+            getattr(root, 'zorg_live_relayed', ())) + (text,)
+        event = Append('target', text)
+        self.publish(event)
+        if self.publishing():
+            publishOnCommit(event, group, self.manager, None)
+        else:
+            self.manager.publish(event, group)
 
     @handler
     def burst(self, count, prefix, uuids=(), every=10, start=0):
