@@ -11,4 +11,5 @@ package with those made unimportable.
 - audience    who of a group an event is for
 - connection  the messages of a shared connection and who may attach
 - inputs      an input, checked once where it arrives
+- ticket      connection tickets: who a browser's connection is, signed
 """

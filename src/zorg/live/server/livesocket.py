@@ -10,7 +10,9 @@ this protocol object, its ServerProtocol and its transport.
 The handshake is refused (403) for a page of another origin (cross-site
 WebSocket hijacking) and authenticated like any site request: LiveApp asks
 the site who the request's credentials belong to (``@@live`` in a worker
-thread, page/views.py) and the connection belongs to that principal.
+thread, page/views.py) and the connection belongs to that principal --
+unless the URL carries a valid connection ticket (``?ticket=``, which the
+page's render handed out: server/tickets.py), checked in the loop.
 
 Heartbeats are pings from LiveApp's beat task; a peer that answers nothing
 for two intervals is dropped. Writes above the transport's high-water mark
@@ -44,6 +46,7 @@ from zorg.live.core.connection import parseMessage
 from zorg.live.page.guard import headerGetter
 from zorg.live.server.budget import CLOSE, budgetFor
 from zorg.live.server.shared import SharedConnection, encoders
+from zorg.live.server.tickets import ticketOf
 
 log = logging.getLogger('zorg.live.server')
 # The library logs every connection opened and closed at INFO: thousands.
@@ -300,7 +303,8 @@ class LiveSocketProtocol(asyncio.Protocol):
             if error is not None:
                 raise error
             principal, kept = await app.principalOf(
-                path, headers, self.client, self.server, self.scheme)
+                path, headers, self.client, self.server, self.scheme,
+                ticketOf(request.path.partition('?')[2]))
         except LiveError as e:
             return self._refuse(e.status, e)
         except InvalidHandshake as e:
