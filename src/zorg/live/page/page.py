@@ -226,6 +226,8 @@ class LivePage(BrowserPage):
             for name, value in errorHeaders(e):
                 response.setHeader(name, value)
             return errorBody(e)
+        for name, value in wire.LIVE_PAGE_HEAD:
+            self.request.response.setHeader(name, value)
         return injectScript(self.renderBody(), self.scriptTag())
 
     def __call__(self):
