@@ -30,8 +30,11 @@ log = logging.getLogger('zorg.live.broker.redis')
 
 # Claim an input id unless it is recorded (-> {1, answer}), another run
 # holds it or its transaction is in flight (-> {0, 0}), or that
-# transaction's outcome is unknown (-> {2, 0}); -> {0, 1} when claimed.
-# KEYS hash, claim, the in-flight logs (redis.py); ARGV
+# transaction's outcome is unknown (-> {2, 0}), or the page's record is
+# gone (-> {3, 0}: Redis lost its data, and with it the records of the
+# page's inputs, so a resend may have run already); -> {0, 1} when
+# claimed. KEYS hash, claim, the in-flight logs (redis.py), the page's
+# record; ARGV
 # input id, token, ttl ms, deadline (ms of Redis's clock). Past the
 # deadline it claims nothing: a hung Redis that runs the call when it
 # wakes up, after the caller gave up (503), must not leave a claim that
@@ -42,6 +45,7 @@ if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
     > tonumber(ARGV[4]) then
   return redis.error_reply('LATE the caller gave up on this claim')
 end
+if redis.call('EXISTS', KEYS[4]) == 0 then return {3, 0} end
 local answer = redis.call('HGET', KEYS[1], ARGV[1])
 if answer then
   local token = string.match(answer, '^!(%S+) ')
@@ -134,9 +138,15 @@ class RedisPages:
         # Called inside RedisBroker._guarded, which turns Redis's failures
         # (and a LATE claim) into BrokerUnavailable.
         answers, _order, claim = self.inputKeys(uuid, inputId)
-        found, value = self._claim(keys=[answers, claim, flights],
+        found, value = self._claim(keys=[answers, claim, flights,
+                                         self._pageKey(uuid)],
                                    args=[inputId, token,
                                          max(1, int(ttl * 1000)), deadline])
+        if found == 3:
+            raise InputUnknown(
+                'the broker lost the records of this page (Redis restarted '
+                'empty, or the page expired): whether input %s ran is not '
+                'known; reload the page to see' % inputId[:64])
         if found == 2:
             raise InputUnknown(
                 'input %s ran in a transaction whose process did not '

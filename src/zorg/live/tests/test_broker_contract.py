@@ -254,10 +254,20 @@ def test_health_says_connected(make):
     assert state['kind'] in ('memory', 'redis')
 
 
+def opened(broker, *uuids):
+    """Pages `uuids` are open: a broker that keeps page records has
+    theirs (an input of a page without one is refused as unknown: see
+    test_an_input_of_a_page_whose_record_is_gone_is_unknown)."""
+    if IPageRecords.providedBy(broker):
+        for uuid in uuids:
+            broker.savePage(uuid, {'group': 'g'}, 600)
+
+
 def record(broker, uuid, inputId, answer, keep=3):
     """Claim `inputId` and record `answer` the way a transaction's vote
     does (publishMany with `inputs`)."""
     token = 'tok-' + inputId
+    opened(broker, uuid)
     found, claimed = broker.claimInput(uuid, inputId, token, 60)
     assert (found, claimed) == (None, True)
     broker.publishMany([], inputs=[(uuid, inputId, token, answer, keep,
@@ -278,6 +288,7 @@ def test_input_records_are_bounded_and_go_with_the_page(make):
     record(broker, 'p2', 'in-4', 'of p2')
     forget = getattr(broker, 'dropPage', None) or broker.forgetInputs
     forget('p1')
+    opened(broker, 'p1')
     assert broker.claimInput('p1', 'in-4', 'y', 60) == (None, True)
     assert broker.claimInput('p2', 'in-4', 'y', 60) == ('of p2', False)
 
@@ -287,6 +298,7 @@ def test_a_claim_is_held_until_released_or_recorded(make):
     1): a second claimant is refused while the first holds it, gets the
     answer once it is recorded, and may run once it is released."""
     broker = make()
+    opened(broker, 'p')
     assert broker.claimInput('p', 'a', 'first', 60) == (None, True)
     assert broker.claimInput('p', 'a', 'second', 60) == (None, False)
     assert broker.claimInput('p', 'a', 'first', 60) == (None, True)
@@ -367,6 +379,7 @@ def test_a_transaction_aborted_after_its_vote_is_never_shown(make):
     what followed them is shown."""
     broker = make()
     start = broker.latest('g')
+    opened(broker, 'p')
     assert broker.claimInput('p', 'in', 'tok', 60) == (None, True)
     broker.publishMany([('g', lambda i: text(i, 'aborted'), None)],
                        inputs=[('p', 'in', 'tok', 'answer', 3, 60)],
@@ -384,6 +397,7 @@ def test_a_transaction_aborted_after_its_vote_is_never_shown(make):
 
 def test_a_committed_transaction_keeps_its_input_record(make):
     broker = make()
+    opened(broker, 'p')
     assert broker.claimInput('p', 'in', 'tok', 60) == (None, True)
     broker.publishMany([('g', text, None)],
                        inputs=[('p', 'in', 'tok', 'answer', 3, 60)],
@@ -404,6 +418,7 @@ def test_a_transaction_never_finished_is_unknown(redisURL):
                        commitTimeout=0.5)
     try:
         start = broker.latest('g')
+        opened(dead, 'p')
         assert dead.claimInput('p', 'in', 'tok', 60) == (None, True)
         dead.publishMany([('g', lambda i: text(i, 'ghost'), None)],
                          inputs=[('p', 'in', 'tok', 'answer', 3, 60)],
@@ -424,3 +439,18 @@ def test_a_transaction_never_finished_is_unknown(redisURL):
             broker.claimInput('p', 'in', 'tok3', 60)
     finally:
         broker.close()
+
+
+def test_an_input_of_a_page_whose_record_is_gone_is_unknown(make):
+    """A broker that keeps page records keeps the input records beside
+    them: when the page's record is gone (Redis restarted empty, or the
+    page expired), its input records may be gone too, so an input id
+    that may have run is not claimed again: InputUnknown (409)."""
+    from zorg.live.interfaces import InputUnknown
+    broker = make()
+    if not IPageRecords.providedBy(broker):
+        pytest.skip('no page records: the process holds its pages')
+    record(broker, 'p', 'in', 'answer')
+    broker.dropPage('p')
+    with pytest.raises(InputUnknown):
+        broker.claimInput('p', 'in', 'again', 60)

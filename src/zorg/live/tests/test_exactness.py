@@ -427,3 +427,30 @@ def test_a_process_killed_between_vote_and_finish(servers, handler, stores):
             assert json.loads(body)['error'] == 'input-unknown'
             assert (await stored(s, b)).count('ghost') == int(stores)
     asyncio.run(run())
+
+
+@pytest.mark.redis
+def test_redis_restarted_empty_before_the_resend_runs_nothing_twice(
+        servers, redisServer):
+    """The vote wrote the input's record; Redis restarts empty before its
+    resend (found by the fault checker, seed 25): the record is gone, and
+    with it the page's record, so the resend is answered input-unknown
+    (409, the page reloads) instead of running the handler again."""
+    a = servers('a', threads=4, refresh_interval=1, broker_timeout=1)
+
+    async def run():
+        async with session() as s:
+            uuid, _lines = await render(s, a)
+            sender = asyncio.ensure_future(post(
+                s, a, uuid, 'sayHeld', ['once', 'vote-o'], 'in-o'))
+            await until(s, a, 'vote-o')
+            redisServer.stop()
+            redisServer.start()
+            await release(s, a, 'vote-o')
+            await sender        # stored; its answer may be lost
+            status, body = await sendAgain(s, a, uuid, 'say', ['once'],
+                                           'in-o')
+            assert status == 409, body
+            assert json.loads(body)['error'] == 'input-unknown'
+            assert (await stored(s, a)).count('once') == 1
+    asyncio.run(run())

@@ -84,6 +84,7 @@ def test_a_transaction_on_three_shards_is_shown_by_another_process(
         sa, sb = b.latest(ga), b.latest(gb)
         heard = []
         b.addListener(heard.append)
+        a.savePage(page, {'group': ga}, 600)   # the page is open
         assert a.claimInput(page, 'in', 'tok', 60) == (None, True)
         mark = a.mark()
         positions = a.publishMany(
@@ -115,6 +116,7 @@ def test_a_vote_with_a_hung_shard_fails_whole(redisCluster):
     other = ClusterBroker(redisCluster.url)
     try:
         sa, sb = other.latest(ga), other.latest(gb)
+        broker.savePage(page, {'group': ga}, 600)   # the page is open
         assert broker.claimInput(page, 'in', 'tok', 60) == (None, True)
         redisCluster.hang(hung)
         try:
@@ -243,6 +245,7 @@ def test_a_transaction_on_three_shards_never_finished_is_unknown(
     dead = ClusterBroker(redisCluster.url, commitTimeout=0.5)
     try:
         starts = {g: broker.latest(g) for g in (ga, gb)}
+        dead.savePage(page, {'group': ga}, 600)   # the page is open
         assert dead.claimInput(page, 'in', 'tok', 60) == (None, True)
         dead.publishMany([(ga, text('ghost'), None),
                           (gb, text('ghost'), None)],
