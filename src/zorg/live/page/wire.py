@@ -14,6 +14,7 @@ their own.
 """
 
 import json
+from http import HTTPStatus
 
 from zorg.live.page.event import Idle, encode
 
@@ -180,3 +181,37 @@ def sseData(message):
     """A shared-connection message as one SSE frame (no id: the client
     keeps each page's last event id)."""
     return b'data: %s\n\n' % message.encode('utf-8')
+
+
+# -- HTTP/1.1 framing of LiveServerHTTP's own protocol (server/liveproto.py)
+
+HTTP_LAST_CHUNK = b'0\r\n\r\n'
+_STATUS_LINES = {}
+
+
+def httpChunk(data):
+    """`data` as one HTTP/1.1 chunk (a response without Content-Length)."""
+    return b'%x\r\n%s\r\n' % (len(data), data)
+
+
+def httpHead(status, headers, extra, date):
+    """A response head: the status line, the application's `headers`,
+    then `extra` (framing, ``connection: close``) and the Date."""
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = ''
+        line = _STATUS_LINES[status] = (
+            'HTTP/1.1 %d %s\r\n' % (status, phrase)).encode('latin-1')
+    parts = [line]
+    for name, value in headers:
+        if b'\n' in value or b'\r' in value or b'\n' in name:
+            raise ValueError('a line break in the response header %r'
+                             % name)
+        parts.append(b'%s: %s\r\n' % (name, value))
+    for name, value in extra:
+        parts.append(b'%s: %s\r\n' % (name, value))
+    parts.append(b'date: %s\r\n\r\n' % date)
+    return b''.join(parts)

@@ -1,11 +1,17 @@
 """The WebSocket transport of LiveServerHTTP: ``<app URL>/@@live``.
 
-uvicorn's HTTP protocol parses the request and hands the connection over
-at ``Upgrade: websocket`` (its ``ws`` protocol class is this one). The
-framing is the `websockets` library's sans-I/O ServerProtocol; this module
-only moves bytes between it, the transport and a SharedConnection
-(server/shared.py). No task waits per connection: an idle connection is
-this protocol object, its ServerProtocol and its transport.
+LiveProtocol (server/liveproto.py) parses the request with httptools and
+hands the connection over at ``Upgrade: websocket`` (`begin`). The
+framing is the `websockets` library's sans-I/O ServerProtocol, through
+its public API only; this module only moves bytes between it, the
+transport and a SharedConnection (server/shared.py). No task waits per
+connection: an idle connection is this protocol object, its
+ServerProtocol and its transport.
+
+The ServerProtocol is given a head of the handshake's own headers only
+(`handshakeHead`), not the browser's whole request: its parser keeps the
+request it parsed for the connection's life, and a browser's (cookies,
+user agent...) is some 2.5 KB per idle connection.
 
 The handshake is refused (403) for a page of another origin (cross-site
 WebSocket hijacking) and authenticated like any site request: LiveApp asks
@@ -33,8 +39,6 @@ from websockets.exceptions import InvalidHandshake
 from websockets.extensions.permessage_deflate import (
     ServerPerMessageDeflateFactory)
 from websockets.frames import CloseCode, Frame, Opcode
-from websockets.http11 import Request
-from websockets.protocol import Protocol
 from websockets.server import ServerProtocol
 
 from zorg.live.interfaces import BadRequest, Busy, LiveError, TooLarge
@@ -68,13 +72,23 @@ ROUND = 64
 encoder = encoders(textFrame)
 
 
-def forgetHandshake(ws):
-    """Free the handshake request that ServerProtocol's parser keeps for
-    the connection's life (some 2.5 KB per idle connection): run the
-    frame parser in a new generator. Nothing is lost: a client sends no
-    frame before it has the 101 answer, and the reader's buffer stays."""
-    ws.parser = Protocol.parse(ws)
-    next(ws.parser)
+# What ServerProtocol.accept reads of a handshake request (the Origin is
+# checked by LiveApp, against the site's own origin).
+HANDSHAKE_HEADERS = (b'connection', b'upgrade', b'sec-websocket-key',
+                     b'sec-websocket-version', b'sec-websocket-extensions',
+                     b'sec-websocket-protocol')
+
+
+def handshakeHead(headers):
+    """The request head given to the ServerProtocol: the handshake's own
+    headers of `headers` ((lowercase name, value) bytes), under a path
+    of ``/`` (the path and the rest stay with LiveSocketProtocol)."""
+    lines = [b'GET / HTTP/1.1\r\n']
+    for name, value in headers:
+        if name in HANDSHAKE_HEADERS:
+            lines.append(b'%s: %s\r\n' % (name, value))
+    lines.append(b'\r\n')
+    return b''.join(lines)
 
 
 class SocketConnection(SharedConnection):
@@ -108,19 +122,18 @@ class SocketConnection(SharedConnection):
 
 
 class LiveSocketProtocol(asyncio.Protocol):
-    """One WebSocket of LiveServerHTTP (uvicorn's ``ws`` protocol class)."""
+    """One WebSocket of LiveServerHTTP (LiveProtocol hands it over)."""
 
     # Slots: thousands of these wait at once.
-    __slots__ = ('config', 'app', 'settings', 'connections', 'transport',
+    __slots__ = ('app', 'settings', 'connections', 'transport',
                  'ws', 'connection', 'paused', 'lastHeard', 'lastSent',
                  'message', 'shaking', 'client', 'server', 'scheme',
                  'inbox', 'frames', 'budget', 'later', 'reading')
 
-    def __init__(self, config, server_state, app_state=None):
-        self.config = config
-        self.app = config.zorg_app
-        self.settings = config.zorg_settings
-        self.connections = server_state.connections
+    def __init__(self, app, settings, connections):
+        self.app = app
+        self.settings = settings
+        self.connections = connections
         self.transport = None
         self.ws = None
         self.connection = None     # SocketConnection once accepted
@@ -154,35 +167,32 @@ class LiveSocketProtocol(asyncio.Protocol):
             max_size=settings.max_message_size, logger=framing)
         self.lastHeard = self.lastSent = self.app.loop.time()
 
-    def data_received(self, data):
+    def begin(self, path, headers):
+        """The handshake request, parsed by LiveProtocol: `path` and its
+        `headers` ((lowercase name, value) bytes)."""
         ws = self.ws
+        ws.receive_data(handshakeHead(headers))
+        requests = ws.events_received()
+        if ws.handshake_exc is not None or len(requests) != 1:
+            self._refuse(400, BadRequest('not a WebSocket handshake: %s'
+                                         % ws.handshake_exc))
+            return
+        self.shaking = True
+        self.app.loop.create_task(self.handshake(path, headers, requests[0]))
+
+    def data_received(self, data):
         self.lastHeard = self.app.loop.time()
         if self.connection is not None:
             self.inbox += data
             if self.later is None:
                 self.round()
             return
-        # The handshake: only its request head goes to the parser; what a
-        # client sends before it has our answer waits, unread and
-        # unparsed, for the connection's budget (else a flood sent at
-        # once would be parsed in one go when the handshake is answered).
-        inbox = self.inbox
-        inbox += data
-        if not self.shaking and ws.handshake_exc is None:
-            end = inbox.find(b'\r\n\r\n')
-            head = bytes(inbox[:end + 4] if end >= 0 else inbox)
-            del inbox[:len(head)]
-            ws.receive_data(head)
-            if ws.handshake_exc is None:
-                for event in ws.events_received():
-                    if isinstance(event, Request):
-                        self.shaking = True
-                        self.app.loop.create_task(self.handshake(event))
-            else:
-                self._refuse(400, BadRequest('not a WebSocket handshake: %s'
-                                             % ws.handshake_exc))
-                return
-        if inbox and self.reading:
+        # What a client sends before it has our answer to the handshake
+        # waits, unread and unparsed, for the connection's budget (else a
+        # flood sent at once would be parsed in one go when the handshake
+        # is answered).
+        self.inbox += data
+        if self.reading:
             self.reading = False
             self.transport.pause_reading()
 
@@ -274,7 +284,7 @@ class LiveSocketProtocol(asyncio.Protocol):
             self.paused.set_result(None)
 
     def shutdown(self):
-        """uvicorn's graceful shutdown: tell the owner to reconnect."""
+        """The server's graceful shutdown: tell the owner to reconnect."""
         if self.connection is not None:
             self.connection.drain()
         else:
@@ -282,18 +292,14 @@ class LiveSocketProtocol(asyncio.Protocol):
 
     # -- the handshake ---------------------------------------------------
 
-    async def handshake(self, request):
+    async def handshake(self, path, headers, request):
         app = self.app
-        path = request.path.split('?')[0]
         try:
             if not path.endswith('/@@live'):
                 error = LiveError('no WebSocket here: the live connection '
                                   'of a site is <app URL>/@@live')
                 error.status, error.code = 404, 'not-found'
                 raise error
-            headers = [(name.lower().encode('latin-1'),
-                        value.encode('latin-1'))
-                       for name, value in request.headers.raw_items()]
             error = app.crossSite(headerGetter(headers), app.proxies.client(
                 self.client, headers, self.scheme)[1])
             if error is not None:
@@ -317,7 +323,6 @@ class LiveSocketProtocol(asyncio.Protocol):
         self.frames = collections.deque()
         app.sockets.add(self)
         self.flush()
-        forgetHandshake(self.ws)
         if app.draining:
             self.connection.drain()
             return
