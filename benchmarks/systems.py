@@ -77,6 +77,10 @@ class ZorgLiveServer:
         # address: lift the caps meant for strangers.
         settings.setdefault('max_anonymous_pages', 100000)
         settings.setdefault('max_anonymous_per_address', 100000)
+        # ...and the share of them one network prefix may hold (issue 22:
+        # 0.1 of 100,000, so the 10,001st page was refused and every
+        # publisher's page with it).
+        settings.setdefault('max_prefix_share', 1.0)
         self.server = RunningServer(
             self.dir, types=(kind,), threads=4, zcml=zcml, ports=[port],
             **settings)
