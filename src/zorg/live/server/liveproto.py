@@ -538,7 +538,8 @@ class LiveProtocol(asyncio.Protocol):
             self.start(cycle)
         else:
             self.pipeline.append(cycle)
-            if len(self.pipeline) >= PIPELINE:
+            if len(self.pipeline) >= PIPELINE and self.reading:
+                self.app.count('http-pipeline-full')
                 self.pauseReading()
 
     def on_body(self, body):

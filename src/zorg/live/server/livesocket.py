@@ -8,10 +8,10 @@ transport and a SharedConnection (server/shared.py). No task waits per
 connection: an idle connection is this protocol object, its
 ServerProtocol and its transport.
 
-The ServerProtocol is given a head of the handshake's own headers only
-(`handshakeHead`), not the browser's whole request: its parser keeps the
-request it parsed for the connection's life, and a browser's (cookies,
-user agent...) is some 2.5 KB per idle connection.
+The handshake is answered by a ServerProtocol given a head of the
+handshake's own headers only (`handshakeHead`: what LiveProtocol parsed
+stays with us); the frames that follow go to a new ServerProtocol made
+open, unless permessage-deflate was negotiated (`handshake`).
 
 The handshake is refused (403) for a page of another origin (cross-site
 WebSocket hijacking) and authenticated like any site request: LiveApp asks
@@ -39,6 +39,7 @@ from websockets.exceptions import InvalidHandshake
 from websockets.extensions.permessage_deflate import (
     ServerPerMessageDeflateFactory)
 from websockets.frames import CloseCode, Frame, Opcode
+from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from zorg.live.interfaces import BadRequest, Busy, LiveError, TooLarge
@@ -318,6 +319,17 @@ class LiveSocketProtocol(asyncio.Protocol):
             self.flush()
             self.transport.close()
             return
+        self.flush()
+        if not self.settings.websocket_deflate:
+            # The frames of an open connection need nothing of the
+            # handshake: a ServerProtocol made open (its documented
+            # `state` argument) frees the one that answered it, whose
+            # parser keeps the request for the connection's life (some
+            # 2.5 KB per idle connection). With permessage-deflate the
+            # negotiated extension lives in the first one: kept.
+            self.ws = ServerProtocol(
+                state=State.OPEN, max_size=self.settings.max_message_size,
+                logger=framing)
         self.connection = SocketConnection(self, principal, kept)
         self.budget = budgetFor(self.settings, app.loop.time())
         self.frames = collections.deque()
