@@ -16,7 +16,7 @@ from transaction.interfaces import IDataManager
 
 from zorg.live.interfaces import ILivePageManager, IPageIdGenerator
 from zorg.live.page.client import LivePageClient
-from zorg.live.page.event import Append, Custom
+from zorg.live.core.events import Append, Custom
 from zorg.live.page.page import LivePage, handler
 
 TEST_PAGE_HTML = """\
@@ -197,14 +197,14 @@ class BrowserLivePage(LivePage):
 
     @handler
     def say(self, text):
-        from zorg.live.page.event import safe
+        from zorg.live.core.events import safe
         from html import escape
         self.publish(Append('log', safe('<p class="msg">%s</p>'
                                         % escape(str(text)))))
 
     @handler
     def burst(self, count, prefix):
-        from zorg.live.page.event import safe
+        from zorg.live.core.events import safe
         from html import escape
         for n in range(int(count)):
             self.publish(Append('log', safe(
@@ -275,7 +275,7 @@ _pendingPublishes = []
 
 def _snapshotLine(text):
     from html import escape
-    from zorg.live.page.event import safe
+    from zorg.live.core.events import safe
     key = 'line-%s' % text
     return key, safe('<p class="msg" data-live-key="%s">%s</p>'
                      % (escape(key, quote=True), escape(text)))
@@ -508,7 +508,7 @@ class BrowserTabsPage(BrowserLivePage):
     @handler
     def note(self, text):
         from html import escape
-        from zorg.live.page.event import safe
+        from zorg.live.core.events import safe
         text = str(text)
         NOTE_RUNS[text] = NOTE_RUNS.get(text, 0) + 1
         self.publish(Append('log', safe('<p class="msg">%s</p>'

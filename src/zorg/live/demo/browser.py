@@ -16,7 +16,7 @@ from zope.traversing.api import getRoot
 
 from zorg.live.demo.interfaces import IRoom
 from zorg.live.interfaces import BadRequest, Forbidden
-from zorg.live.page.event import Append, safe
+from zorg.live.core.events import Append, safe
 from zorg.live.page.model import publishOnCommit
 from zorg.live.page.page import LivePage, handler
 from zorg.live.site import UnauthorizedView

@@ -21,7 +21,7 @@ from zope.browserpage.viewpagetemplatefile import ViewPageTemplateFile
 
 from zorg.live.demo.browser import DemoMixin
 from zorg.live.interfaces import ILivePageManager
-from zorg.live.page.event import Custom, Update, safe
+from zorg.live.core.events import Custom, Update, safe
 from zorg.live.page.page import LivePage, handler
 from zorg.live.page.presenceview import principalTitle
 

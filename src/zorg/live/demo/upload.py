@@ -21,7 +21,7 @@ from zope.traversing.api import getPath
 
 from zorg.live.demo.browser import DemoMixin
 from zorg.live.interfaces import BadRequest, LiveError, TooLarge
-from zorg.live.page.event import Prepend, safe
+from zorg.live.core.events import Prepend, safe
 from zorg.live.page.model import publishOnCommit
 from zorg.live.page.page import LivePage
 

@@ -23,6 +23,6 @@ differs (Grok's ``update()`` and associated template).
 """
 
 from zorg.live.grok.page import LivePage  # noqa: F401
-from zorg.live.page.event import (  # noqa: F401
+from zorg.live.core.events import (  # noqa: F401
     Append, Prepend, Remove, Replace, Update, safe)
 from zorg.live.page.page import handler  # noqa: F401

@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 from zorg.live.interfaces import CrossSite, TooLarge
 from zorg.live.page import redactlog
 from zorg.live.page.manager import markRequests
-from zorg.live.page.wire import wsgiError
+from zorg.live.core.wire import wsgiError
 
 SAFE_METHODS = ('GET', 'HEAD', 'OPTIONS')
 # The steps of the protocol that change state, whatever the method.

@@ -49,25 +49,15 @@ this process, the Redis broker for every process on one Redis).
     True
 """
 
-import re
 import secrets
 import threading
 import time
 
 from zorg.live.interfaces import BadRequest, InputRunning
 from zorg.live.page.transactional import recordOnCommit
+from zorg.live.core.inputs import INPUT_ID, checkInputId  # noqa: F401
 
-INPUT_ID = re.compile(r'[A-Za-z0-9_-]{1,64}\Z')
 HEADER = 'X-Live-Input-Id'
-
-
-def checkInputId(value):
-    """The input id `value`, or BadRequest saying what an id must be."""
-    if not isinstance(value, str) or not INPUT_ID.match(value):
-        raise BadRequest('an input id is 1 to 64 letters, digits, "-" or '
-                         '"_"; got %r' % (value if not isinstance(value, str)
-                                         else value[:70]))
-    return value
 
 
 class Claim:

@@ -47,13 +47,13 @@ from zorg.live.interfaces import (
     BadRequest, BrokerUnavailable, ILivePageManager, IPageRecords,
     IPresence, IPrincipalJoinedEvent, IPrincipalLeftEvent, LiveError,
     UnknownPage)
-from zorg.live.page import audience as _audience
+from zorg.live.core import audience as _audience
 from zorg.live.page.client import LivePageClient, redact
-from zorg.live.page import delivery as _delivery
-from zorg.live.page.delivery import Delivery
-from zorg.live.page.event import Close, Error, Join, Leave, encode
+from zorg.live.core import delivery as _delivery
+from zorg.live.core.delivery import Delivery
+from zorg.live.core.events import Close, Error, Join, Leave, encode
 from zorg.live.page.inputonce import InputOnce
-from zorg.live.page.wire import reconnectAnswer, reloadText
+from zorg.live.core.wire import reconnectAnswer, reloadText
 
 READ_LIMIT = 500  # events in one answer; the rest come with the next
 

@@ -51,8 +51,8 @@ from zope.security.management import queryInteraction
 from zope.security.proxy import removeSecurityProxy
 
 from zorg.live.interfaces import ILivePageManager
-from zorg.live.page import audience as _audience
-from zorg.live.page.event import Update, safe
+from zorg.live.core import audience as _audience
+from zorg.live.core.events import Update, safe
 
 log = logging.getLogger('zorg.live.model')
 

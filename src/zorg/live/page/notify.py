@@ -31,7 +31,7 @@ from zope.publisher.browser import BrowserView
 from zorg.live.broker.memory import MemoryBroker
 from zorg.live.interfaces import (
     BadRequest, ILivePageManager, INotification, LiveError)
-from zorg.live.page.event import Custom
+from zorg.live.core.events import Custom
 from zorg.live.page.model import publishOnCommit
 
 MAX_BODY = 65536

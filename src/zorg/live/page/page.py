@@ -20,11 +20,13 @@ from zorg.live.interfaces import (
     BadRequest, Busy, Forbidden, ILivePage, ILivePageClient,
     ILivePageManager, IPageIdGenerator, TooLarge)
 from zorg.live.page.client import LivePageClient, randomPageId
-from zorg.live.page.event import IEvent, encode
-from zorg.live.page import audience as _audience, strangers
+from zorg.live.core.events import IEvent, encode
+from zorg.live.core import audience as _audience
+from zorg.live.page import strangers
 from zorg.live.page.manager import TRANSPORTS, requestEnviron, requestMark
 from zorg.live.page.transactional import publishOnCommit
-from zorg.live.page.wire import errorBody, errorHeaders
+from zorg.live.core.wire import errorBody, errorHeaders
+from zorg.live.core.inputs import checkDepth, jsonDepth  # noqa: F401
 
 HANDLER_MARK = '_zorg_live_handler'
 SCRIPT_PATH = '++resource++zorgajax/livepage.js'
@@ -56,40 +58,6 @@ def declaredHandlers(cls):
             if name is not None:
                 found[name] = value
     return found
-
-
-def jsonDepth(text):
-    """The deepest nesting of lists and objects in JSON `text` (strings
-    skipped), measured without parsing it."""
-    depth = deepest = 0
-    inString = escaped = False
-    for char in text:
-        if inString:
-            if escaped:
-                escaped = False
-            elif char == '\\':
-                escaped = True
-            elif char == '"':
-                inString = False
-        elif char == '"':
-            inString = True
-        elif char in '[{':
-            depth += 1
-            if depth > deepest:
-                deepest = depth
-        elif char in ']}':
-            depth -= 1
-    return deepest
-
-
-def checkDepth(text, limit):
-    """BadRequest when JSON `text` nests deeper than `limit`."""
-    # Cheap first: no text can nest deeper than its count of brackets.
-    if text.count('[') + text.count('{') <= limit:
-        return
-    if jsonDepth(text) > limit:
-        raise BadRequest('arguments nest deeper than %d lists or objects '
-                         '(setting max-argument-depth)' % limit)
 
 
 def parseArguments(arguments, limit, depth=32):

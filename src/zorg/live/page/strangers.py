@@ -54,7 +54,7 @@ import time
 import weakref
 
 from zorg.live.interfaces import Busy
-from zorg.live.page.event import Close
+from zorg.live.core.events import Close
 
 # Settings (configure); the defaults are the settings' defaults.
 maxPages = 10000

@@ -22,8 +22,8 @@ from zorg.live.interfaces import (
     BadRequest, Forbidden, LiveError, MethodNotAllowed, TooLarge)
 from zorg.live.page import inputonce
 from zorg.live.page.manager import NoMark, requestMark
-from zorg.live.page.page import checkDepth
-from zorg.live.page.wire import errorBody, errorHeaders
+from zorg.live.core.inputs import checkDepth
+from zorg.live.core.wire import errorBody, errorHeaders
 
 ACTIONS = ('output', 'events', 'input', 'close')
 # The steps that change state: POST only (input also as GET when the

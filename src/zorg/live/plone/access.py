@@ -29,8 +29,8 @@ from Acquisition import aq_inner
 from zope.component.hooks import getSite, setSite
 
 from zorg.live.interfaces import ILivePageManager
-from zorg.live.page import audience
-from zorg.live.page.event import Close, Update, safe
+from zorg.live.core import audience
+from zorg.live.core.events import Close, Update, safe
 from zorg.live.zope6.model import findUser
 from zorg.live.zope6.page import physicalGroup
 

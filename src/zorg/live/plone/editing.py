@@ -22,8 +22,8 @@ from plone.locking.interfaces import ILockable
 from zope.i18n import translate
 
 from zorg.live.interfaces import ILivePageManager
-from zorg.live.page import audience
-from zorg.live.page.event import Update, safe
+from zorg.live.core import audience
+from zorg.live.core.events import Update, safe
 from zorg.live.plone import access
 from zorg.live.plone.messages import _
 from zorg.live.zope6.model import findUser

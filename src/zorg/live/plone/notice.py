@@ -19,14 +19,13 @@ from plone.app.workflow.interfaces import ILocalrolesModifiedEvent
 from zope.globalrequest import getRequest
 from zope.i18n import translate
 
-from zorg.live.page.event import Update, safe
+from zorg.live.core.events import Update, safe
 from zorg.live.plone import access
 from zorg.live.plone.interfaces import IZorgLiveLayer
 from zorg.live.plone.messages import _
 from zorg.live.plone.settings import settings
+from zorg.live.plone.refresh import TARGET, refresh
 from zorg.live.zope6.model import ModelUpdate
-
-TARGET = 'zorg-live-notice'
 
 
 def installed():
@@ -52,7 +51,6 @@ class ChangeNotice(ModelUpdate):
                                    or current.refresh_in_place):
             return
         if current.refresh_in_place:
-            from zorg.live.plone.refresh import refresh
             from zorg.live.zope6.page import userInfo
             access.afterCommit(refresh.publish, obj, userInfo()[1], request)
             return

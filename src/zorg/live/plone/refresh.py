@@ -21,13 +21,14 @@ import zope.component
 from zope.i18n import translate
 
 from zorg.live.interfaces import ILivePageManager
-from zorg.live.page import audience
-from zorg.live.page.event import Multi, Update, safe
+from zorg.live.core import audience
+from zorg.live.core.events import Multi, Update, safe
 from zorg.live.plone import access
 from zorg.live.plone.messages import _
 from zorg.live.zope6.model import ModelUpdate, findUser
 from zorg.live.zope6.page import physicalGroup
 
+TARGET = 'zorg-live-notice'       # the page's notice line (notice.py)
 FRAGMENT = 'zorg.live.fragment'   # request key: rendering for a viewer
 PARTS = (   # (element id on the page, how to find it in the rendering)
     ('zorg-live-title', '#content > header > h1'),
@@ -109,7 +110,6 @@ class Refresh(ModelUpdate):
         before, _sep, after = escape(text).partition('\x00')
         line = ('<p class="zorg-live-refreshed text-muted small">%s<b>%s'
                 '</b>%s</p>' % (before, escape(editor), after))
-        from zorg.live.plone.notice import TARGET
         for to, html in self.renderings(obj, group, manager):
             parts = contentParts(html)
             events = [Update(target, safe(inner))

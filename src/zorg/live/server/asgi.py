@@ -23,73 +23,48 @@ heartbeats, health and every page the cache serves keep going. A queue of
 calls waiting on the broker is bounded (`MAX_WAITING_IO`): more get 503
 broker-unavailable at once.
 
-This module is the asyncio driver of the core (page/manager.py,
-page/delivery.py): it runs the same long-poll loop (`holdOutput`) as the
-threaded driver, and every byte it sends comes from page/wire.py.
+This module is routing and lifecycle; the drivers of the core's loops are
+server/longpoll.py (`holdOutput`, as the threaded driver runs it) and
+server/streams.py (`holdStream`, as the shared connections run it),
+requests to the site are server/site.py's, and every byte comes from
+core/wire.py.
 """
 
 import asyncio
 import collections
 import functools
-import json
 import logging
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import parse_qs
 
 import zope.component
 from a2wsgi import WSGIMiddleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from zorg.live.core import delivery as rules
+from zorg.live.core.wire import ALLOW_GET, ALLOW_POST, FrameCache, methodBody
 from zorg.live.interfaces import (
     BadRequest, BrokerUnavailable, ILivePageManager, LiveError,
-    MethodNotAllowed, TooLarge)
-from zorg.live.page import delivery as rules
+    MethodNotAllowed)
 from zorg.live.page.client import LivePageClient
 from zorg.live.page.guard import headerGetter, refusal, siteApplication
 from zorg.live.page.manager import WouldBlock
-from zorg.live.page.wire import (
-    SSE_HEARTBEAT, SSE_PREAMBLE, SSE_RECONNECT, FrameCache, errorBody)
 from zorg.live.page import strangers
-from zorg.live.server import health
+from zorg.live.server import health, longpoll, site, streams
+from zorg.live.server.answers import respond, respondError, tooLarge
 from zorg.live.server.clients import Clients, TrustedProxies, trustedProxySpec
-from zorg.live.server.fanout import Fanout, Parked, resolve
+from zorg.live.server.fanout import Fanout
 from zorg.live.server.progress import progressReceive
-from zorg.live.server.shared import KEEP
 from zorg.live.server.sharedsse import sharedStream
 
 log = logging.getLogger('zorg.live.server')
 
 LIVE_PATH = re.compile(r'/@@client/([A-Za-z0-9_-]{1,64})/(output|events|close)$')
 SHARED_EVENTS = '/@@live/events'   # a browser's shared SSE stream
-JSON_HEADERS = [(b'content-type', b'application/json'),
-                (b'cache-control', b'no-cache, no-store')]
-SSE_HEADERS = [(b'content-type', b'text/event-stream; charset=utf-8'),
-               (b'cache-control', b'no-cache'),
-               (b'x-accel-buffering', b'no')]
 # Calls that may wait on the broker at once; more get 503 at once (a hung
 # broker must not collect an unbounded queue of requests).
 MAX_WAITING_IO = 1000
-
-
-async def respond(send, status, body, extra=()):
-    if isinstance(body, str):
-        body = body.encode('utf-8')
-    headers = JSON_HEADERS + [(b'content-length', b'%d' % len(body))]
-    headers.extend(extra)
-    await send({'type': 'http.response.start', 'status': status,
-                'headers': headers})
-    await send({'type': 'http.response.body', 'body': body})
-
-
-async def respondError(send, error, extra=()):
-    await respond(send, error.status, errorBody(error), extra)
-
-
-def tooLarge(limit):
-    return TooLarge('the request body is larger than the limit of %d bytes '
-                    '(setting max-body-size)' % limit)
 
 
 def _replay(body, receive):
@@ -211,58 +186,17 @@ class LiveApp:
     # -- the site, asked from the loop ------------------------------------
 
     async def siteRequest(self, method, path, headers, body=b'',
-                          client=None, server=None, scheme='http'):
-        """``(status, body)`` of a request to the site (the publisher in
-        a worker thread, through everything a browser's request passes:
-        proxy headers, the cross-site guard, the mark)."""
-        scope = {'type': 'http', 'asgi': {'version': '3.0'},
-                 'http_version': '1.1', 'method': method, 'scheme': scheme,
-                 'path': path, 'raw_path': path.encode('utf-8'),
-                 'query_string': b'', 'root_path': '',
-                 'headers': list(headers) + [
-                     (b'content-length', b'%d' % len(body))],
-                 'client': client, 'server': server}
-        first = [{'type': 'http.request', 'body': body, 'more_body': False}]
-        answer = {'status': 500, 'body': []}
-
-        async def receive():
-            if first:
-                return first.pop()
-            return {'type': 'http.disconnect'}
-
-        async def send(message):
-            if message['type'] == 'http.response.start':
-                answer['status'] = message['status']
-            elif message['type'] == 'http.response.body':
-                answer['body'].append(message.get('body', b''))
-        await self.wsgi(scope, receive, send)
-        return answer['status'], b''.join(answer['body'])
+                          client=None, server=None, scheme='http',
+                          extra=None):
+        """``(status, body)`` of a request to the site (server/site.py)."""
+        return await site.siteRequest(self.wsgi, method, path, headers, body,
+                                      client, server, scheme, extra)
 
     async def principalOf(self, path, headers, client=None, server=None,
                           scheme='http'):
-        """``(principal, kept headers)``: whom the credentials in the
-        request `headers` belong to, as the site's ``@@live`` view at
-        `path` says (LiveError: the site's refusal, e.g. 401), and the
-        headers that the connection's input requests carry on (KEEP)."""
-        headers = [(name, value) for name, value in headers if name in KEEP]
-        status, body = await self.siteRequest('GET', path, headers,
-                                              client=client, server=server,
-                                              scheme=scheme)
-        try:
-            answer = json.loads(body)
-        except ValueError:
-            answer = None
-        if status == 200 and isinstance(answer, dict) and isinstance(
-                answer.get('principal'), str):
-            return answer['principal'], headers
-        error = LiveError(answer.get('message') if isinstance(answer, dict)
-                          and answer.get('message') else
-                          'the site did not say who you are (%d from %s): '
-                          'is zorg.live configured for it?' % (status, path))
-        error.status = status if status >= 400 else 500
-        error.code = (answer.get('error') if isinstance(answer, dict)
-                      and answer.get('error') else 'not-authenticated')
-        raise error
+        """Whom a connection's credentials belong to (server/site.py)."""
+        return await site.principalOf(self.wsgi, path, headers, client,
+                                      server, scheme)
 
     def schemeOf(self, scope):
         """The site's scheme for request `scope`: its own, or a trusted
@@ -361,49 +295,13 @@ class LiveApp:
             group_ids, self._woken = self._woken, set()
         for group_id in group_ids:
             for future in self.waiters.pop(group_id, ()):
-                resolve(future, rules.PUBLISH)
+                streams.resolve(future, rules.PUBLISH)
             self.fanout.push(group_id)
 
-    async def _sleep(self, parked, group_id, timeout):
-        """Wait for a publish to the group (None: only for a poke, as
-        Fanout pushes instead), `timeout`, or a parked.wake()."""
-        if parked.reason is not None:
-            return parked.reason
-        future = self.loop.create_future()
-        parked.future = future
-        if group_id is not None:
-            waiting = self.waiters.setdefault(group_id, set())
-            waiting.add(future)
-        timer = self.loop.call_later(timeout, resolve, future, rules.TIMEOUT)
-        try:
-            reason = await future
-        finally:
-            timer.cancel()
-            parked.future = None
-            if group_id is not None:
-                waiting.discard(future)
-        return parked.reason or reason
-
-    def _watchDisconnect(self, scope, receive, parked):
-        """Have `parked` woken when its client goes away: by our protocol
-        (no task), or else by a task waiting in receive(). Returns the
-        task to cancel, if any."""
-        callbacks = scope.get('zorg.live.disconnected')
-        if callbacks is not None:
-            callbacks.append(parked.wake)
-            return None
-        return self.loop.create_task(self._watch(receive, parked))
-
-    async def _watch(self, receive, parked):
-        """Tell a parked request that its client went away."""
-        while True:
-            message = await receive()
-            if message['type'] == 'http.disconnect':
-                parked.wake(rules.DISCONNECT)
-                return
-
-    def _park(self, uuid, client=None, transport=None):
-        parked = Parked(client, transport)
+    def park(self, uuid, client=None, transport=None):
+        """A new `Parked` for page `uuid`, superseding whatever waited
+        for it (and told to reconnect at once when the server drains)."""
+        parked = streams.Parked(client, transport)
         self.parkPage(uuid, parked)
         if self.draining:
             parked.wake(rules.DRAIN)
@@ -417,7 +315,7 @@ class LiveApp:
 
     def __call__(self, scope, receive, send):
         """Dispatch: a plain function returning the handler's coroutine
-        (uvicorn runs it as ``interface='asgi3'``), so that a held stream
+        (liveproto.py runs it as a task per request), so that a held stream
         keeps no frame of this dispatch alive (memory per open page)."""
         kind = scope['type']
         if kind == 'http':
@@ -436,13 +334,10 @@ class LiveApp:
             if step == 'close':
                 return self.close(scope, send, uuid)
             if method not in ('GET', 'HEAD'):
-                return respond(send, 405, json.dumps({
-                    'error': 'bad-request',
-                    'message': 'use GET for %s' % step}),
-                    [(b'allow', b'GET, HEAD')])
+                return respond(send, 405, methodBody('GET', step), ALLOW_GET)
             if step == 'output':
-                return self.output(scope, receive, send, uuid)
-            return self.events(scope, receive, send, uuid)
+                return longpoll.output(self, scope, receive, send, uuid)
+            return streams.events(self, scope, receive, send, uuid)
         if kind == 'lifespan':
             return self.lifespan(receive, send)
         raise RuntimeError('LiveApp does not serve %r' % kind)
@@ -493,7 +388,7 @@ class LiveApp:
         # and never from a page of another origin (page/guard.py).
         if scope['method'] != 'POST':
             return await respondError(send, MethodNotAllowed(
-                'use POST for close'), [(b'allow', b'POST')])
+                'use POST for close'), ALLOW_POST)
         error = self.crossSite(headerGetter(scope['headers']),
                                self.schemeOf(scope))
         if error is not None:
@@ -507,146 +402,3 @@ class LiveApp:
         if parked is not None:
             parked.wake(rules.SUPERSEDED)
         await respond(send, 200, '{}')
-
-    # -- long-poll -------------------------------------------------------
-
-    async def output(self, scope, receive, send, uuid):
-        query = parse_qs(scope['query_string'].decode('latin-1'))
-        num = query.get('outputNum', [''])[0]
-        last = query.get('lastEventId', [None])[0]
-        try:
-            client, num, body, generation = await self.step(
-                self.manager.beginOutput, uuid, num, last)
-            if body is None:
-                body = await self.hold(scope, client, num, generation,
-                                       receive)
-        except LiveError as e:
-            return await respondError(send, e)
-        if body is not None:
-            await respond(send, 200, body)
-        # else the client went away; nothing was recorded
-
-    async def hold(self, scope, client, num, generation, receive):
-        """Run the core's long-poll loop (delivery.holdOutput) in the
-        loop: reads from memory or the executor, waits on a future."""
-        manager = self.manager
-        uuid = client.uuid
-        parked = self._park(uuid)
-        watcher = self._watchDisconnect(scope, receive, parked)
-        clock = self.loop.time
-        loop = rules.holdOutput(client, generation,
-                                clock() + client.refreshInterval, clock)
-        manager.holdStarted(client)
-        try:
-            step = next(loop)
-            while True:
-                if step[0] == rules.READ:
-                    result = await self.step(manager.collect, client,
-                                             step[1])
-                else:
-                    result = await self._sleep(parked, client.group_id,
-                                               step[2])
-                step = loop.send(result)
-        except StopIteration as stop:
-            outcome, texts, end = stop.value
-        finally:
-            manager.holdEnded(client)
-            if watcher is not None:
-                watcher.cancel()
-            self.unparkPage(uuid, parked)
-        return manager.endOutput(client, num, generation, outcome, texts,
-                                 end)
-
-    # -- SSE -------------------------------------------------------------
-
-    async def events(self, scope, receive, send, uuid):
-        last = None
-        for name, value in scope['headers']:
-            if name == b'last-event-id':
-                last = value.decode('latin-1')
-        if last is None:
-            query = parse_qs(scope['query_string'].decode('latin-1'))
-            last = query.get('lastEventId', [None])[0]
-        try:
-            client, cursor = await self.step(self.manager.beginStream, uuid,
-                                             last)
-        except LiveError as e:
-            return await respondError(send, e)
-        # LiveServerHTTP hands over the connection's transport: Fanout
-        # writes to it directly (not for HEAD, which has no body), and a
-        # slow reader is dropped with abort() (close() would keep the
-        # connection until the reader took everything buffered for it).
-        transport = scope.get('zorg.live.transport')
-        abort = transport.abort if transport is not None else None
-        if scope['method'] != 'GET':
-            transport = None
-        parked = self._park(uuid, client, transport)
-        watcher = self._watchDisconnect(scope, receive, parked)
-        manager = self.manager
-        group_id = client.group_id
-        frames = self.frames.frames
-        manager.holdStarted(client)
-        # The stream's loop is written out here rather than in helper
-        # coroutines: every frame a waiting stream keeps alive is memory
-        # multiplied by the number of open pages.
-        try:
-            await send({'type': 'http.response.start', 'status': 200,
-                        'headers': SSE_HEADERS})
-            await self._send(send, SSE_PREAMBLE, abort)
-            while True:
-                try:
-                    entries, cursor = await self.step(
-                        manager.collectEntries, client, cursor)
-                except LiveError as e:
-                    # The broker failed: the page reconnects (and learns
-                    # of the failure from the new request's answer).
-                    log.warning('ending an SSE stream: %s', e)
-                    reason = rules.DRAIN
-                else:
-                    if entries:
-                        await self._send(send, frames(group_id, entries),
-                                         abort)
-                        continue
-                    if parked.reason is not None:
-                        reason = parked.reason
-                    elif transport is not None:
-                        # Idle: Fanout writes what comes next and the
-                        # heartbeats; this task wakes for the end, or for
-                        # what Fanout leaves to it (a poke).
-                        self.fanout.park(parked, cursor)
-                        parked.future = future = self.loop.create_future()
-                        try:
-                            reason = await future
-                        finally:
-                            parked.future = None
-                            cursor = self.fanout.unpark(parked)
-                        reason = parked.reason or reason
-                    else:
-                        reason = await self._sleep(parked, group_id,
-                                                   client.heartbeatInterval)
-                action = rules.STREAM_WAKE[reason]
-                if action == rules.STOP:
-                    return
-                if action == rules.RECONNECT:
-                    await self._send(send, SSE_RECONNECT, abort, more=False)
-                    return
-                if action == rules.HEARTBEAT:
-                    client.touch()
-                    await self._send(send, SSE_HEARTBEAT, abort)
-        finally:
-            manager.holdEnded(client)
-            if watcher is not None:
-                watcher.cancel()
-            self.unparkPage(uuid, parked)
-
-    async def _send(self, send, body, abort=None, more=True):
-        """Send a chunk; a reader slower than send-timeout is dropped: its
-        connection is aborted (the send then returns and the stream ends as
-        for any client gone), else, without `abort`, the task cancelled."""
-        timer = self.loop.call_later(self.settings.send_timeout,
-                                     abort or asyncio.current_task().cancel)
-        try:
-            await send({'type': 'http.response.body', 'body': body,
-                        'more_body': more})
-        finally:
-            timer.cancel()

@@ -8,8 +8,14 @@ frames them once, and writes the same bytes to each stream's transport:
 one write per page, no task switch, no timer, no future.
 
 The bytes are the SSE frames wrapped as one HTTP/1.1 chunk, which is the
-framing uvicorn gives this response (no content-length: chunked), so the
-stream's later writes through uvicorn's ``send`` continue it seamlessly.
+framing LiveServerHTTP's protocol (liveproto.py) gives this response (no
+content-length: chunked), so the stream's later writes through its ``send``
+continue it seamlessly
+(core/wire.py makes both).
+
+What Fanout may send is the core's decision (core/delivery.py's
+`pushable`); everything else it leaves to the stream's own loop
+(`holdStream`) with a poke, whose reason STREAM_WAKE decides on.
 
 A stream this path must not serve is woken instead and takes the ordinary
 path in its own task, with the send timeout that drops slow readers: its
@@ -20,65 +26,15 @@ memory (a Redis broker whose cache does not reach back that far: the
 task reads in the broker executor, never here in the loop).
 """
 
-from zorg.live.page.delivery import DISCONNECT, DRAIN, PUBLISH, TIMEOUT
+from zorg.live.core.delivery import TIMEOUT, pushable
+from zorg.live.core.wire import SSE_HEARTBEAT, chunk
 from zorg.live.page.manager import READ_LIMIT
-from zorg.live.page.wire import SSE_HEARTBEAT
 
-# Unread bytes above which a reader counts as slow; uvicorn pauses its own
-# writes at the transport's high-water mark, which is 64 KiB.
+# Unread bytes above which a reader counts as slow; the protocol pauses its
+# own writes at the transport's high-water mark, which is 64 KiB.
 BACKLOG = 64 * 1024
 SLICE = 1000        # streams written per callback (~10 ms of writes)
-
-
-def chunk(data):
-    """`data` as one HTTP/1.1 chunk (the framing uvicorn gives a response
-    without content-length)."""
-    return b'%x\r\n%s\r\n' % (len(data), data)
-
-
 HEARTBEAT = chunk(SSE_HEARTBEAT)
-
-
-def resolve(future, reason):
-    if not future.done():
-        future.set_result(reason)
-
-
-class Parked:
-    """One output request (or SSE stream) waiting in the loop.
-
-    `reason` records why it must stop waiting for good (disconnect, drain,
-    superseded); a publish only resolves the current future (`poke`).
-    An SSE stream served by `Fanout` also carries its client, position
-    and transport.
-    """
-
-    __slots__ = ('future', 'reason', 'client', 'cursor', 'transport',
-                 'since')
-    # Fanout writes this stream's heartbeats; a page on a shared
-    # connection has none of its own (server/shared.py).
-    beats = True
-    # The bytes Fanout writes for ``(group id, entries)``; None: the SSE
-    # frames of this stream (server/shared.py gives each page number one).
-    encode = None
-
-    def __init__(self, client=None, transport=None):
-        self.future = None
-        self.reason = None
-        self.client = client
-        self.cursor = None
-        self.transport = transport
-        self.since = 0.0     # when Fanout last wrote to it
-
-    def wake(self, reason):
-        if self.reason is None or reason in (DISCONNECT, DRAIN):
-            self.reason = reason
-        if self.future is not None:
-            resolve(self.future, reason)
-
-    def poke(self, reason=PUBLISH):
-        if self.future is not None:
-            resolve(self.future, reason)
 
 
 class Fanout:
@@ -179,11 +135,9 @@ class Fanout:
         """``(entries, end, shared chunk)`` after `cursor`; entries None
         when the stream's task must handle it; shared None when the
         entries have audiences (each stream gets its own selection)."""
-        read = broker.readLocal(group_id, cursor, READ_LIMIT)
-        if read is None:
-            return None, cursor, None
-        entries, recovered = read
-        if not recovered or len(entries) >= READ_LIMIT:
+        entries = pushable(broker.readLocal(group_id, cursor, READ_LIMIT),
+                           READ_LIMIT)
+        if entries is None:
             return None, cursor, None
         if not entries:
             return entries, cursor, None

@@ -31,7 +31,7 @@ import secrets
 import zope.component
 
 from zorg.live.interfaces import ILivePageManager
-from zorg.live.page.event import Custom, encode
+from zorg.live.core.events import Custom, encode
 
 HEADERS = [(b'content-type', b'application/json'),
            (b'cache-control', b'no-cache, no-store')]

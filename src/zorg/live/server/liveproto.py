@@ -51,7 +51,7 @@ import httptools
 
 from zorg.live.interfaces import (
     BadRequest, Busy, HeadersTooLarge)
-from zorg.live.page import wire
+from zorg.live.core import wire
 from zorg.live.server.budget import CLOSE, TooManyRequests, budgetFor
 from zorg.live.server.livesocket import LiveSocketProtocol
 
@@ -155,7 +155,7 @@ class Cycle:
             body = b''
         if self.chunked:
             if body:
-                data += wire.httpChunk(body)
+                data += wire.chunk(body)
             if not more:
                 data += wire.HTTP_LAST_CHUNK
         else:

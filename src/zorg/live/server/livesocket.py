@@ -43,8 +43,8 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from zorg.live.interfaces import BadRequest, Busy, LiveError, TooLarge
-from zorg.live.page import wire
-from zorg.live.page.connection import parseMessage
+from zorg.live.core import wire
+from zorg.live.core.connection import parseMessage
 from zorg.live.page.guard import headerGetter
 from zorg.live.server.budget import CLOSE, budgetFor
 from zorg.live.server.shared import SharedConnection, encoders

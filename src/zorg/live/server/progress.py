@@ -28,7 +28,7 @@ from zope.authentication.interfaces import (
 from zope.publisher.browser import BrowserRequest
 
 from zorg.live.interfaces import LiveError
-from zorg.live.page.event import Progress
+from zorg.live.core.events import Progress
 
 log = logging.getLogger('zorg.live.server')
 

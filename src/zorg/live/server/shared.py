@@ -1,12 +1,15 @@
 """The asyncio driver of a shared connection (page/connection.py): many
 pages of one browser over one WebSocket or one SSE stream.
 
-An attached page costs no task while it waits: it is an `Attached` (a
-`Parked` with its page number) that `Fanout` writes to like an idle SSE
-stream, with bytes made once per page number and publish. A page gets a
-task of its own only while it has something to catch up on (attaching, a
-poke from Fanout that it cannot serve, a slow reader): `serve` reads what
-the page missed, sends it and parks the page again.
+An attached page costs no task while it waits: it is a `Parked` (with
+this connection as its owner and its page number) that `Fanout` writes to
+like an idle SSE stream, with bytes made once per page number and publish.
+A page gets a task of its own only while it has something to catch up on
+(attaching, a poke from Fanout that it cannot serve, a slow reader):
+`serve` runs the core's stream loop (`holdStream`) from the page's
+position until it parks, hands the page to Fanout and ends; the next
+poke runs the loop again from there. A wake is decided by STREAM_WAKE,
+as for a page's own stream (`woken`).
 
 A flavour of connection (server/livesocket.py's WebSocket, the shared SSE
 stream below) says how a message goes over its transport: `wrap(text)`
@@ -21,52 +24,15 @@ import asyncio
 import json
 import logging
 
+from zorg.live.core import delivery as rules
+from zorg.live.core import wire
+from zorg.live.core.connection import checkAttach, inputPath
 from zorg.live.interfaces import BadRequest, LiveError
-from zorg.live.page import wire
-from zorg.live.page.connection import checkAttach, inputPath
-from zorg.live.page.delivery import DISCONNECT, DRAIN, PUBLISH, SUPERSEDED
 from zorg.live.page.client import redact
-from zorg.live.server.fanout import Parked
+from zorg.live.server.site import INPUT, KEEP  # noqa: F401 (KEEP: old name)
+from zorg.live.server.streams import Parked
 
 log = logging.getLogger('zorg.live.server')
-
-# The handshake's headers that input requests carry on (credentials, the
-# origin already checked, the language, a trusted proxy's).
-KEEP = frozenset([b'cookie', b'authorization', b'host', b'origin',
-                  b'accept-language', b'user-agent', b'x-forwarded-for',
-                  b'x-forwarded-proto', b'x-forwarded-host'])
-
-
-class Attached(Parked):
-    """One page attached to a shared connection."""
-
-    __slots__ = ('number', 'connection', 'encode', 'task', 'url', 'ready',
-                 'attached')
-    beats = False        # the connection has the heartbeats, not the page
-
-    def __init__(self, connection, number, url):
-        super().__init__(None, connection.transport)
-        self.connection = connection
-        self.number = number
-        self.url = url
-        self.encode = connection.encoder(number)
-        self.task = None
-        self.ready = None    # future: the attach finished (True) or failed
-        self.attached = False  # counted as a held page (holdStarted)
-
-    def poke(self, reason=PUBLISH):
-        # Fanout could not write to it (not in memory, a slow reader):
-        # the page's own task catches up.
-        self.connection.catchUp(self)
-
-    def wake(self, reason):
-        if self.reason is None or reason in (DISCONNECT, DRAIN):
-            self.reason = reason
-        if reason == DRAIN:
-            self.connection.drain()
-        elif reason == SUPERSEDED:
-            # Attached elsewhere (or closed): this attachment ends quietly.
-            self.connection.forget(self)
 
 
 class SharedConnection:
@@ -83,7 +49,7 @@ class SharedConnection:
         self.principal = principal
         self.headers = list(headers)  # the handshake's, for input requests
         self.client, self.server, self.scheme = client, server, scheme
-        self.pages = {}             # page number -> Attached
+        self.pages = {}             # page number -> Parked
         self.inputs = None          # the input lane (a task) when busy
         self.queue = []             # inputs waiting for the lane
         self.closed = False
@@ -94,7 +60,8 @@ class SharedConnection:
         if number in self.pages:
             raise BadRequest('page %d is attached already; detach it first '
                              'or use another number' % number)
-        page = self.pages[number] = Attached(self, number, url)
+        page = self.pages[number] = Parked(owner=self, number=number,
+                                           transport=self.transport, url=url)
         page.ready = self.app.loop.create_future()
         app, manager = self.app, self.app.manager
         try:
@@ -189,36 +156,64 @@ class SharedConnection:
             page.task = self.app.loop.create_task(self.serve(page))
 
     async def serve(self, page):
+        """Run the stream loop for `page` until it parks (or ends)."""
         app, manager = self.app, self.app.manager
         client = page.client
         group_id = client.group_id
+        loop = rules.holdStream(page.cursor)
+        error = None
         try:
-            while page.reason is None and not self.closed:
-                try:
-                    entries, cursor = await app.step(
-                        manager.collectEntries, client, page.cursor)
-                except LiveError as e:
-                    # The broker failed: the page is told, and leaves the
-                    # connection (its owner attaches it again).
-                    log.warning('detaching page %s: %s',
-                                redact(client.uuid), e)
-                    self.forget(page)
-                    await self.refuse(e, page.number)
-                    return
-                if entries:
+            step = next(loop)
+            while True:
+                kind = step[0]
+                result = None
+                if kind == rules.READ:
+                    if page.reason is not None or self.closed:
+                        return
+                    try:
+                        result = await app.step(manager.collectEntries,
+                                                client, step[1])
+                    except LiveError as e:
+                        error = e
+                elif kind == rules.SEND:
                     await self.send(self.wrap(wire.eventsMessage(
-                        page.number, [text for _pos, text in entries])))
-                    page.cursor = cursor
-                    continue
-                page.cursor = cursor
-                # Published while this task read from the broker: read on.
-                read = manager.broker.readLocal(group_id, cursor, 1)
-                if read is not None and read[0]:
-                    continue
-                app.fanout.park(page, cursor)
-                return
+                        page.number, [text for _pos, text in step[1]])))
+                    page.cursor = step[2]
+                elif kind == rules.PARK:
+                    page.cursor = cursor = step[1]
+                    # Published while this task read from the broker:
+                    # read on; else Fanout pushes, and its poke runs this
+                    # loop again.
+                    read = manager.broker.readLocal(group_id, cursor, 1)
+                    if read is None or not read[0]:
+                        app.fanout.park(page, cursor)
+                        return
+                    result = rules.PUBLISH, cursor
+                step = loop.send(result)
+        except StopIteration as stop:
+            if stop.value[0] == rules.FAILED:
+                # The broker failed: the page is told, and leaves the
+                # connection (its owner attaches it again).
+                log.warning('detaching page %s: %s', redact(client.uuid),
+                            error)
+                self.forget(page)
+                await self.refuse(error, page.number)
         finally:
             page.task = None
+
+    def woken(self, page, reason):
+        """A wake of `page` (as its Parked was told): STREAM_WAKE says
+        whether it reads on (its task catches up) or leaves."""
+        action = rules.STREAM_WAKE[reason]
+        if action in (rules.READ, rules.HEARTBEAT):
+            # Fanout could not write to it (not in memory, a slow reader):
+            # the page's own task catches up.
+            self.catchUp(page)
+        else:
+            # Superseded (attached elsewhere, closed), drained or gone:
+            # this attachment ends quietly; a drain tells the owner once,
+            # for the whole connection (LiveApp.drain).
+            self.forget(page)
 
     def forget(self, page):
         """The page leaves this connection (detached, superseded, gone)."""
@@ -238,7 +233,7 @@ class SharedConnection:
         time out."""
         self.closed = True
         for page in list(self.pages.values()):
-            page.reason = DISCONNECT
+            page.reason = rules.DISCONNECT
             self.forget(page)
         if self.inputs is not None:
             # An input that runs in a worker thread finishes there and is

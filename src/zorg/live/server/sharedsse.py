@@ -11,13 +11,15 @@ changes; input goes by POST. See PROTOCOL.txt.
 from urllib.parse import parse_qs
 
 from zorg.live.interfaces import BadRequest, LiveError, MethodNotAllowed
-from zorg.live.page import wire
-from zorg.live.page.connection import checkMessage
+from zorg.live.core import wire
+from zorg.live.core.connection import checkMessage
 from zorg.live.page.guard import headerGetter
-from zorg.live.server.fanout import BACKLOG, HEARTBEAT, chunk
+from zorg.live.server.answers import respondError
+from zorg.live.server.fanout import BACKLOG, HEARTBEAT
 from zorg.live.server.shared import SharedConnection, encoders
+from zorg.live.server.streams import sendBody, watchDisconnect
 
-encoder = encoders(lambda text: chunk(wire.sseData(text)))
+encoder = encoders(lambda text: wire.chunk(wire.sseData(text)))
 
 
 class StreamConnection(SharedConnection):
@@ -43,14 +45,14 @@ class StreamConnection(SharedConnection):
 
     async def send(self, data):
         self.lastSent = self.app.loop.time()
-        await self.app._send(self.asgiSend, data, self.abort)
+        await sendBody(self.app, self.asgiSend, data, self.abort)
 
     def close(self):
         if not self.ended.done():
             self.ended.set_result('drain')
 
     def wake(self, reason):
-        """The client went away (LiveApp._watchDisconnect tells it so, as
+        """The client went away (streams.watchDisconnect tells it so, as
         it tells a parked request)."""
         if not self.ended.done():
             self.ended.set_result('gone')
@@ -91,7 +93,6 @@ def attachments(scope, maxPages):
 
 
 async def sharedStream(app, scope, receive, send):
-    from zorg.live.server.asgi import SSE_HEADERS, SSE_PREAMBLE, respondError
     try:
         if scope['method'] != 'GET':
             raise MethodNotAllowed('use GET for the shared stream')
@@ -109,12 +110,12 @@ async def sharedStream(app, scope, receive, send):
     except LiveError as e:
         return await respondError(send, e)
     connection = StreamConnection(app, scope, principal, send, kept)
-    watcher = app._watchDisconnect(scope, receive, connection)
+    watcher = watchDisconnect(app, scope, receive, connection)
     app.streams.add(connection)
     try:
         await send({'type': 'http.response.start', 'status': 200,
-                    'headers': SSE_HEADERS})
-        await connection.send(SSE_PREAMBLE)
+                    'headers': wire.SSE_HEADERS})
+        await connection.send(wire.SSE_PREAMBLE)
         if app.draining:
             connection.close()
         for message in wanted:
@@ -124,8 +125,8 @@ async def sharedStream(app, scope, receive, send):
             except LiveError as e:
                 await connection.refuse(e, message['page'])
         if await connection.ended == 'drain':
-            await app._send(send, connection.wrap(wire.RECONNECT_MESSAGE),
-                            connection.abort, more=False)
+            await sendBody(app, send, connection.wrap(wire.RECONNECT_MESSAGE),
+                           connection.abort, more=False)
     finally:
         app.streams.discard(connection)
         connection.lost()

@@ -1,4 +1,4 @@
-"""The delivery rules (zorg.live.page.delivery) tested directly, and the
+"""The delivery rules (zorg.live.core.delivery) tested directly, and the
 manager's parsing of the numbers that reach them from the wire.
 
 Every bad input must raise BadRequest and leave the delivery state exactly
@@ -12,7 +12,7 @@ import pytest
 from zorg.live.broker.memory import MemoryBroker
 from zorg.live.interfaces import BadRequest
 from zorg.live.page.client import LivePageClient
-from zorg.live.page.delivery import Delivery, answer
+from zorg.live.core.delivery import Delivery, answer
 from zorg.live.page.manager import LivePageManager, parseOutputNum
 
 CURSOR = 100

@@ -9,7 +9,7 @@ import pytest
 
 from zorg.live.broker.memory import MemoryBroker
 from zorg.live.page.client import LivePageClient
-from zorg.live.page.event import (
+from zorg.live.core.events import (
     BUILTIN, AddClass, Append, Close, Custom, Error, Event, Idle, Join, Leave,
     Multi, Prepend, Progress, Reload, Remove, RemoveClass, Replace,
     SetAttribute, Update, encode, escape_html, safe)

@@ -12,10 +12,11 @@ import json
 
 from zorg.live.broker.memory import MemoryBroker
 from zorg.live.page.client import LivePageClient
-from zorg.live.page.event import Append
+from zorg.live.core.events import Append
 from zorg.live.page.manager import LivePageManager
 from zorg.live.server import fanout
-from zorg.live.server.fanout import BACKLOG, HEARTBEAT, Fanout, Parked
+from zorg.live.server.fanout import BACKLOG, HEARTBEAT, Fanout
+from zorg.live.server.streams import Parked
 from zorg.live.tests.serverfixture import RunningServer
 from zorg.live.tests.test_server_faults import openStream, run
 from zorg.live.tests.test_server_proof import openPage, session, waitUntil

@@ -10,9 +10,9 @@ from zorg.live import interfaces as I
 from zorg.live import testing
 from zorg.live.broker.presence import LocalPresence
 from zorg.live.broker.redispresence import RedisPresence
-from zorg.live.page import event
+from zorg.live.core import events as event
 from zorg.live.page.client import LivePageClient, randomPageId
-from zorg.live.page.delivery import Delivery
+from zorg.live.core.delivery import Delivery
 from zorg.live.page.manager import (
     LivePageManager, PrincipalJoinedEvent, PrincipalLeftEvent)
 from zorg.live.page.notify import Notification

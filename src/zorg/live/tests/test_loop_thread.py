@@ -23,7 +23,7 @@ from zorg.live import testing
 from zorg.live.broker.redis import RedisBroker
 from zorg.live.interfaces import ILivePageManager
 from zorg.live.page.client import LivePageClient
-from zorg.live.page.event import Append
+from zorg.live.core.events import Append
 from zorg.live.page.manager import LivePageManager
 from zorg.live.server.livehttp import LiveServer
 from zorg.live.server.settings import Settings

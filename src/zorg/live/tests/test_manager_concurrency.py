@@ -23,7 +23,7 @@ import pytest
 
 from zorg.live.broker.memory import MemoryBroker
 from zorg.live.page.client import LivePageClient
-from zorg.live.page.event import Custom
+from zorg.live.core.events import Custom
 from zorg.live.page.manager import LivePageManager
 
 GROUP = 'room'

@@ -2,7 +2,7 @@
 
 from zorg.live.broker.memory import MemoryBroker
 from zorg.live.page.client import LivePageClient
-from zorg.live.page.event import Append
+from zorg.live.core.events import Append
 from zorg.live.page.manager import LivePageManager
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from zorg.live.broker.redis import RedisBroker, redactURL
 from zorg.live.interfaces import BrokerUnavailable, IBroker, LiveError
-from zorg.live.page.event import Append, encode
+from zorg.live.core.events import Append, encode
 from zorg.live.tests.redisfixture import RedisServer, redisServer  # noqa
 
 pytestmark = pytest.mark.redis

@@ -9,9 +9,9 @@ import pytest
 
 from zorg.live.broker.redis import RedisBroker
 from zorg.live.interfaces import BrokerUnavailable
-from zorg.live.page import audience
+from zorg.live.core import audience
 from zorg.live.page.client import LivePageClient
-from zorg.live.page.event import Append
+from zorg.live.core.events import Append
 from zorg.live.page.manager import LivePageManager
 from zorg.live.tests.redisfixture import redisServer  # noqa
 

@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 
 from zorg.live.broker.redis import RedisBroker
-from zorg.live.page.event import Append, encode
+from zorg.live.core.events import Append, encode
 from zorg.live.tests.redisfixture import redisServer, servers  # noqa
 from zorg.live.tests.serverfixture import RunningServer, freePort
 

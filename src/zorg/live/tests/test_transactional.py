@@ -18,7 +18,7 @@ from ZODB.POSException import ConflictError
 
 from zorg.live.broker.memory import MemoryBroker
 from zorg.live.interfaces import BrokerUnavailable
-from zorg.live.page.event import Append
+from zorg.live.core.events import Append
 from zorg.live.page.manager import LivePageManager
 from zorg.live.page.transactional import (
     PublishingDataManager, publishOnCommit)

@@ -16,7 +16,7 @@ from zope.security.checker import NamesChecker, ProxyFactory
 
 from zorg.live import testing
 from zorg.live.interfaces import ILivePageManager
-from zorg.live.page.event import Append
+from zorg.live.core.events import Append
 from zorg.live.page.manager import LivePageManager
 from zorg.live.page.views import ClientView
 

@@ -28,7 +28,7 @@ from Acquisition import aq_base, aq_chain, aq_inner
 from zope.component.hooks import getSite, setSite
 from zope.globalrequest import getRequest, setRequest
 
-from zorg.live.page import audience
+from zorg.live.core import audience
 from zorg.live.page import model as core
 from zorg.live.zope6.page import physicalGroup
 

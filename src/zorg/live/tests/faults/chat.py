@@ -23,7 +23,7 @@ from transaction.interfaces import IDataManager
 from zope.interface import implementer
 from zope.security.proxy import removeSecurityProxy
 
-from zorg.live.page.event import Append, safe
+from zorg.live.core.events import Append, safe
 from zorg.live.page.page import LivePage, handler
 
 ATTRIBUTE = 'zorg_live_fault_chat'
