@@ -374,7 +374,8 @@ class LiveProtocol(asyncio.Protocol):
 
     def parse(self, data, whole, start):
         """Feed `data` to the parser; False once nothing more of this
-        connection is to be parsed now."""
+        connection is to be parsed (what arrives while slowed is held by
+        data_received)."""
         if self.inHead:
             self.headBytes += len(data)
         try:
@@ -415,7 +416,7 @@ class LiveProtocol(asyncio.Protocol):
             if self.cycle is None:
                 self.refuse()
             return False
-        return not self.ignore and self.held is None
+        return not self.ignore
 
     def refuseHead(self, count=False):
         settings = self.settings
