@@ -212,7 +212,7 @@ class LiveProtocol(asyncio.Protocol):
     __slots__ = (
         'listener', 'app', 'settings', 'loop', 'transport', 'parser',
         'client', 'server', 'scheme', 'url', 'headers', 'parsing', 'cycle',
-        'pipeline', 'timer', 'inHead', 'headBytes', 'headCount', 'headSize',
+        'pipeline', 'timer', 'deadline', 'inHead', 'headBytes', 'headCount', 'headSize',
         'headError', 'budget', 'resume', 'held', 'drained', 'reading',
         'ignore', 'upgrade', 'discarded', '__weakref__')
 
@@ -228,7 +228,8 @@ class LiveProtocol(asyncio.Protocol):
         self.parsing = None       # the cycle whose body is arriving
         self.cycle = None         # the cycle being answered
         self.pipeline = collections.deque()   # parsed, waiting their turn
-        self.timer = None         # header or keep-alive deadline
+        self.timer = None         # the timer of `deadline`
+        self.deadline = None      # when a head or the next request is due
         self.inHead = False       # a request head is arriving
         self.headBytes = 0        # bytes received while in the head
         self.headCount = 0
@@ -330,15 +331,30 @@ class LiveProtocol(asyncio.Protocol):
             self.reading = True
             self.transport.resume_reading()
 
-    def arm(self, seconds, callback=None):
-        if self.timer is not None:
-            self.timer.cancel()
-        self.timer = self.loop.call_later(seconds, callback or self.timeout)
+    def arm(self, seconds):
+        """A deadline `seconds` from now (a head to complete, a kept-alive
+        connection to send its next request, a refused body to end). One
+        timer per connection, moved lazily: a deadline set again before
+        the timer fires costs no new timer (one per request would be a
+        good share of a long-poll's cost)."""
+        self.deadline = deadline = self.loop.time() + seconds
+        timer = self.timer
+        if timer is not None and timer.when() > deadline:
+            timer.cancel()      # (a shorter deadline than the last one)
+            timer = None
+        if timer is None:
+            self.timer = self.loop.call_at(deadline, self.timeout)
 
     def timeout(self):
+        self.timer = None
+        deadline = self.deadline
+        if deadline is None:
+            return
+        if self.loop.time() < deadline:
+            self.timer = self.loop.call_at(deadline, self.timeout)
+            return
         # No complete request head in time, or a kept-alive connection
         # that sent nothing more.
-        self.timer = None
         if not self.transport.is_closing():
             log.debug('closing a connection that sent no request in time')
             self.transport.close()
@@ -502,9 +518,7 @@ class LiveProtocol(asyncio.Protocol):
     def on_headers_complete(self):
         self.inHead = False
         self.headBytes = 0
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.deadline = None
         parser = self.parser
         headers = self.headers
         self.headers = None
@@ -519,6 +533,7 @@ class LiveProtocol(asyncio.Protocol):
                     self.upgrade = (url, headers)
                     return
         raw = url.path or b'/'
+        path = raw.decode('utf-8', 'replace')
         scope = {
             'type': 'http', 'asgi': ASGI,
             'http_version': parser.get_http_version(),
@@ -526,7 +541,7 @@ class LiveProtocol(asyncio.Protocol):
             'scheme': self.scheme,
             'method': parser.get_method().decode('ascii'),
             'root_path': '',
-            'path': unquote(raw.decode('ascii', 'replace')),
+            'path': unquote(path) if '%' in path else path,
             'raw_path': raw,
             'query_string': url.query or b'',
             'headers': headers,
@@ -652,6 +667,7 @@ class LiveProtocol(asyncio.Protocol):
         """The connection becomes a WebSocket (livesocket.py)."""
         (url, headers), rest = self.upgrade
         self.upgrade = None
+        self.deadline = None
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
@@ -664,6 +680,6 @@ class LiveProtocol(asyncio.Protocol):
         if not self.reading:
             transport.resume_reading()
         raw = url.path or b'/'
-        socket.begin(unquote(raw.decode('ascii', 'replace')), headers)
+        socket.begin(unquote(raw.decode('utf-8', 'replace')), headers)
         if rest:
             socket.data_received(bytes(rest))
