@@ -220,7 +220,8 @@ _STATUS_LINES = {}
 
 def httpHead(status, headers, extra, date):
     """A response head: the status line, the application's `headers`,
-    then `extra` (framing, ``connection: close``) and the Date."""
+    then `extra` (framing, ``connection: close``) and the Date (None:
+    the application gave its own)."""
     line = _STATUS_LINES.get(status)
     if line is None:
         try:
@@ -237,5 +238,7 @@ def httpHead(status, headers, extra, date):
         parts.append(b'%s: %s\r\n' % (name, value))
     for name, value in extra:
         parts.append(b'%s: %s\r\n' % (name, value))
-    parts.append(b'date: %s\r\n\r\n' % date)
+    if date is not None:
+        parts.append(b'date: %s\r\n' % date)
+    parts.append(b'\r\n')
     return b''.join(parts)

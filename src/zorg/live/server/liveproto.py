@@ -169,11 +169,13 @@ class Cycle:
 
     def head(self):
         """The response head; decides the framing of the body."""
-        length = chunked = False
+        length = chunked = dated = False
         for name, value in self.headers:
             name = name.lower()
             if name == b'content-length':
                 length = True
+            elif name == b'date':
+                dated = True
             elif name == b'transfer-encoding':
                 chunked = True
             elif name == b'connection' and value.lower() == b'close':
@@ -191,7 +193,8 @@ class Cycle:
                 self.keepAlive = False    # the end of the body is the close
         if not self.keepAlive:
             extra.append((b'connection', b'close'))
-        return wire.httpHead(self.status, self.headers, extra, httpDate())
+        return wire.httpHead(self.status, self.headers, extra,
+                             None if dated else httpDate())
 
 
 _date = [0, b'']

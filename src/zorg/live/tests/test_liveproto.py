@@ -342,3 +342,23 @@ def test_no_module_touches_underscore_names_of_uvicorn_or_websockets():
                 for word in ('uvicorn.protocols', 'message_event',
                              '_waiters', 'forgetHandshake'):
                     assert word not in text, (name, word)
+
+
+# -- the head's bytes (core/wire.py) ----------------------------------------
+
+def test_httpHead_frames_a_response_head():
+    from zorg.live.core.wire import httpHead
+    assert httpHead(200, [(b'content-type', b'text/plain')],
+                    [(b'connection', b'close')], b'Wed, 02 Dec 2026') == (
+        b'HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n'
+        b'connection: close\r\ndate: Wed, 02 Dec 2026\r\n\r\n')
+    # The application's own Date stands; an unknown status has no phrase.
+    assert httpHead(599, [(b'date', b'x')], [], None) == (
+        b'HTTP/1.1 599 \r\ndate: x\r\n\r\n')
+
+
+def test_httpHead_refuses_a_header_that_would_split_the_response():
+    import pytest
+    from zorg.live.core.wire import httpHead
+    with pytest.raises(ValueError):
+        httpHead(200, [(b'location', b'/x\r\nset-cookie: a=b')], [], None)
