@@ -93,6 +93,16 @@ class InputRunning(Busy):
         super().__init__(message, retryAfter)
 
 
+class InputUnknown(LiveError):
+    """The transaction that ran this input id voted, but its process did
+    not finish it in time (it died, or lost the broker): whether it was
+    stored is not known here (409). It is never run a second time; the
+    page reloads to show what was stored (zorg.live.broker.pending)."""
+
+    status = 409
+    code = 'input-unknown'
+
+
 class TooLarge(LiveError):
     """A request body or an argument list over the configured limit (413)."""
 
@@ -205,14 +215,17 @@ class IBroker(Interface):
         Redis broker makes one round trip (bounded by broker-timeout);
         BrokerUnavailable when it cannot say."""
 
-    def finished(token):
+    def finished(token, committed=True):
         """The transaction that published with ``inFlight=token`` has
-        finished (or aborted): marks may pass its events now. Never
-        raises; an entry it could not remove expires by itself. Returns
-        False when the broker had lost the entry (Redis restarted empty
-        since the vote, or the entry outlived its deadline): the
-        transaction's events may be lost, or a page's mark passed them,
-        so its groups' pages must reload (transactional.py)."""
+        finished (`committed`) or aborted after its vote: its pending
+        events are shown or dropped, its input records kept or removed
+        (zorg.live.broker.pending), and marks may pass its events now.
+        Never raises; an entry it could not resolve is swept at its
+        deadline as unknown. Returns False when a committed transaction's
+        entry was lost (Redis restarted empty since the vote, or the
+        entry outlived its deadline): the transaction's events may be
+        lost, or a page's mark passed them, so its groups' pages must
+        reload (transactional.py)."""
 
     def parsePosition(text):
         """Parse a wire event id; ValueError when it is malformed."""
@@ -299,7 +312,9 @@ class IInputRecords(Interface):
         """``(answer, False)`` when the input was recorded; ``(None,
         True)`` when the caller now holds its claim (for `ttl` seconds, or
         already held it with `token`); ``(None, False)`` when another run
-        holds it. BrokerUnavailable when it cannot tell."""
+        holds it, or its transaction is in flight. InputUnknown when that
+        transaction's outcome is unknown; BrokerUnavailable when it
+        cannot tell."""
 
     def releaseInput(uuid, inputId, token):
         """Give up the claim if it is still `token`'s; never raises."""

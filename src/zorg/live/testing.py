@@ -354,6 +354,13 @@ class SnapshotLivePage(LivePage):
         transaction.get().join(HoldBeforeFinish(str(hold)))
 
     @handler
+    def sayStored(self, text, hold):
+        """`say`, with the transaction stopped after the storage finished
+        (the line is stored) and before zorg.live confirms its events."""
+        self.say(text)
+        transaction.get().join(HoldAfterStorage(str(hold)))
+
+    @handler
     def sayAfter(self, text, hold):
         """`say` once the hold point `hold` (in the handler) is released:
         an input that is still running."""
@@ -407,6 +414,14 @@ class HoldBeforeFinish:
         pass
 
     tpc_begin = commit = tpc_vote = tpc_abort = abort
+
+
+class HoldAfterStorage(HoldBeforeFinish):
+    """Stops its transaction after the storage's finish and before
+    zorg.live's (which confirms the events): it sorts between them."""
+
+    def sortKey(self):
+        return '~hold-after-storage'
 
 
 class HoldStateView:

@@ -22,6 +22,9 @@ class LocalInputs:
     def __init__(self):
         self._pages = {}      # page id -> OrderedDict(input id -> answer)
         self._claims = {}     # (page id, input id) -> (token, deadline)
+        # token of a transaction in flight -> the keys it recorded: a
+        # claim of those waits until it is resolved (broker.pending).
+        self._pendingInputs = {}
         self._inputsLock = threading.Lock()
 
     def _heldByAnother(self, key, token, now):
@@ -35,6 +38,9 @@ class LocalInputs:
         with self._inputsLock:
             answer = self._pages.get(uuid, {}).get(inputId)
             if answer is not None:
+                if any((uuid, inputId) in keys
+                       for keys in self._pendingInputs.values()):
+                    return None, False
                 return answer, False
             if self._heldByAnother((uuid, inputId), token, now):
                 return None, False
@@ -59,8 +65,11 @@ class LocalInputs:
                         'input %s was run by another request meanwhile; '
                         'send it again to get its answer' % inputId)
 
-    def record(self, inputs):
+    def record(self, inputs, inFlight=None):
         with self._inputsLock:
+            if inFlight is not None:
+                self._pendingInputs[inFlight] = {
+                    (uuid, inputId) for uuid, inputId, *_r in inputs}
             for uuid, inputId, _token, answer, keep, _ttl in inputs:
                 self._claims.pop((uuid, inputId), None)
                 page = self._pages.setdefault(uuid,
@@ -68,6 +77,15 @@ class LocalInputs:
                 page.setdefault(inputId, answer)   # the first answer stays
                 while len(page) > keep:
                     page.popitem(last=False)
+
+    def resolveInputs(self, inFlight, committed):
+        """The transaction that recorded with `inFlight` finished
+        (`committed`) or aborted after its vote: its records stay, or go."""
+        with self._inputsLock:
+            keys = self._pendingInputs.pop(inFlight, ())
+            if not committed:
+                for uuid, inputId in keys:
+                    self._pages.get(uuid, {}).pop(inputId, None)
 
     def forgetInputs(self, uuid):
         with self._inputsLock:

@@ -19,6 +19,12 @@ position, and a log created later starts with the watermark as its base:
 a reader from before it may have missed events of the dropped log, so it
 is told it was not recovered, while a reader after it missed nothing.
 
+A transaction's events are *pending* from its vote to its finish
+(zorg.live.broker.pending): appended in the vote, in commit order, but
+read only up to a log's first pending entry until `finished` confirms
+them (or drops them, when it aborted after its vote). There is no
+*unknown* here: the process that voted is the one that finishes.
+
 Presence (IPresence) is kept in this process too (LocalPresence).
 """
 
@@ -37,15 +43,21 @@ from zorg.live.interfaces import IBroker, IInputRecords, IPresence
 class GroupLog:
     """The entries of one group, oldest first."""
 
-    __slots__ = ('base', 'positions', 'entries')
+    __slots__ = ('base', 'positions', 'entries', 'pending')
 
     def __init__(self, base):
         self.base = base
         self.positions = []
         self.entries = []
+        self.pending = []   # positions of pending entries, in order
 
     def latest(self):
         return self.positions[-1] if self.positions else self.base
+
+    def shown(self):
+        """The newest position a reader may be shown (before the first
+        pending entry)."""
+        return self.pending[0] - 1 if self.pending else self.latest()
 
 
 @implementer(IBroker, IPresence, IInputRecords)
@@ -62,6 +74,7 @@ class MemoryBroker(LocalPresence, LocalInputs):
         LocalPresence.__init__(self)
         LocalInputs.__init__(self)
         self._inFlight = {}    # token -> first position (voted, unfinished)
+        self._pendingLogs = {}  # token -> [(log, position)] of its events
         self.historySize = historySize
         self.maxIdleGroups = maxIdleGroups
         self._cond = threading.Condition(threading.Lock())
@@ -111,13 +124,16 @@ class MemoryBroker(LocalPresence, LocalInputs):
             start = self._counter
             texts = [encode(str(start + n + 1))
                      for n, (_g, encode, _a) in enumerate(items)]
-            positions = []
+            positions, pending = [], []
             for (group_id, _encode, audience), text in zip(items, texts):
                 self._counter += 1
                 position = self._counter
                 log = self._publishLog(group_id)
                 log.positions.append(position)
                 log.entries.append((position, text, audience))
+                if inFlight is not None:
+                    log.pending.append(position)
+                    pending.append((log, position))
                 excess = len(log.positions) - self.historySize
                 # Trim in batches so that the cost per publish stays
                 # constant.
@@ -125,11 +141,14 @@ class MemoryBroker(LocalPresence, LocalInputs):
                     log.base = log.positions[excess - 1]
                     del log.positions[:excess]
                     del log.entries[:excess]
+                    log.pending = [p for p in log.pending if p > log.base]
                 positions.append(position)
             if inputs:
-                self.record(inputs)
-            if inFlight is not None and positions:
-                self._inFlight[inFlight] = positions[0]
+                self.record(inputs, inFlight)
+            if inFlight is not None:
+                self._inFlight[inFlight] = (positions[0] if positions
+                                            else self._counter + 1)
+                self._pendingLogs[inFlight] = pending
             self._cond.notify_all()
         groups = tuple(dict.fromkeys(group for group, _e, _a in items))
         for listener in self._listeners if groups else ():
@@ -141,7 +160,9 @@ class MemoryBroker(LocalPresence, LocalInputs):
             log = self._log(group_id)
             recovered = after >= log.base
             start = bisect.bisect_right(log.positions, after)
-            entries = log.entries[start:start + limit]
+            end = (bisect.bisect_right(log.positions, log.pending[0] - 1)
+                   if log.pending else len(log.positions))
+            entries = log.entries[start:min(end, start + limit)]
         # Entries beyond historySize are still readable until the batch
         # trim; a reader behind `base` has lost some, whatever it reads.
         return entries, recovered
@@ -171,10 +192,28 @@ class MemoryBroker(LocalPresence, LocalInputs):
                 return min(self._counter, min(self._inFlight.values()) - 1)
             return self._counter
 
-    def finished(self, token):
+    def finished(self, token, committed=True):
         # Nothing here is lost between a vote and its finish.
+        groups = []
         with self._cond:
             self._inFlight.pop(token, None)
+            for log, position in self._pendingLogs.pop(token, ()):
+                if position in log.pending:
+                    log.pending.remove(position)
+                if not committed:
+                    at = bisect.bisect_left(log.positions, position)
+                    if at < len(log.positions) and \
+                            log.positions[at] == position:
+                        del log.positions[at]
+                        del log.entries[at]
+                groups.append(log)
+            # Who waits for these logs is woken (listeners by group id).
+            ids = tuple(g for g, log in self._logs.items()
+                        if any(log is held for held in groups))
+            self._cond.notify_all()
+        self.resolveInputs(token, committed)
+        for listener in self._listeners if committed and ids else ():
+            listener(ids)
         return True
 
     def parsePosition(self, text):
@@ -199,7 +238,7 @@ class MemoryBroker(LocalPresence, LocalInputs):
     def waitFor(self, group_id, after, timeout):
         with self._cond:
             log = self._log(group_id)
-            return self._cond.wait_for(lambda: log.latest() > after, timeout)
+            return self._cond.wait_for(lambda: log.shown() > after, timeout)
 
     def dropGroup(self, group_id):
         with self._cond:

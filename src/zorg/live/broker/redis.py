@@ -94,12 +94,14 @@ from redis.retry import Retry
 from zope.interface import implementer
 
 from zorg.live.broker import redisurl
+from zorg.live.broker.pending import Holder
 from zorg.live.broker.redispages import RedisPages
 from zorg.live.broker.redispresence import RedisPresence
 from zorg.live.broker.redisurl import redactURL
 from zorg.live.interfaces import (
     BrokerUnavailable, IBroker, IInputRecords, IPageRecords, IPresence,
     InputRunning)
+from zorg.live.page.wire import reloadText
 
 log = logging.getLogger('zorg.live.broker.redis')
 
@@ -137,12 +139,27 @@ local function info(key)
 end
 """
 
+# Resolve a transaction in flight (see pending.py): write the marker
+# `outcome` after its events in each of its logs, once.
+_LUA_RESOLVE = """
+local function resolve(flights, token, outcome)
+  local logs = redis.call('HGET', flights, token)
+  if not logs then return end
+  redis.call('HDEL', flights, token)
+  for _, key in ipairs(cjson.decode(logs)) do
+    if redis.call('EXISTS', key) == 1 then
+      redis.call('XADD', key, '*', 'm', outcome, 't', token)
+    end
+  end
+end
+"""
+
 # The one atomic point of a transaction (page/transactional.py): its
 # events, the records of the inputs that ran it and its in-flight entry,
 # all written or none.
-# KEYS: [1] the in-flight set, then the logs of the events in order (a log
-# may repeat), then per input record: its page's answers (HASH), their
-# order (LIST), its claim (STRING).
+# KEYS: [1] the in-flight set, [2] the in-flight logs (HASH), then the
+# logs of the events in order (a log may repeat), then per input record:
+# its page's answers (HASH), their order (LIST), its claim (STRING).
 # ARGV: historySize, trim slack, ttl ms, deadline (ms of Redis's clock, 0:
 # none), events count, records count, in-flight token ('' for none),
 # in-flight ttl ms; then per event its field count and fields; then per
@@ -153,6 +170,9 @@ end
 # transaction), must not publish a phantom. A record whose id is recorded
 # already, or whose claim another run holds, fails the whole call
 # (FENCED): that run's effects are stored once, by the other run.
+# With a token, what it writes is *pending* (pending.py): the events carry
+# the token (field t), the records are '!<token> <answer>', and RESOLVE or
+# the MARK sweep decides them later, once.
 PUBLISH = _LUA_COMMON + """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -161,24 +181,34 @@ if deadline > 0 and now > deadline then
   return redis.error_reply('LATE the caller gave up on this publish')
 end
 local nev, nrec = tonumber(ARGV[5]), tonumber(ARGV[6])
+local token = ARGV[7]
 local arg = 9
 for k = 1, nev do arg = arg + tonumber(ARGV[arg]) + 1 end
 local recarg = arg
 for r = 0, nrec - 1 do
-  local key, a = 1 + nev + r * 3, recarg + r * 5
+  local key, a = 2 + nev + r * 3, recarg + r * 5
   local held = redis.call('GET', KEYS[key + 3])
   if redis.call('HEXISTS', KEYS[key + 1], ARGV[a]) == 1
       or (held and held ~= ARGV[a + 1]) then
     return redis.error_reply('FENCED ' .. ARGV[a])
   end
 end
-local ids, low = {}, nil
+local ids, low, logs, seen = {}, nil, {}, {}
 arg = 9
 for k = 1, nev do
-  local key = KEYS[1 + k]
+  local key = KEYS[2 + k]
   local n = tonumber(ARGV[arg])
   ensure(key, ARGV[3])
-  local id = redis.call('XADD', key, '*', unpack(ARGV, arg + 1, arg + n))
+  local fields = {unpack(ARGV, arg + 1, arg + n)}
+  if token ~= '' then
+    fields[#fields + 1] = 't'
+    fields[#fields + 1] = token
+    if not seen[key] then
+      seen[key] = true
+      logs[#logs + 1] = key
+    end
+  end
+  local id = redis.call('XADD', key, '*', unpack(fields))
   arg = arg + n + 1
   local size = tonumber(ARGV[1])
   local len = redis.call('XLEN', key)
@@ -193,8 +223,10 @@ for k = 1, nev do
   if low == nil or ms < low then low = ms end
 end
 for r = 0, nrec - 1 do
-  local key, a = 1 + nev + r * 3, recarg + r * 5
-  redis.call('HSET', KEYS[key + 1], ARGV[a], ARGV[a + 2])
+  local key, a = 2 + nev + r * 3, recarg + r * 5
+  local answer = ARGV[a + 2]
+  if token ~= '' then answer = '!' .. token .. ' ' .. answer end
+  redis.call('HSET', KEYS[key + 1], ARGV[a], answer)
   redis.call('RPUSH', KEYS[key + 2], ARGV[a])
   while redis.call('LLEN', KEYS[key + 2]) > tonumber(ARGV[a + 3]) do
     redis.call('HDEL', KEYS[key + 1], redis.call('LPOP', KEYS[key + 2]))
@@ -203,27 +235,56 @@ for r = 0, nrec - 1 do
   redis.call('EXPIRE', KEYS[key + 2], ARGV[a + 4])
   redis.call('DEL', KEYS[key + 3])
 end
-if ARGV[7] ~= '' and low then
-  local member = string.format('%.0f', now + tonumber(ARGV[8])) .. ':'
-      .. ARGV[7]
-  redis.call('ZADD', KEYS[1], low, member)
-  redis.call('PEXPIRE', KEYS[1], ARGV[8])
+if token ~= '' then
+  -- No expiry on either key: an entry leaves them when it is resolved
+  -- (RESOLVE) or swept (MARK), never silently.
+  local limit = now + tonumber(ARGV[8])
+  local member = string.format('%.0f', limit) .. ':' .. token
+  redis.call('ZADD', KEYS[1], low or limit, member)
+  redis.call('HSET', KEYS[2], token, cjson.encode(logs))
   ids[#ids + 1] = member
 end
 return ids
 """
 
-# KEYS[1] the in-flight set -> {now ms, lowest in-flight ms or -1}; drops
-# the entries past their deadline (a process that died between vote and
-# finish).
-MARK = """
+# The finish (outcome 'c') or abort after the vote ('x') of a transaction
+# in flight. KEYS: the in-flight set, the in-flight logs, then the
+# answers (HASH) of each input record it wrote; ARGV: its member, token,
+# outcome, then the input ids. -> 1, or 0 when it was no longer in flight
+# (swept as unknown past its deadline, or Redis lost it).
+RESOLVE = _LUA_RESOLVE + """
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+resolve(KEYS[2], ARGV[2], ARGV[3])
+local prefix = '!' .. ARGV[2] .. ' '
+for r = 3, #KEYS do
+  local id = ARGV[r + 1]
+  local answer = redis.call('HGET', KEYS[r], id)
+  if answer and string.sub(answer, 1, #prefix) == prefix then
+    if ARGV[3] == 'c' then
+      redis.call('HSET', KEYS[r], id, string.sub(answer, #prefix + 1))
+    else
+      redis.call('HDEL', KEYS[r], id)
+    end
+  end
+end
+return 1
+"""
+
+# KEYS: the in-flight set, the in-flight logs -> {now ms, lowest
+# in-flight ms or -1}. It sweeps the entries past their deadline (a
+# process that died between vote and finish, or could not confirm): their
+# outcome is unknown ('u', see pending.py); their input records stay
+# '!<token> ...' and CLAIM answers 'input-unknown' for them.
+MARK = _LUA_RESOLVE + """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local low = -1
 local all = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
 for i = 1, #all, 2 do
-  if tonumber(string.match(all[i], '^(%d+):')) < now then
+  local limit, token = string.match(all[i], '^(%d+):(.*)$')
+  if tonumber(limit) < now then
     redis.call('ZREM', KEYS[1], all[i])
+    resolve(KEYS[2], token, 'u')
   elseif low < 0 or tonumber(all[i + 1]) < low then
     low = tonumber(all[i + 1])
   end
@@ -231,12 +292,15 @@ end
 return {now, low}
 """
 
-# KEYS[1] log; ARGV: ttl ms -> {last id, base, fresh}
+# KEYS[1] log, KEYS[2] the in-flight set; ARGV: ttl ms -> {last id, base,
+# fresh, lowest in-flight ms or ''}
 LATEST = _LUA_COMMON + """
 ensure(KEYS[1], ARGV[1])
 local last, base, fresh = info(KEYS[1])
-return {last, base, fresh}
+local low = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+return {last, base, fresh, low[2] or ''}
 """
+
 
 # KEYS[1] log; ARGV: ttl ms, '(' .. after, count -> {last, base, entries}
 READ = _LUA_COMMON + """
@@ -262,21 +326,30 @@ def before(position):
     return (ms, seq - 1) if seq else (ms - 1, MAX_ID_PART)
 
 
+def reloadEntry(position):
+    """The entry in place of a transaction whose outcome is unknown
+    (pending.py): its pages reload."""
+    return (position, reloadText(formatId(position)), None)
+
+
 class GroupCache:
     """What the reader thread saw of one watched group's log.
 
-    It holds every entry with ``start < position <= head``, oldest first.
+    It holds every entry shown with ``start < position <= head``, oldest
+    first; `cursor` is how far it read the log, and `holder` has what it
+    read after the first unresolved pending entry (pending.py).
     """
 
-    __slots__ = ('start', 'head', 'positions', 'entries')
+    __slots__ = ('start', 'head', 'cursor', 'positions', 'entries', 'holder')
 
     def __init__(self, start):
         self.reset(start)
 
     def reset(self, start):
-        self.start = self.head = start
+        self.start = self.head = self.cursor = start
         self.positions = []
         self.entries = []
+        self.holder = Holder(reloadEntry)
 
 
 @implementer(IBroker, IPresence, IPageRecords, IInputRecords)
@@ -298,10 +371,14 @@ class RedisBroker:
     # rather than each waiting out the timeout again.
     timeout = 2.0
     failFast = 1.0
-    # A transaction in flight (voted, not finished) holds marks back for
-    # this long at most: the bound for a process that died between vote
-    # and finish.
-    inFlightTTL = 30.0
+    # A transaction in flight (voted, not finished) holds marks back, and
+    # its events and those after them in its logs, for this long at most:
+    # the bound for a process that died between vote and finish (then its
+    # pages reload, see pending.py). Setting commit-timeout.
+    inFlightTTL = 10.0
+    # While a reader holds pending entries, it sweeps expired transactions
+    # this often (MARK), in case no request does.
+    sweepEvery = 1.0
     # broker-replicas: a replica that acknowledged the master's stream
     # longer ago than this is not counted (replicas acknowledge every
     # second).
@@ -316,12 +393,18 @@ class RedisBroker:
         return self.timeout / 2
 
     def __init__(self, url, historySize=1000, prefix=None, streamTTL=None,
-                 presenceTimeout=None, timeout=None, replicas=0):
+                 presenceTimeout=None, timeout=None, replicas=0,
+                 commitTimeout=None):
         # Replicas that must have a publish before it succeeds (setting
         # broker-replicas; see _replicated).
         self.replicas = replicas
         if replicas < 0:
             raise ValueError('broker-replicas cannot be negative')
+        if commitTimeout is not None:
+            self.inFlightTTL = commitTimeout
+        if self.inFlightTTL <= 0:
+            raise ValueError('the commit timeout (setting commit-timeout) '
+                             'must be positive')
         if timeout is not None:
             self.timeout = timeout
         if self.timeout <= 0:
@@ -364,7 +447,12 @@ class RedisBroker:
         self._failedAt = -1e9   # monotonic time a request's call failed
         self._probing = False   # a call is trying Redis after a failure
         self._probeLock = threading.Lock()
-        self._flights = {}      # in-flight token -> its member in Redis
+        self._flights = {}      # in-flight token -> (member, records)
+        # Resolutions that failed (Redis unreachable at the finish): the
+        # reader thread sends them again once Redis answers.
+        self._unresolved = []
+        self._unresolvedLock = threading.Lock()
+        self._lastSweep = 0.0
         options = dict(decode_responses=True, socket_connect_timeout=2,
                        health_check_interval=0)
         try:
@@ -392,6 +480,7 @@ class RedisBroker:
         self._measureClock(self._redis)
         self.available = True
         self._publish = self._redis.register_script(PUBLISH)
+        self._resolve = self._redis.register_script(RESOLVE)
         self._mark = self._redis.register_script(MARK)
         self._latest = self._redis.register_script(LATEST)
         self._read = self._redis.register_script(READ)
@@ -469,18 +558,24 @@ class RedisBroker:
     def _inFlightKey(self):
         return self.prefix + 'inflight'
 
+    def _flightsKey(self):
+        return self.prefix + 'flights'
+
     def _call(self, items, inputs=(), inFlight=None, deadline=0,
               replicate=False):
         """One PUBLISH script call (see its comment); `replicate`: with
         the replicas of broker-replicas (see _replicated)."""
-        keys, events, records = [self._inFlightKey()], [], []
+        keys = [self._inFlightKey(), self._flightsKey()]
+        events, records, answers = [], [], []
         for group_id, encode, audience in items:
             fields = self._fields(encode, audience)
             keys.append(self._key(group_id))
             events += [len(fields)] + fields
         for uuid, inputId, token, answer, keep, ttl in inputs:
-            keys += self.pages.inputKeys(uuid, inputId)
+            inputKeys = self.pages.inputKeys(uuid, inputId)
+            keys += inputKeys
             records += [inputId, token, answer, keep, max(1, int(ttl))]
+            answers.append((inputKeys[0], inputId))
         args = ([self.historySize, self._slack, self._ttl, deadline,
                  len(items), len(inputs), inFlight or '',
                  int(self.inFlightTTL * 1000)] + events + records)
@@ -496,7 +591,7 @@ class RedisBroker:
                     'it again to get its answer' % text.split()[-1][:64])
             raise
         if inFlight and len(ids) > len(items):
-            self._flights[inFlight] = ids.pop()
+            self._flights[inFlight] = (ids.pop(), answers)
         return [parseId(event_id) for event_id in ids]
 
     def _deadline(self):
@@ -571,27 +666,49 @@ class RedisBroker:
     def publish(self, group_id, encode, audience=None):
         return self._call([(group_id, encode, audience)])[0]
 
-    def finished(self, token):
-        member = self._flights.pop(token, None)
-        if member is None:
+    def finished(self, token, committed=True):
+        flight = self._flights.pop(token, None)
+        if flight is None:
             return True
+        call = self._resolution(token, flight, committed)
         try:
             with self._guarded():
-                removed = self._redis.zrem(self._inFlightKey(), member)
+                resolved = self._resolve(**call)
         except BrokerUnavailable as e:
-            # It leaves the set at its deadline: marks stay conservative
-            # (a page may get an event it has once more, never miss one).
-            # Redis cannot have restarted between the vote and now with a
-            # page registered after the restart and before this finish:
-            # no page needs telling.
-            log.warning('could not take a finished transaction out of the '
-                        'in-flight set (it expires in %ds): %s',
-                        self.inFlightTTL, e)
+            # The reader thread sends it again when Redis answers. If that
+            # is after the in-flight deadline and a sweep came first, the
+            # transaction is *unknown*: its pages reload, and a resend of
+            # its inputs is told input-unknown.
+            log.warning('could not resolve a transaction in flight (sent '
+                        'again when Redis answers): %s', e)
+            with self._unresolvedLock:
+                self._unresolved.append(call)
             return True
         # Not there: Redis restarted (empty) since the vote, or the entry
         # outlived its deadline; either way its events may be lost, or
         # marks passed them.
-        return bool(removed)
+        return bool(resolved) or not committed
+
+    def _resolution(self, token, flight, committed):
+        """The RESOLVE call of a transaction in flight."""
+        member, answers = flight
+        keys = [self._inFlightKey(), self._flightsKey()]
+        keys += [key for key, _id in answers]
+        args = [member, token, 'c' if committed else 'x']
+        args += [inputId for _key, inputId in answers]
+        return dict(keys=keys, args=args)
+
+    def _resolveAgain(self):
+        """Send the resolutions that failed again (the reader thread)."""
+        with self._unresolvedLock:
+            calls, self._unresolved = self._unresolved, []
+        for n, call in enumerate(calls):
+            try:
+                self._resolve(client=self._reader, **call)
+            except BaseException:
+                with self._unresolvedLock:
+                    self._unresolved[:0] = calls[n:]
+                raise
 
     def read(self, group_id, after, limit=1000):
         cache = self._watch(group_id)
@@ -603,15 +720,25 @@ class RedisBroker:
 
     def readStored(self, group_id, after, limit=1000):
         """Like read(), always from Redis (not from the local cache)."""
-        try:
-            _last, base, items = self._read(
-                keys=[self._key(group_id)],
-                args=[self._ttl, '(' + formatId(after), limit])
-        except UNAVAILABLE as e:
-            raise self._unavailable(e)
-        entries = [self._entry(event_id, fields)
-                   for event_id, fields in items]
-        return entries, after >= parseId(base)
+        holder = Holder(reloadEntry)
+        entries, cursor, recovered = [], after, None
+        # Markers and held entries are not shown: read on while a whole
+        # answer was made of them (and nothing is held, which only waits).
+        for _round in range(8):
+            try:
+                _last, base, items = self._read(
+                    keys=[self._key(group_id)],
+                    args=[self._ttl, '(' + formatId(cursor), limit])
+            except UNAVAILABLE as e:
+                raise self._unavailable(e)
+            if recovered is None:
+                recovered = after >= parseId(base)
+            entries += holder.feed([self._raw(event_id, fields)
+                                    for event_id, fields in items])
+            if entries or holder.holding or len(items) < limit:
+                break
+            cursor = parseId(items[-1][0])
+        return entries[:limit], recovered
 
     def readLocal(self, group_id, after, limit=1000):
         with self._lock:
@@ -622,8 +749,8 @@ class RedisBroker:
             return cache.entries[start:start + limit], True
 
     def latest(self, group_id):
-        last, _base, _fresh = self._stored(group_id)
-        self._watch(group_id, last)
+        last, _base, _fresh, start = self._stored(group_id)
+        self._watch(group_id, start)
         return last
 
     def latestLocal(self, group_id):
@@ -633,8 +760,8 @@ class RedisBroker:
         return None if cache is None else cache.head
 
     def bounds(self, group_id):
-        last, base, fresh = self._stored(group_id)
-        self._watch(group_id, last)
+        last, base, fresh, start = self._stored(group_id)
+        self._watch(group_id, start)
         return base, last, fresh
 
     def base(self, group_id):
@@ -647,7 +774,8 @@ class RedisBroker:
         before every event of a transaction in flight in any process: one
         round trip (MARK)."""
         with self._guarded():
-            now, low = self._mark(keys=[self._inFlightKey()])
+            now, low = self._mark(keys=[self._inFlightKey(),
+                                        self._flightsKey()])
         return (min(now, low) if low >= 0 else now) - 1, MAX_ID_PART
 
     def parsePosition(self, text):
@@ -679,9 +807,12 @@ class RedisBroker:
     def waitFor(self, group_id, after, timeout):
         cache = self._watch(group_id)
 
+        # A reader before the cache's start reads from Redis, which shows
+        # it nothing past a pending entry (those are after the start, see
+        # _stored): it waits for the cache to show something new.
         def ready():
             return (self._caches.get(group_id) is not cache
-                    or cache.head > after)
+                    or cache.head > max(after, cache.start))
         with self._cond:
             return self._cond.wait_for(ready, timeout)
 
@@ -740,7 +871,8 @@ class RedisBroker:
     def claimInput(self, uuid, inputId, token, ttl):
         with self._guarded():
             return self.pages.claimInput(uuid, inputId, token, ttl,
-                                         self._deadline())
+                                         self._deadline(),
+                                         self._flightsKey())
 
     def releaseInput(self, uuid, inputId, token):
         self.pages.releaseInput(uuid, inputId, token)
@@ -765,15 +897,20 @@ class RedisBroker:
 
     # -- internals -------------------------------------------------------
 
-    def _stored(self, group_id):
-        """(last id, base, fresh) of the log in Redis, creating it if
-        needed."""
+    def _stored(self, group_id, client=None):
+        """(last id, base, fresh, start) of the log in Redis, creating it
+        if needed. `start` is where a cache of it may start: before every
+        pending entry (of a transaction in flight), so that the cache
+        reads those and their markers itself."""
         try:
-            last, base, fresh = self._latest(keys=[self._key(group_id)],
-                                             args=[self._ttl])
+            last, base, fresh, low = self._latest(
+                keys=[self._key(group_id), self._inFlightKey()],
+                args=[self._ttl], client=client)
         except UNAVAILABLE as e:
             raise self._unavailable(e)
-        return parseId(last), parseId(base), bool(fresh)
+        last = parseId(last)
+        start = last if low == '' else min(last, (int(low) - 1, MAX_ID_PART))
+        return last, parseId(base), bool(fresh), start
 
     def _measureClock(self, client):
         """Estimate Redis's clock against ours (the midpoint of a TIME
@@ -790,7 +927,7 @@ class RedisBroker:
         if cache is not None:
             return cache
         if last is None:
-            last = self._stored(group_id)[0]
+            last = self._stored(group_id)[3]
         with self._lock:
             cache = self._caches.get(group_id)
             if cache is not None:
@@ -810,14 +947,22 @@ class RedisBroker:
         except redis.RedisError:
             pass  # the reader is reconnecting and will see every group
 
-    def _entry(self, event_id, fields):
+    def _raw(self, event_id, fields):
+        """A log entry as pending.Holder takes it: ``(position, entry or
+        None for a marker, token, outcome)``."""
         if not isinstance(fields, dict):
             fields = dict(zip(fields[::2], fields[1::2]))
+        position = parseId(event_id)
+        outcome = fields.get('m')
+        if outcome is not None:
+            return position, None, fields.get('t'), outcome
         audience = fields.get('a')
-        return (parseId(event_id),
-                '%s"%s"%s' % (fields.get('h', DEFAULT_HEAD), event_id,
-                              fields.get('d', '}')),
-                json.loads(audience) if audience is not None else None)
+        return (position,
+                (position,
+                 '%s"%s"%s' % (fields.get('h', DEFAULT_HEAD), event_id,
+                               fields.get('d', '}')),
+                 json.loads(audience) if audience is not None else None),
+                fields.get('t'), None)
 
     # -- the reader thread -----------------------------------------------
 
@@ -870,10 +1015,7 @@ class RedisBroker:
             groups = list(self._caches)
         latest = {}
         for group_id in groups:
-            last, _base, _fresh = self._latest(
-                keys=[self._key(group_id)], args=[self._ttl],
-                client=self._reader)
-            latest[group_id] = parseId(last)
+            latest[group_id] = self._stored(group_id, self._reader)[3]
         with self._cond:
             for group_id, last in latest.items():
                 cache = self._caches.get(group_id)
@@ -893,10 +1035,23 @@ class RedisBroker:
     def _readOnce(self):
         with self._lock:
             streams = {self._ctlKey: self._ctlCursor}
+            holding = False
             for group_id, cache in self._caches.items():
-                streams[self._key(group_id)] = formatId(cache.head)
+                streams[self._key(group_id)] = formatId(cache.cursor)
+                holding = holding or cache.holder.holding
+        if self._unresolved:
+            self._resolveAgain()
+        if holding and time.monotonic() - self._lastSweep > self.sweepEvery:
+            # Held entries wait for a marker; a transaction whose process
+            # died gets one only from a sweep (MARK), which requests make
+            # too, but a quiet site may have none.
+            self._lastSweep = time.monotonic()
+            self._mark(keys=[self._inFlightKey(), self._flightsKey()],
+                       client=self._reader)
+        block = self.block if not holding else min(self.block,
+                                                   self.sweepEvery)
         reply = self._reader.xread(streams, count=self.readCount,
-                                   block=int(self.block * 1000))
+                                   block=int(block * 1000))
         if not reply:
             return
         woken = []
@@ -910,26 +1065,32 @@ class RedisBroker:
                 cache = self._caches.get(group_id)
                 if cache is None or not items:
                     continue  # dropped meanwhile
-                self._append(cache, items)
-                woken.append(group_id)
+                if self._append(cache, items):
+                    woken.append(group_id)
             if woken:
                 self._cond.notify_all()
         if woken:
             self._notify(tuple(woken))
 
     def _append(self, cache, items):
+        """Take what XREAD read of a cache's log; whether it shows
+        something new."""
         if len(items) >= self.readCount:
             # A full answer: the reader is behind and history may have
             # been trimmed between what it had and what it got. The cache
             # restarts just before this answer; older positions are read
             # from Redis, which knows exactly what was dropped.
             first = parseId(items[0][0])
-            if first > cache.head:
+            if first > cache.cursor:
                 cache.reset(before(first))
+        raw = []
         for event_id, fields in items:
-            entry = self._entry(event_id, fields)
-            if entry[0] <= cache.head:
-                continue
+            item = self._raw(event_id, fields)
+            if item[0] > cache.cursor:
+                raw.append(item)
+                cache.cursor = item[0]
+        shown = cache.holder.feed(raw)
+        for entry in shown:
             cache.positions.append(entry[0])
             cache.entries.append(entry)
             cache.head = entry[0]
@@ -938,6 +1099,7 @@ class RedisBroker:
             cache.start = cache.positions[excess - 1]
             del cache.positions[:excess]
             del cache.entries[:excess]
+        return bool(shown)
 
     def _notify(self, group_ids):
         if not group_ids:

@@ -24,10 +24,14 @@ asking goes away by itself; an explicit close deletes it at once.
 import json
 import logging
 
+from zorg.live.interfaces import InputUnknown
+
 log = logging.getLogger('zorg.live.broker.redis')
 
-# Claim an input id unless it is recorded (-> {1, answer}) or another run
-# holds it (-> {0, 0}); -> {0, 1} when claimed. KEYS hash, claim; ARGV
+# Claim an input id unless it is recorded (-> {1, answer}), another run
+# holds it or its transaction is in flight (-> {0, 0}), or that
+# transaction's outcome is unknown (-> {2, 0}); -> {0, 1} when claimed.
+# KEYS hash, claim, the in-flight logs (redis.py); ARGV
 # input id, token, ttl ms, deadline (ms of Redis's clock). Past the
 # deadline it claims nothing: a hung Redis that runs the call when it
 # wakes up, after the caller gave up (503), must not leave a claim that
@@ -39,7 +43,14 @@ if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   return redis.error_reply('LATE the caller gave up on this claim')
 end
 local answer = redis.call('HGET', KEYS[1], ARGV[1])
-if answer then return {1, answer} end
+if answer then
+  local token = string.match(answer, '^!(%S+) ')
+  if not token then return {1, answer} end
+  -- Written by a transaction in flight (pending.py): running until it
+  -- is resolved; once swept, its outcome is unknown.
+  if redis.call('HEXISTS', KEYS[3], token) == 1 then return {0, 0} end
+  return {2, 0}
+end
 if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then
   return {0, 1}
 end
@@ -109,13 +120,18 @@ class RedisPages:
             keys.append(base + 'inputc:' + uuid + ':' + inputId)
         return keys
 
-    def claimInput(self, uuid, inputId, token, ttl, deadline):
+    def claimInput(self, uuid, inputId, token, ttl, deadline, flights):
         # Called inside RedisBroker._guarded, which turns Redis's failures
         # (and a LATE claim) into BrokerUnavailable.
         answers, _order, claim = self.inputKeys(uuid, inputId)
-        found, value = self._claim(keys=[answers, claim],
+        found, value = self._claim(keys=[answers, claim, flights],
                                    args=[inputId, token,
                                          max(1, int(ttl * 1000)), deadline])
+        if found == 2:
+            raise InputUnknown(
+                'input %s ran in a transaction whose process did not '
+                'finish it: whether it was stored is not known; reload the '
+                'page to see' % inputId[:64])
         if found:
             return value, False
         return None, bool(value)

@@ -145,7 +145,7 @@ def holdOutput(client, generation, deadline, clock):
             return outcome, texts, cursor
 
 
-def holdStream(cursor):
+def holdStream(cursor, woken=None):
     """The stream loop, without I/O: a generator that its driver runs.
 
     It yields ``(READ, cursor)`` and is sent ``(entries, end)``: the
@@ -158,23 +158,30 @@ def holdStream(cursor):
     and the position the stream stands at then (Fanout may have sent news
     meanwhile and moved it on). It returns ``(outcome, cursor)``:
     RECONNECT, STOP or FAILED.
+
+    A parked loop holds nothing but its position, so a driver need not
+    keep it while the stream waits (thousands wait at once): it may close
+    it and, on the wake, run ``holdStream(cursor, reason)``, which goes on
+    exactly as sending ``(reason, cursor)`` would have.
     """
+    reason = woken
     while True:
+        if reason is not None:
+            action = STREAM_WAKE[reason]
+            reason = None
+            if action == HEARTBEAT:
+                yield HEARTBEAT, cursor
+            elif action != READ:
+                return action, cursor
         read = yield READ, cursor
         if read is None:
             return FAILED, cursor
         entries, end = read
+        cursor = end
         if entries:
             yield SEND, entries, end
-            cursor = end
             continue
-        cursor = end
         reason, cursor = yield PARK, cursor
-        action = STREAM_WAKE[reason]
-        if action == HEARTBEAT:
-            yield HEARTBEAT, cursor
-        elif action != READ:
-            return action, cursor
 
 
 def pushable(read, limit):

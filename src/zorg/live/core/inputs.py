@@ -1,25 +1,31 @@
 """An input, checked once where it arrives.
 
 An input (a page calling one of its handlers) reaches the server as a POST
-body, a form, or a message on a shared connection. Whichever way it came,
+body (JSON), a form (handler-name and arguments text), a message on a
+shared connection, or a direct call from Python. Whichever way it came,
 it is checked once, at that edge, into an `Input`: its JSON decoded, its
-size and its nesting measured against the settings. Every later step (the
-exactly-once record, the page's handler call) trusts that value and checks
-nothing again. Rules:
+size and its nesting measured. Every later step (the exactly-once record,
+the page's handler call) trusts that value and checks nothing again; a
+page compares the measured `size` with its own limit. Rules:
 
-1. Size first: text longer than the limit is refused (TooLarge, 413)
-   before anything else reads it.
-2. Depth before decoding: JSON nesting deeper than the limit is refused
-   (BadRequest) without parsing it (json.loads of deep nesting raises
-   RecursionError, which would be a 500).
-3. Then the JSON is decoded once; arguments are a list (positional) or an
+1. Size first: a body longer than max-input-size is refused (TooLarge,
+   413) before anything else reads it.
+2. Depth before decoding: JSON nesting deeper than max-argument-depth is
+   refused (BadRequest, 400) without parsing it (json.loads of deep
+   nesting raises RecursionError, which would be a 500).
+3. Then the JSON is decoded, once. Arguments are a list (positional) or an
    object (keywords); text arguments that do not start with ``[`` or
    ``{`` are the original comma-separated form.
-4. An input id is 1 to 64 letters, digits, ``-`` or ``_``.
+4. An input's `size` is the bytes of its arguments as JSON text (as the
+   text itself when they came as text), whichever way they came, so that
+   a page's limit (maxArgumentsSize) means the same for all of them.
+5. An input id is 1 to 64 letters, digits, ``-`` or ``_``.
 
-    >>> readInput('{"handler":"say","arguments":["hi"]}', 100, 3)
-    Input(handler='say', args=('hi',), kwargs={})
-    >>> readArguments('[[[[1]]]]', 100, 3)
+    >>> readBody(b'{"handler":"say","arguments":["hi"]}', 100, 3)
+    Input(handler='say', args=('hi',), kwargs={}, size=6)
+    >>> fromArguments('say', 'a,b', 3)
+    Input(handler='say', args=('a', 'b'), kwargs={}, size=3)
+    >>> fromArguments('say', '[[[[1]]]]', 3)
     Traceback (most recent call last):
     zorg.live.interfaces.BadRequest: arguments nest deeper than 3 lists or objects (setting max-argument-depth)
 """
@@ -31,15 +37,22 @@ from dataclasses import dataclass, field
 from zorg.live.interfaces import BadRequest, TooLarge
 
 INPUT_ID = re.compile(r'[A-Za-z0-9_-]{1,64}\Z')
+# Where the server hands an input checked on a shared connection to the
+# publisher's input step: a key of the request's ASGI scope, which only
+# code in the server's process can fill (a browser cannot).
+SCOPE_KEY = 'zorg.live.input'
 
 
 @dataclass(frozen=True)
 class Input:
-    """A checked input: the handler's name and its arguments, decoded."""
+    """A checked input: the handler's name as sent (a page looks it up
+    among its declared handlers), its arguments decoded, and their size
+    in bytes (rule 4)."""
 
-    handler: str
+    handler: object
     args: tuple = ()
     kwargs: dict = field(default_factory=dict)
+    size: int = 0
 
 
 def jsonDepth(text):
@@ -76,15 +89,6 @@ def checkDepth(text, limit):
                          '(setting max-argument-depth)' % limit)
 
 
-def checkSize(text, limit, message='handler arguments are larger than %d '
-              'bytes'):
-    """TooLarge when `text` (str or bytes) is more than `limit` bytes."""
-    size = len(text) if isinstance(text, bytes) else len(
-        text.encode('utf-8'))
-    if size > limit:
-        raise TooLarge(message % limit)
-
-
 def checkInputId(value):
     """The input id `value`, or BadRequest saying what an id must be."""
     if not isinstance(value, str) or not INPUT_ID.match(value):
@@ -95,8 +99,6 @@ def checkInputId(value):
 
 
 def _split(arguments):
-    if arguments is None:
-        return (), {}
     if isinstance(arguments, dict):
         return (), arguments
     if isinstance(arguments, (list, tuple)):
@@ -104,46 +106,47 @@ def _split(arguments):
     raise BadRequest('arguments must be a list or an object')
 
 
-def readArguments(text, limit, depth):
-    """``(args, kwargs)`` of arguments given as text (a form field):
-    JSON when it starts with ``[`` or ``{``, else comma-separated."""
-    if text is None:
-        return (), {}
-    checkSize(text, limit)
-    checkDepth(text, depth)
-    text = text.strip()
-    if text[:1] in ('[', '{'):
-        try:
-            return _split(json.loads(text))
-        except ValueError as e:
-            raise BadRequest('arguments are not valid JSON: %s' % e)
-    return tuple(text.split(',')) if text else (), {}
-
-
-def decodedInput(handler, arguments):
-    """The Input of a message already decoded and measured as a whole (a
-    shared connection's input message): only its shape is checked."""
+def fromArguments(handler, arguments, depth, measured=False):
+    """The Input of `handler` with `arguments` as given: None, text (a
+    form's field, or text inside a JSON message: rules 2 and 3), or a
+    decoded list or object. `measured`: that list or object was decoded
+    from text whose depth was checked already (a JSON body, a shared
+    connection's message), so it is not measured again."""
+    if arguments is None:
+        return Input(handler)
     if isinstance(arguments, str):
-        # The original form: text arguments inside a JSON message.
-        args, kwargs = readArguments(arguments, len(arguments.encode(
-            'utf-8')), arguments.count('[') + arguments.count('{'))
-    else:
-        args, kwargs = _split(arguments)
-    return Input(handler, args, kwargs)
+        # Text is its own JSON (a string inside the body): measured here.
+        size = len(arguments.encode('utf-8'))
+        checkDepth(arguments, depth)
+        text = arguments.strip()
+        if text[:1] in ('[', '{'):
+            try:
+                args, kwargs = _split(json.loads(text))
+            except ValueError as e:
+                raise BadRequest('arguments are not valid JSON: %s' % e)
+        else:
+            args, kwargs = tuple(text.split(',')) if text else (), {}
+        return Input(handler, args, kwargs, size)
+    args, kwargs = _split(arguments)
+    text = json.dumps(arguments, ensure_ascii=False, default=str)
+    if not measured:
+        checkDepth(text, depth)
+    return Input(handler, args, kwargs, len(text.encode('utf-8')))
 
 
-def readInput(body, limit, depth):
+def readBody(body, limit, depth):
     """The Input of a JSON body ``{"handler": ..., "arguments": ...}``
-    (str or bytes): rules 1 to 3, once."""
-    checkSize(body, limit, 'the input body is larger than %d bytes')
-    if isinstance(body, bytes):
-        body = body.decode('utf-8', 'replace')
-    checkDepth(body, depth)
+    (bytes): rules 1 to 3, once."""
+    if len(body) > limit:
+        raise TooLarge('the input body is larger than %d bytes' % limit)
+    text = body.decode('utf-8', 'replace')
+    checkDepth(text, depth)
     try:
-        data = json.loads(body or '{}')
+        data = json.loads(text) if text else {}
     except ValueError as e:
         raise BadRequest('the input body is not valid JSON: %s' % e)
     if not isinstance(data, dict) or 'handler' not in data:
         raise BadRequest('the input body must be an object with '
                          '"handler" and "arguments"')
-    return decodedInput(data['handler'], data.get('arguments'))
+    return fromArguments(data['handler'], data.get('arguments'), depth,
+                         measured=True)

@@ -39,9 +39,62 @@ ALLOW_GET = [(b'allow', b'GET, HEAD')]
 ALLOW_POST = [(b'allow', b'POST')]
 
 
+HEAD_END = b'\r\n\r\n'    # where an HTTP request's head ends
+
+
+def contentLength(length):
+    return (b'content-length', b'%d' % length)
+
+
 def jsonHeaders(length, extra=()):
     """The head of a JSON answer of `length` bytes (+ `extra` headers)."""
-    return JSON_HEADERS + [(b'content-length', b'%d' % length)] + list(extra)
+    return JSON_HEADERS + [contentLength(length)] + list(extra)
+
+
+def inputHeaders(inputId):
+    """The head of an input request that a shared connection makes to the
+    site for its page (PROTOCOL.txt: the POST input step)."""
+    return [(b'content-type', b'application/json'),
+            (b'x-live-input-id', inputId.encode('ascii'))]
+
+
+# -- the same for zope.publisher's responses (str pairs) -------------------
+
+JSON_TYPE = 'application/json'
+JSON_HEAD = [('Content-Type', JSON_TYPE),
+             ('Cache-Control', 'no-cache, no-store')]
+# @@notify's answers (a service's, never cached anywhere).
+NOTIFY_HEAD = [('Content-Type', JSON_TYPE), ('Cache-Control', 'no-store')]
+
+
+def allow(*methods):
+    """The Allow header of a 405 answer."""
+    return [('Allow', ', '.join(methods))]
+
+
+def unavailableHead(retryAfter):
+    """A 503 JSON answer's head that says when to try again."""
+    return [('Content-Type', JSON_TYPE), ('Retry-After', '%d' % retryAfter)]
+
+
+def setHeaders(response, headers):
+    """Set `headers` (str pairs) on a publisher's response."""
+    for name, value in headers:
+        response.setHeader(name, value)
+
+
+# -- JSON answers ------------------------------------------------------------
+
+EMPTY_ANSWER = '{}'             # a step that answers nothing (close)
+
+
+def replies(texts):
+    """The answer to an input: the events (their JSON texts) meant for the
+    sender only."""
+    return '{"events":[%s]}' % ','.join(texts)
+
+
+NO_REPLIES = replies(())
 
 
 def chunk(data):
@@ -91,8 +144,7 @@ REASONS = {403: 'Forbidden', 405: 'Method Not Allowed',
 def errorHeaders(error):
     """The headers of an error answer: JSON, and Retry-After for one that
     says when to try again (Busy)."""
-    headers = [('Content-Type', 'application/json'),
-               ('Cache-Control', 'no-cache, no-store')]
+    headers = list(JSON_HEAD)
     retry = getattr(error, 'retryAfter', None)
     if retry is not None:
         headers.append(('Retry-After', '%d' % retry))

@@ -23,7 +23,7 @@ keeps working for scripts. This needs no token in the page, so a cached or
 static copy of a page stays valid.
 
 The same check (`crossSite`) guards the close step that LiveServerHTTP
-answers in its event loop (server/asgi.py), and is the one to use for a
+answers in its event loop (server/asgi.py and its drivers), and is the one to use for a
 WebSocket handshake.
 """
 

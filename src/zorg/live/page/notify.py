@@ -31,6 +31,7 @@ from zope.publisher.browser import BrowserView
 from zorg.live.broker.memory import MemoryBroker
 from zorg.live.interfaces import (
     BadRequest, ILivePageManager, INotification, LiveError)
+from zorg.live.core import wire
 from zorg.live.core.events import Custom
 from zorg.live.page.model import publishOnCommit
 
@@ -74,7 +75,7 @@ def readMessage(request):
         error.status, error.code = 413, 'too-large'
         raise error
     try:
-        data = json.loads(body or b'{}')
+        data = json.loads(body) if body else {}
     except ValueError as e:
         raise BadRequest('the body is not valid JSON: %s' % e)
     if not isinstance(data, dict):
@@ -105,14 +106,13 @@ class NotifyView(BrowserView):
 
     def __call__(self):
         response = self.request.response
-        response.setHeader('Content-Type', 'application/json')
-        response.setHeader('Cache-Control', 'no-store')
+        wire.setHeaders(response, wire.NOTIFY_HEAD)
         try:
             group, text, name, data = readMessage(self.request)
             answer = self.deliver(group, text, name, data)
         except LiveError as e:
             if e.status == 405:
-                response.setHeader('Allow', 'POST')
+                wire.setHeaders(response, wire.allow('POST'))
             response.setStatus(e.status)
             return json.dumps(e.asDict())
         return json.dumps(answer)

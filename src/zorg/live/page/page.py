@@ -7,7 +7,6 @@ was registered, so nothing published between render and first poll is lost.
 """
 
 import inspect
-import json
 import re
 from html import escape
 
@@ -25,8 +24,9 @@ from zorg.live.core import audience as _audience
 from zorg.live.page import strangers
 from zorg.live.page.manager import TRANSPORTS, requestEnviron, requestMark
 from zorg.live.page.transactional import publishOnCommit
+from zorg.live.core import wire
 from zorg.live.core.wire import errorBody, errorHeaders
-from zorg.live.core.inputs import checkDepth, jsonDepth  # noqa: F401
+from zorg.live.core.inputs import fromArguments
 
 HANDLER_MARK = '_zorg_live_handler'
 SCRIPT_PATH = '++resource++zorgajax/livepage.js'
@@ -58,44 +58,6 @@ def declaredHandlers(cls):
             if name is not None:
                 found[name] = value
     return found
-
-
-def parseArguments(arguments, limit, depth=32):
-    """Handler arguments from the wire: (args, kwargs).
-
-    A list or dict is taken as it is; text is JSON when it starts with '['
-    or '{', else a comma-separated list (the original zorg.live form).
-    `limit` is the most bytes, `depth` the deepest nesting::
-
-        >>> parseArguments('[[[1]]]', 100, depth=3)
-        ([[[1]]], {})
-        >>> parseArguments('[[[[1]]]]', 100, depth=3)
-        Traceback (most recent call last):
-        zorg.live.interfaces.BadRequest: arguments nest deeper than 3 lists or objects (setting max-argument-depth)
-    """
-    if arguments is None:
-        return [], {}
-    # Arguments parsed from a JSON body are measured as JSON text, so the
-    # limit is the same whichever way they came.
-    wire = arguments if isinstance(arguments, str) else json.dumps(
-        arguments, ensure_ascii=False, default=str)
-    if len(wire.encode('utf-8')) > limit:
-        raise TooLarge('handler arguments are larger than %d bytes' % limit)
-    checkDepth(wire, depth)
-    if isinstance(arguments, str):
-        text = arguments.strip()
-        if text[:1] in ('[', '{'):
-            try:
-                arguments = json.loads(text)
-            except ValueError as e:
-                raise BadRequest('arguments are not valid JSON: %s' % e)
-        else:
-            arguments = text.split(',') if text else []
-    if isinstance(arguments, dict):
-        return [], arguments
-    if isinstance(arguments, (list, tuple)):
-        return list(arguments), {}
-    raise BadRequest('arguments must be a list or an object')
 
 
 def injectScript(html, tag):
@@ -275,7 +237,19 @@ class LivePage(BrowserPage):
         return client
 
     def input(self, uuid, handler_name, arguments=None):
+        """Call handler `handler_name` of page `uuid` with `arguments`
+        (text, a list or an object), checked here (core/inputs.py): a
+        direct call is an edge where input arrives."""
+        return self.call(uuid, fromArguments(handler_name, arguments,
+                                             self.maxArgumentsDepth))
+
+    def call(self, uuid, checked):
+        """Run the `Input` `checked` (checked where it arrived) for page
+        `uuid`: the page's own checks (who may send it input, declared
+        handlers, its arguments limit and the handler's signature), then
+        the handler."""
         client = self.checkInput(uuid)
+        handler_name = checked.handler
         handlers = declaredHandlers(type(self))
         # The name comes from the wire: from a JSON body it may be a list.
         func = (handlers.get(handler_name) if isinstance(handler_name, str)
@@ -284,8 +258,10 @@ class LivePage(BrowserPage):
             raise BadRequest('Undeclared handler %r: this page declares %s'
                              % (handler_name, ', '.join(sorted(handlers))
                                 or 'no handlers'))
-        args, kwargs = parseArguments(arguments, self.maxArgumentsSize,
-                                      self.maxArgumentsDepth)
+        if checked.size > self.maxArgumentsSize:
+            raise TooLarge('handler arguments are larger than %d bytes'
+                           % self.maxArgumentsSize)
+        args, kwargs = checked.args, checked.kwargs
         try:
             inspect.signature(func).bind(self, *args, **kwargs)
         except TypeError as e:
@@ -301,7 +277,7 @@ class LivePage(BrowserPage):
             return ''
         if IEvent.providedBy(replies):
             replies = [replies]
-        return '{"events":[%s]}' % ','.join(encode(e) for e in replies)
+        return wire.replies([encode(e) for e in replies])
 
     def output(self, uuid, outputNum, lastEventId=None):
         return self.manager.output(uuid, outputNum, lastEventId)

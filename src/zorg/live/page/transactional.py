@@ -20,11 +20,19 @@ before anything is final:
   may try again. This call is the transaction's one atomic point: its
   events and its input records become true there, together, or not at
   all.
-* If it succeeds, the database finishes the commit (a finish cannot fail
-  but for a crash of the machine), and then the transaction leaves the
-  in-flight set. While it is in flight, no request's mark passes its
-  events (rule 10 of delivery.py): a page rendered from a snapshot that
-  does not show the transaction still receives its events.
+* What the vote writes is *pending* (zorg.live.broker.pending): no page
+  is shown its events, and a resend of its inputs waits, until the
+  transaction is resolved. If the vote succeeds, the database finishes
+  the commit, and then the finish here *confirms* it: the events are
+  shown where they stand in the logs (in commit order: the vote ran
+  under the storage's commit lock). An abort after the vote *cancels*
+  them. A process that dies between its vote and its finish resolves
+  nothing: at the in-flight deadline the broker sweeps the transaction
+  as *unknown*, its pages reload, and a resend of its inputs is told
+  ``input-unknown`` (never run twice, never answered as if stored).
+* While it is in flight, no request's mark passes its events (rule 10 of
+  delivery.py): a page rendered from a snapshot that does not show the
+  transaction still receives its events.
 
 So a message is either stored and published, or refused and stored
 nowhere. The price: while the broker call runs, the storage's commit lock
@@ -46,7 +54,7 @@ from transaction.interfaces import IDataManager
 
 from zorg.live.interfaces import BrokerUnavailable, ILivePageManager
 from zorg.live.page.event import Reload, encode
-from zorg.live.page.wire import errorBody
+from zorg.live.page.wire import errorBody, setHeaders, unavailableHead
 
 log = logging.getLogger('zorg.live.page.transactional')
 
@@ -75,7 +83,7 @@ class PublishingDataManager:
         return SORT_KEY
 
     def abort(self, txn):
-        self._forget()
+        self._forget(committed=False)
 
     def tpc_begin(self, txn):
         pass
@@ -94,7 +102,7 @@ class PublishingDataManager:
                 'try again shortly')
         # One broker call: the events, the input records and the
         # transaction's in-flight entry, all of them or none.
-        flight = secrets.token_hex(8) if self.items else None
+        flight = secrets.token_hex(8)
         self.manager.publishMany(self.items, inputs=self.inputs,
                                  inFlight=flight)
         self.groups = list(dict.fromkeys(g for _e, g, _a in self.items))
@@ -103,8 +111,9 @@ class PublishingDataManager:
 
     def tpc_finish(self, txn):
         # The storage has finished (it sorts first): the data are visible
-        # to every new snapshot, so marks may pass these events now.
-        if not self._forget():
+        # to every new snapshot, so the events may be shown and marks may
+        # pass them now.
+        if not self._forget(committed=True):
             # The broker lost the transaction between its vote and now (a
             # Redis restarted empty): its events are gone, and a page
             # registered meanwhile shows the change neither in its HTML
@@ -119,15 +128,16 @@ class PublishingDataManager:
                                 group_id, e)
 
     def tpc_abort(self, txn):
-        self._forget()
+        self._forget(committed=False)
 
-    def _forget(self):
-        """Forget the transaction; False when the broker had lost it."""
+    def _forget(self, committed):
+        """Forget the transaction, confirming or cancelling what its vote
+        wrote; False when the broker had lost it."""
         self.items, self.inputs = [], []
         flight, self.flight = self.flight, None
         if flight is None:
             return True
-        return self.manager.broker.finished(flight)
+        return self.manager.broker.finished(flight, committed)
 
 
 def _dataManager(manager, txn=None):
@@ -172,6 +182,5 @@ class BrokerUnavailableView:
     def __call__(self):
         response = self.request.response
         response.setStatus(503)
-        response.setHeader('Content-Type', 'application/json')
-        response.setHeader('Retry-After', str(self.retryAfter))
+        setHeaders(response, unavailableHead(self.retryAfter))
         return errorBody(self.context)

@@ -21,8 +21,9 @@ from zope.security.proxy import removeSecurityProxy
 from zorg.live.interfaces import (
     BadRequest, Forbidden, LiveError, MethodNotAllowed, TooLarge)
 from zorg.live.page import inputonce
-from zorg.live.page.manager import NoMark, requestMark
-from zorg.live.core.inputs import checkDepth
+from zorg.live.page.manager import NoMark, requestEnviron, requestMark
+from zorg.live.core.inputs import SCOPE_KEY, Input, fromArguments, readBody
+from zorg.live.core import wire
 from zorg.live.core.wire import errorBody, errorHeaders
 
 ACTIONS = ('output', 'events', 'input', 'close')
@@ -57,8 +58,7 @@ class ClientView(BrowserView):
 
     def __call__(self):
         response = self.request.response
-        response.setHeader('Content-Type', 'application/json')
-        response.setHeader('Cache-Control', 'no-cache, no-store')
+        wire.setHeaders(response, wire.JSON_HEAD)
         try:
             if self.action is None:
                 raise BadRequest('missing step: use %s'
@@ -77,7 +77,7 @@ class ClientView(BrowserView):
             return
         if self.action == 'input' and self.allowGetInput and method == 'GET':
             return
-        self.request.response.setHeader('Allow', 'POST')
+        wire.setHeaders(self.request.response, wire.allow('POST'))
         raise MethodNotAllowed(
             'use POST for %s (a GET could be made by any link or image on '
             'another site)' % self.action)
@@ -113,15 +113,15 @@ class ClientView(BrowserView):
 
     def do_close(self):
         self.page.manager.unregister(self.uuid)
-        return '{}'
+        return wire.EMPTY_ANSWER
 
     def do_input(self):
         self.checkPagePermission()
-        name, arguments = self.inputFromRequest()
+        checked = self.inputFromRequest()
         inputId = self.request.getHeader(inputonce.HEADER)
         if inputId is None:
-            replies = self.page.input(self.uuid, name, arguments)
-            return replies or '{"events":[]}'
+            replies = self.page.call(self.uuid, checked)
+            return replies or wire.NO_REPLIES
         # Exactly once (page/inputonce.py): a repeat gets the answer the
         # first run recorded in its transaction's vote -- and only the
         # page's own principal may have it.
@@ -136,8 +136,7 @@ class ClientView(BrowserView):
         if claim is None:
             return answer
         try:
-            answer = self.page.input(self.uuid, name, arguments) or (
-                '{"events":[]}')
+            answer = self.page.call(self.uuid, checked) or wire.NO_REPLIES
             once.joinTransaction(transaction.get(), claim, answer,
                                  self.page.manager)
         except BaseException:
@@ -146,34 +145,28 @@ class ClientView(BrowserView):
         return answer
 
     def inputFromRequest(self):
+        """The request's input (core/inputs.py's Input), checked here,
+        where it arrives -- or, for an input that came over a shared
+        connection, where that message arrived (LiveServerHTTP hands the
+        checked value on in the request's ASGI scope, which only code in
+        the server's process can fill)."""
         request = self.request
+        scope = requestEnviron(request).get('asgi.scope')
+        if scope is not None and isinstance(scope.get(SCOPE_KEY), Input):
+            return scope[SCOPE_KEY]
+        depth = self.page.maxArgumentsDepth
         ctype = request.getHeader('Content-Type', '') or ''
-        if ctype.split(';')[0].strip() == 'application/json':
+        if ctype.split(';')[0].strip() == wire.JSON_TYPE:
             limit = self.maxInputSize
             length = int(request.getHeader('Content-Length', '0') or 0)
             if length > limit:
                 raise TooLarge('the input body is larger than %d bytes'
                                % limit)
-            body = request.bodyStream.read(limit + 1)
-            if len(body) > limit:
-                raise TooLarge('the input body is larger than %d bytes'
-                               % limit)
-            # Measured before parsing: json.loads of deep nesting raises
-            # RecursionError (a 500), not a clear answer.
-            checkDepth(body.decode('utf-8', 'replace'),
-                       self.page.maxArgumentsDepth)
-            try:
-                data = json.loads(body or b'{}')
-            except ValueError as e:
-                raise BadRequest('the input body is not valid JSON: %s' % e)
-            if not isinstance(data, dict) or 'handler' not in data:
-                raise BadRequest('the input body must be an object with '
-                                 '"handler" and "arguments"')
-            return data['handler'], data.get('arguments')
+            return readBody(request.bodyStream.read(limit + 1), limit, depth)
         name = self.form('handler-name') or self.form('handler')
         if not name:
             raise BadRequest('missing handler-name')
-        return name, self.form('arguments')
+        return fromArguments(name, self.form('arguments'), depth)
 
     def pageURL(self):
         """The URL of the page this view is the ``@@client`` of (a
@@ -201,7 +194,7 @@ class LiveConnectionView(BrowserView):
     LiveServerHTTP asks this (in a worker thread, with the credentials of
     a WebSocket handshake or a shared SSE stream) before it accepts a
     browser's shared connection: the connection belongs to that principal
-    (page/connection.py). A platform whose requests know their user
+    (core/connection.py). A platform whose requests know their user
     otherwise overrides `principalId`.
     """
 
@@ -210,7 +203,5 @@ class LiveConnectionView(BrowserView):
         return None if principal is None else principal.id
 
     def __call__(self):
-        response = self.request.response
-        response.setHeader('Content-Type', 'application/json')
-        response.setHeader('Cache-Control', 'no-cache, no-store')
+        wire.setHeaders(self.request.response, wire.JSON_HEAD)
         return json.dumps({'principal': self.principalId()})

@@ -43,7 +43,8 @@ from a2wsgi import WSGIMiddleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from zorg.live.core import delivery as rules
-from zorg.live.core.wire import ALLOW_GET, ALLOW_POST, FrameCache, methodBody
+from zorg.live.core.wire import (
+    ALLOW_GET, ALLOW_POST, EMPTY_ANSWER, FrameCache, methodBody)
 from zorg.live.interfaces import (
     BadRequest, BrokerUnavailable, ILivePageManager, LiveError,
     MethodNotAllowed)
@@ -401,4 +402,4 @@ class LiveApp:
         parked = self.parked.get(uuid)
         if parked is not None:
             parked.wake(rules.SUPERSEDED)
-        await respond(send, 200, '{}')
+        await respond(send, 200, EMPTY_ANSWER)

@@ -218,6 +218,7 @@ def makeBroker(url, settings):
             return RedisBroker(url, historySize=settings.history_size,
                                presenceTimeout=settings.presence_timeout,
                                timeout=settings.broker_timeout,
+                               commitTimeout=settings.commit_timeout,
                                replicas=settings.broker_replicas)
         except (BrokerUnavailable, ValueError) as e:
             # The message names the URL (without its password).

@@ -31,10 +31,9 @@ import secrets
 import zope.component
 
 from zorg.live.interfaces import ILivePageManager
+from zorg.live.core import wire
 from zorg.live.core.events import Custom, encode
 
-HEADERS = [(b'content-type', b'application/json'),
-           (b'cache-control', b'no-cache, no-store')]
 
 log = logging.getLogger('zorg.live.server')
 
@@ -106,7 +105,7 @@ async def respond(manager, scope, send, probe=None, shared=None,
     if scope['method'] not in ('GET', 'HEAD'):
         status, body = 405, {'error': 'bad-request',
                              'message': 'use GET for @@live-health'}
-        extra = [(b'allow', b'GET, HEAD')]
+        extra = wire.ALLOW_GET
     else:
         delivering = (probe is None or
                       probe.delivering(asyncio.get_running_loop().time()))
@@ -116,7 +115,7 @@ async def respond(manager, scope, send, probe=None, shared=None,
         if counted is not None:
             body['refused'] = counted
     data = json.dumps(body).encode()
-    headers = HEADERS + [(b'content-length', b'%d' % len(data))] + extra
+    headers = wire.jsonHeaders(len(data), extra)
     await send({'type': 'http.response.start', 'status': status,
                 'headers': headers})
     await send({'type': 'http.response.body',
@@ -155,6 +154,5 @@ class HealthView:
                                                  _viewProbe))
         response = self.request.response
         response.setStatus(status)
-        response.setHeader('Content-Type', 'application/json')
-        response.setHeader('Cache-Control', 'no-cache, no-store')
+        wire.setHeaders(response, wire.JSON_HEAD)
         return json.dumps(body)

@@ -344,7 +344,7 @@ class LiveSocketProtocol(asyncio.Protocol):
     def _refuse(self, status, error):
         response = self.ws.reject(status, wire.errorBody(error))
         del response.headers['Content-Type']
-        response.headers['Content-Type'] = 'application/json'
+        response.headers['Content-Type'] = wire.JSON_TYPE
         self.ws.send_response(response)
         self.flush()
         self.transport.close()

@@ -21,6 +21,7 @@ import sys
 import urllib.error
 import urllib.request
 
+from zorg.live.core import wire
 from zorg.live.server.config import loadOptions
 
 PREFERRED = ('LiveServerHTTP', 'WSGI-HTTP')
@@ -69,7 +70,7 @@ def notify(url, message, auth=None, timeout=30.0):
     """POST `message` (a dict: group, text, event, data) to <url>@@notify;
     the JSON answer, or SendError with what to do."""
     target = url.rstrip('/') + '/@@notify'
-    headers = {'Content-Type': 'application/json'}
+    headers = {'Content-Type': wire.JSON_TYPE}
     if auth is not None:
         token = base64.b64encode(('%s:%s' % auth).encode('utf-8'))
         headers['Authorization'] = 'Basic ' + token.decode('ascii')
@@ -78,7 +79,8 @@ def notify(url, message, auth=None, timeout=30.0):
         headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            return json.loads(response.read() or b'{}')
+            answer = response.read()
+            return json.loads(answer) if answer else {}
     except urllib.error.HTTPError as e:
         raise SendError(explain(target, e.code, e.read(), auth)) from None
     except (urllib.error.URLError, OSError) as e:

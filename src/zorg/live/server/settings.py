@@ -90,6 +90,12 @@ TABLE = [
      'record) may take before the request answers 503; after a failure, '
      'calls fail at once for a second. A hung Redis never holds a worker '
      'thread longer.'),
+    ('commit-timeout', float, 10.0,
+     'Redis broker: seconds a transaction may take from its vote to its '
+     'finish. Its events are shown when it finishes; a process that dies '
+     'in between holds them (and what follows them in their groups) back '
+     'this long, then their pages reload and a resend of its input is '
+     'answered input-unknown. Keep it above your slowest commit.'),
     ('presence-timeout', float, 30.0,
      'Redis broker: seconds after its last heartbeat before the pages of '
      'a process that died, stopped or lost Redis leave their groups (the '
@@ -176,7 +182,7 @@ _POSITIVE = ('threads', 'refresh-interval', 'client-timeout',
              'heartbeat-interval', 'max-pages-per-principal', 'history-size',
              'max-connections', 'retry-after', 'max-body-size',
              'header-timeout', 'send-timeout', 'presence-timeout',
-             'broker-timeout',
+             'broker-timeout', 'commit-timeout',
              'broker-threads', 'health-timeout', 'max-header-size',
              'max-header-count', 'max-input-size', 'max-argument-depth',
              'max-anonymous-pages', 'max-anonymous-per-address',

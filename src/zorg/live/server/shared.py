@@ -1,4 +1,4 @@
-"""The asyncio driver of a shared connection (page/connection.py): many
+"""The asyncio driver of a shared connection (core/connection.py): many
 pages of one browser over one WebSocket or one SSE stream.
 
 An attached page costs no task while it waits: it is a `Parked` (with
@@ -21,7 +21,6 @@ owner to reconnect).
 """
 
 import asyncio
-import json
 import logging
 
 from zorg.live.core import delivery as rules
@@ -29,7 +28,8 @@ from zorg.live.core import wire
 from zorg.live.core.connection import checkAttach, inputPath
 from zorg.live.interfaces import BadRequest, LiveError
 from zorg.live.page.client import redact
-from zorg.live.server.site import INPUT, KEEP  # noqa: F401 (KEEP: old name)
+from zorg.live.core.inputs import SCOPE_KEY, fromArguments
+from zorg.live.server.site import KEEP  # noqa: F401 (its old home)
 from zorg.live.server.streams import Parked
 
 log = logging.getLogger('zorg.live.server')
@@ -99,20 +99,30 @@ class SharedConnection:
         await self.send(self.wrap(wire.detachedMessage(number)))
 
     def input(self, number, message):
-        """Queue an input; inputs run one after another, in order."""
-        self.queue.append((number, message))
+        """Queue an input; inputs run one after another, in order. The
+        message was measured and decoded where it arrived (livesocket);
+        its arguments become the checked Input here, at that edge, and
+        nothing later checks them again."""
+        try:
+            checked = fromArguments(message['handler'],
+                                    message.get('arguments'),
+                                    self.app.settings.max_argument_depth,
+                                    measured=True)
+        except LiveError as e:
+            checked = e
+        self.queue.append((number, message, checked))
         if self.inputs is None:
             self.inputs = self.app.loop.create_task(self._runInputs())
 
     async def _runInputs(self):
         try:
             while self.queue and not self.closed:
-                number, message = self.queue.pop(0)
-                await self._input(number, message)
+                number, message, checked = self.queue.pop(0)
+                await self._input(number, message, checked)
         finally:
             self.inputs = None
 
-    async def _input(self, number, message):
+    async def _input(self, number, message, checked):
         inputId = message['id']
         page = self.pages.get(number)
         if page is not None and not await page.ready:
@@ -125,16 +135,19 @@ class SharedConnection:
             path = inputPath(page.url, page.client.uuid)
         except LiveError as e:
             return await self.refuse(e, number, inputId)
-        # Exactly as the POST input path runs it: the site's publisher in a
-        # worker thread, with this connection's credentials; the header
-        # makes a repeat get the recorded answer (page/inputonce.py).
-        body = json.dumps({'handler': message['handler'],
-                                'arguments': message.get('arguments')})
-        status, answer = await self.app.siteRequest(
-            'POST', path, self.headers + [
-                (b'content-type', b'application/json'),
-                (b'x-live-input-id', inputId.encode('ascii'))],
-            body.encode('utf-8'), self.client, self.server, self.scheme)
+        if isinstance(checked, LiveError):
+            # Answered as the POST input path answers such an input.
+            status, answer = checked.status, wire.errorBody(checked).encode()
+        else:
+            # Exactly as the POST input path runs it: the site's publisher
+            # in a worker thread, with this connection's credentials; the
+            # header makes a repeat get the recorded answer
+            # (page/inputonce.py). The checked input goes with it in the
+            # request's scope, not as a body to check again.
+            status, answer = await self.app.siteRequest(
+                'POST', path, self.headers + wire.inputHeaders(inputId),
+                b'', self.client, self.server, self.scheme,
+                {SCOPE_KEY: checked})
         if not answer.strip().startswith(b'{'):
             answer = wire.errorBody(LiveError(
                 'the site answered %d without JSON' % status)).encode()

@@ -2,7 +2,7 @@
 for where a WebSocket does not get through (a proxy without Upgrade).
 
 ``GET <app URL>/@@live/events?page=N,<page id>,<last event id>&page=...``
-attaches the listed pages (page/connection.py's rules, as for a
+attaches the listed pages (core/connection.py's rules, as for a
 WebSocket) and sends the same messages as the WebSocket, each as one
 ``data:`` line. The owner opens a new stream when its set of pages
 changes; input goes by POST. See PROTOCOL.txt.

@@ -9,6 +9,7 @@ answer comes back whole.
 
 import json
 
+from zorg.live.core import wire
 from zorg.live.interfaces import LiveError
 
 # The handshake's headers that input requests carry on (credentials, the
@@ -16,10 +17,6 @@ from zorg.live.interfaces import LiveError
 KEEP = frozenset([b'cookie', b'authorization', b'host', b'origin',
                   b'accept-language', b'user-agent', b'x-forwarded-for',
                   b'x-forwarded-proto', b'x-forwarded-host'])
-# The scope key of an input checked where it arrived (core/inputs.py):
-# the publisher's input step trusts it (page/views.py). Only code in this
-# process can put it there.
-INPUT = 'zorg.live.input'
 
 
 async def siteRequest(app, method, path, headers, body=b'', client=None,
@@ -30,8 +27,7 @@ async def siteRequest(app, method, path, headers, body=b'', client=None,
              'http_version': '1.1', 'method': method, 'scheme': scheme,
              'path': path, 'raw_path': path.encode('utf-8'),
              'query_string': b'', 'root_path': '',
-             'headers': list(headers) + [
-                 (b'content-length', b'%d' % len(body))],
+             'headers': list(headers) + [wire.contentLength(len(body))],
              'client': client, 'server': server}
     if extra:
         scope.update(extra)

@@ -193,7 +193,11 @@ async def events(app, scope, receive, send, uuid):
                 client.touch()
                 await sendBody(app, send, wire.SSE_HEARTBEAT, abort)
             else:
+                # Parked: the loop holds only its position, and is not
+                # kept while the stream waits (memory per open page).
                 cursor = step[1]
+                loop.close()
+                loop = None
                 if parked.reason is not None:
                     reason = parked.reason
                 elif transport is not None:
@@ -211,7 +215,9 @@ async def events(app, scope, receive, send, uuid):
                 else:
                     reason = await sleep(app, parked, group_id,
                                          client.heartbeatInterval)
-                result = reason, cursor
+                loop = rules.holdStream(cursor, reason)
+                step = next(loop)
+                continue
             step = loop.send(result)
     except StopIteration as stop:
         outcome, _cursor = stop.value

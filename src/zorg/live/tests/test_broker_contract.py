@@ -312,3 +312,91 @@ def test_the_mark_stays_before_transactions_in_flight(make):
     while broker.mark() < position:
         assert time.monotonic() < deadline, 'the mark never passed it'
         time.sleep(0.01)
+
+
+def shown(broker, group, after):
+    return [body for _p, body, _a in broker.read(group, after, 100)[0]]
+
+
+def test_a_transaction_in_flight_is_shown_when_it_finishes(make):
+    """pending.py: the vote's events are appended pending; nothing is
+    shown from the first of them on (a later publish waits behind them)
+    until `finished` confirms them, in their place."""
+    broker = make()
+    start = broker.latest('g')
+    broker.publishMany([('g', lambda i: text(i, 'voted'), None)],
+                       inFlight='t1')
+    later = broker.publish('g', lambda i: text(i, 'later'))
+    assert broker.latest('g') >= later
+    assert shown(broker, 'g', start) == []
+    # Nothing to wake a reader for: waitFor times out (no busy wait).
+    assert not broker.waitFor('g', start, 0.2)
+    assert broker.finished('t1', committed=True) is True
+    until(lambda: len(shown(broker, 'g', start)) == 2)
+    bodies = shown(broker, 'g', start)
+    assert ['voted' in bodies[0], 'later' in bodies[1]] == [True, True]
+    assert broker.waitFor('g', start, 5)
+
+
+def test_a_transaction_aborted_after_its_vote_is_never_shown(make):
+    """An abort after the vote cancels its events and its input records;
+    what followed them is shown."""
+    broker = make()
+    start = broker.latest('g')
+    assert broker.claimInput('p', 'in', 'tok', 60) == (None, True)
+    broker.publishMany([('g', lambda i: text(i, 'aborted'), None)],
+                       inputs=[('p', 'in', 'tok', 'answer', 3, 60)],
+                       inFlight='t2')
+    # Recorded pending: a repeat meanwhile is told the input is running.
+    assert broker.claimInput('p', 'in', 'tok2', 60) == (None, False)
+    broker.publish('g', lambda i: text(i, 'after'))
+    broker.finished('t2', committed=False)
+    until(lambda: shown(broker, 'g', start) != [])
+    bodies = shown(broker, 'g', start)
+    assert len(bodies) == 1 and 'after' in bodies[0], bodies
+    # Not stored: the input runs again.
+    assert broker.claimInput('p', 'in', 'tok3', 60) == (None, True)
+
+
+def test_a_committed_transaction_keeps_its_input_record(make):
+    broker = make()
+    assert broker.claimInput('p', 'in', 'tok', 60) == (None, True)
+    broker.publishMany([('g', text, None)],
+                       inputs=[('p', 'in', 'tok', 'answer', 3, 60)],
+                       inFlight='t3')
+    assert broker.finished('t3', committed=True) is True
+    assert broker.claimInput('p', 'in', 'tok2', 60) == ('answer', False)
+
+
+def test_a_transaction_never_finished_is_unknown(redisURL):
+    """Redis: a transaction whose process never resolves it (it died
+    between vote and finish) is swept at its deadline as unknown: its
+    pages are told to reload in place of its events, what followed is
+    shown, and its input's resend is answered input-unknown."""
+    from zorg.live.interfaces import InputUnknown
+    broker = RedisBroker(redisURL, prefix='contract:unknown:')
+    # The publisher sets the deadline (its commit-timeout).
+    dead = RedisBroker(redisURL, prefix='contract:unknown:',
+                       commitTimeout=0.5)
+    try:
+        start = broker.latest('g')
+        assert dead.claimInput('p', 'in', 'tok', 60) == (None, True)
+        dead.publishMany([('g', lambda i: text(i, 'ghost'), None)],
+                         inputs=[('p', 'in', 'tok', 'answer', 3, 60)],
+                         inFlight='t4')
+        dead.close()      # it never finishes; 'broker' sweeps it
+        broker.publish('g', lambda i: text(i, 'after'))
+        assert broker.claimInput('p', 'in', 'tok2', 60) == (None, False)
+        assert broker.waitFor('g', start, 10)
+        until(lambda: len(broker.read('g', start, 10)[0]) == 2)
+        entries = broker.read('g', start, 10)[0]
+        assert '"reload"' in entries[0][1] and 'ghost' not in entries[0][1]
+        assert '"recovered":false' in entries[0][1]
+        assert 'after' in entries[1][1]
+        # A reader from Redis (not the cache) is told the same.
+        assert [e[1] for e in broker.readStored('g', start, 10)[0]] == [
+            e[1] for e in entries]
+        with pytest.raises(InputUnknown):
+            broker.claimInput('p', 'in', 'tok3', 60)
+    finally:
+        broker.close()

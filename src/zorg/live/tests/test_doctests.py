@@ -37,6 +37,7 @@ test_suite.__test__ = False  # for zope.testrunner, not a pytest test
 
 # Modules whose docstrings tell their rule with examples.
 DOCMODULES = ['zorg.live.page.inputonce', 'zorg.live.core.connection',
+              'zorg.live.core.inputs',
               'zorg.live.page.strangers', 'zorg.live.server.budget',
               'zorg.live.server.clients', 'zorg.live.broker.redisurl']
 

@@ -113,8 +113,11 @@ async def heldRender(s, renderOn, voteOn, voteUuid, text):
     sender = asyncio.ensure_future(post(
         s, voteOn, voteUuid, 'sayHeld', [text, 'vote-' + text]))
     await until(s, voteOn, 'vote-' + text)
-    # Published (the vote is over), not yet stored (finish is held).
-    await seenBy(s, voteOn, voteUuid, text)
+    # Published pending (the vote is over), not yet stored (finish is
+    # held): no page is shown it yet, not even its sender's (the output
+    # request ends idle, after the refresh interval).
+    early, _last = await output(s, voteOn, voteUuid, 0)
+    assert text not in early, early
     uuid, shown = await render(s, renderOn)
     await release(s, voteOn, 'vote-' + text)
     status, _answer = await sender
@@ -160,11 +163,13 @@ def test_between_vote_and_finish_on_another_process(servers, redisServer):
             sendTask = asyncio.ensure_future(post(
                 s, a, sender, 'sayHeld', ['far', 'vote-far']))
             await until(s, a, 'vote-far')
-            eventId = await seenBy(s, a, sender, 'far')
-            # Past any clock margin a mark could have had.
-            ms = int(eventId.split('-')[0])
-            while (lambda t: t[0] * 1000 + t[1] // 1000)(client.time()) \
-                    < ms + 200:
+            # The vote is over: the event's id is before Redis's now. Past
+            # any clock margin a mark could have had.
+            def redisNow():
+                seconds, micros = client.time()
+                return seconds * 1000 + micros // 1000
+            ms = redisNow()
+            while redisNow() < ms + 200:
                 await asyncio.sleep(0.01)
             uuid, shown = await render(s, b)
             await release(s, a, 'vote-far')
@@ -364,4 +369,68 @@ def test_a_transaction_redis_lost_between_vote_and_finish_reloads_its_pages(
             assert [e['event'] for e in events] == ['reload'], events
             # Reloaded, the page shows the stored line.
             assert 'gone' in (await render(s, a))[1]
+    asyncio.run(run())
+
+
+async def events(s, server, uuid, num, last=None):
+    """Every event of output request `num` of page `uuid`, and the last
+    event id."""
+    params = {'outputNum': str(num)}
+    if last is not None:
+        params['lastEventId'] = last
+    async with s.get(server.url('%s/@@client/%s/output' % (PAGE, uuid)),
+                     params=params) as r:
+        assert r.status == 200, await r.text()
+        got = (await r.json())['events']
+    ids = [e['id'] for e in got if 'id' in e]
+    return got, ids[-1] if ids else last
+
+
+async def untilReload(s, server, uuid, deadline=30):
+    """Read page `uuid`'s output until it is told to reload; the lines it
+    was shown before."""
+    num, last, shown = 0, None, []
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        got, last = await events(s, server, uuid, num, last)
+        num += 1
+        for event in got:
+            if event['event'] == 'reload':
+                return shown
+            if event['event'] == 'append':
+                shown.append(event['key'][len('line-'):])
+    raise AssertionError('page %s was never told to reload' % uuid)
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize('handler, stores', [('sayHeld', False),
+                                             ('sayStored', True)])
+def test_a_process_killed_between_vote_and_finish(servers, handler, stores):
+    """A votes (its events and the input's record are written, pending)
+    and is SIGKILLed before it confirms them: before the database's
+    finish (ZEO aborts the transaction: nothing stored) or after it (the
+    line is stored). Either way B's pages are never shown the line as an
+    event; at the commit timeout they are told to reload (and then show
+    what is stored), and the input sent again to B is answered
+    input-unknown, not run again."""
+    a = servers('a', threads=4, refresh_interval=1, commit_timeout=2)
+    b = servers('b', threads=4, refresh_interval=1, commit_timeout=2)
+
+    async def run():
+        async with session() as s:
+            sender, _lines = await render(s, a)
+            watcher, _lines = await render(s, b)
+            task = asyncio.ensure_future(post(
+                s, a, sender, handler, ['ghost', 'hold-ghost'], 'in-g'))
+            await until(s, a, 'hold-ghost')
+            a.kill()
+            with pytest.raises(Exception):
+                await task
+            shown = await untilReload(s, b, watcher)
+            assert 'ghost' not in shown, shown
+            status, body = await post(s, b, sender, handler,
+                                      ['ghost', 'hold-ghost2'], 'in-g')
+            assert status == 409, body
+            assert json.loads(body)['error'] == 'input-unknown'
+            assert (await stored(s, b)).count('ghost') == int(stores)
     asyncio.run(run())

@@ -84,3 +84,29 @@ def test_pushable_sends_what_memory_has():
 ])
 def test_pushable_leaves_the_rest_to_the_streams_own_loop(read):
     assert pushable(read, 500) is None
+
+
+@pytest.mark.parametrize('reason', [PUBLISH, TIMEOUT, SUPERSEDED, DRAIN,
+                                    DISCONNECT])
+def test_a_loop_started_on_a_wake_goes_on_as_the_parked_one(reason):
+    """A driver may drop a parked loop and start holdStream(cursor,
+    reason) when it wakes: the same steps follow."""
+    parked = holdStream(7)
+    next(parked)
+    parked.send(([], 9))
+
+    def steps(loop, first):
+        """The steps until the loop parks again or ends."""
+        found = []
+        try:
+            step = first(loop)
+            while True:
+                found.append(step)
+                if step[0] == PARK:
+                    return found
+                step = loop.send(None if step[0] != READ else ([], 11))
+        except StopIteration as stop:
+            found.append(('returned', stop.value))
+        return found
+    assert steps(parked, lambda loop: loop.send((reason, 10))) == steps(
+        holdStream(10, reason), next)

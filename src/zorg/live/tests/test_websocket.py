@@ -617,3 +617,60 @@ def test_a_hung_redis_stops_neither_the_socket_nor_an_input(servers,
             assert appendsOf(ws, 1) == ['hung', 'last']
 
     asyncio.run(run())
+
+
+def test_bad_input_is_answered_once_at_its_edge_over_socket_and_post(
+        tmp_path):
+    """Input at ten times max-input-size, arguments nested past
+    max-argument-depth inside a JSON string (the message's own depth is
+    1), and arguments that are neither a list nor an object: each refused
+    with the answer it gets today (socket: an error or a 400 ack; POST:
+    413 or 400), nothing runs, and the connection and page go on."""
+    limit = 4096
+
+    async def run(server):
+        async with session() as s, Socket(server) as ws:
+            page = await Page(server, s, 'livepage.html').open()
+            await ws.attach(1, page)
+            # Ten times the limit, over the socket: an error naming the
+            # input, before anything runs.
+            await ws.send(type='input', page=1, id='big', handler='append',
+                          arguments=['t', 'x' * (10 * limit)])
+            big = await ws.until(lambda m: m.get('id') == 'big')
+            assert (big['type'], big['error']) == ('error', 'too-large')
+            deep = '[' * 100 + ']' * 100
+            for inputId, arguments, says in (
+                    ('deep', deep, 'max-argument-depth'),
+                    ('neither', 42, 'list or an object'),
+                    ('broken', '[1,', 'not valid JSON')):
+                await ws.send(type='input', page=1, id=inputId,
+                              handler='append', arguments=arguments)
+                ack = await ws.until(lambda m: m.get('id') == inputId)
+                assert (ack['type'], ack['status'],
+                        ack['reply']['error']) == ('ack', 400,
+                                                   'bad-request'), ack
+                assert says in ack['reply']['message'], ack
+            # The same over POST.
+            url = page.client('input')
+            async with s.post(url, headers=page.auth, json={
+                    'handler': 'append',
+                    'arguments': ['t', 'x' * (10 * limit)]}) as r:
+                assert r.status == 413
+                assert (await r.json())['error'] == 'too-large'
+            for arguments, says in ((deep, 'max-argument-depth'),
+                                    (42, 'list or an object'),
+                                    ('[1,', 'not valid JSON')):
+                async with s.post(url, headers=page.auth, json={
+                        'handler': 'append', 'arguments': arguments}) as r:
+                    assert r.status == 400, arguments
+                    body = await r.json()
+                    assert body['error'] == 'bad-request'
+                    assert says in body['message'], body
+            # Nothing of it ran; the page and its connection go on.
+            await ws.send(type='input', page=1, id='ok', handler='append',
+                          arguments=['t', 'fine'])
+            await ws.until(lambda m: 'fine' in appendsOf(ws, 1))
+            assert appendsOf(ws, 1) == ['fine']
+
+    with liveServer(tmp_path, max_input_size=limit) as server:
+        asyncio.run(run(server))
