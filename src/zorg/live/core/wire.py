@@ -267,6 +267,7 @@ def sseData(message):
 # -- HTTP/1.1 framing of LiveServerHTTP's own protocol (server/liveproto.py)
 
 HTTP_LAST_CHUNK = b'0\r\n\r\n'
+HTTP_CONTINUE = b'HTTP/1.1 100 Continue\r\n\r\n'
 _STATUS_LINES = {}
 
 

@@ -82,7 +82,7 @@ class Cycle:
 
     __slots__ = ('protocol', 'scope', 'keepAlive', 'body', 'more', 'waiter',
                  'status', 'headers', 'started', 'headWritten', 'chunked',
-                 'complete', 'gone', 'task')
+                 'complete', 'gone', 'task', 'expecting')
 
     def __init__(self, protocol, scope, keepAlive):
         self.protocol = protocol
@@ -99,6 +99,7 @@ class Cycle:
         self.complete = False    # the whole answer written
         self.gone = False        # the client went away
         self.task = None
+        self.expecting = False   # the client waits for 100 Continue
 
     def wake(self):
         waiter = self.waiter
@@ -119,6 +120,12 @@ class Cycle:
                     self.protocol.bodyTaken()
                 return {'type': 'http.request', 'body': body,
                         'more_body': more}
+            if self.expecting:
+                # (Expect: 100-continue: the body comes once it is asked
+                # for; a request answered without reading it never is.)
+                self.expecting = False
+                if not self.started:
+                    self.protocol.transport.write(wire.HTTP_CONTINUE)
             self.waiter = self.protocol.loop.create_future()
             try:
                 await self.waiter
@@ -180,6 +187,8 @@ class Cycle:
                 chunked = True
             elif name == b'connection' and value.lower() == b'close':
                 self.keepAlive = False
+        if self.expecting and self.more:
+            self.keepAlive = False    # (see LiveProtocol.answered)
         extra = []
         bodyless = (self.status < 200 or self.status in (204, 304)
                     or self.scope['method'] == 'HEAD')
@@ -553,6 +562,9 @@ class LiveProtocol(asyncio.Protocol):
         }
         cycle = Cycle(self, scope, parser.should_keep_alive())
         self.parsing = cycle
+        for name, value in headers:
+            if name == b'expect' and value.lower() == b'100-continue':
+                cycle.expecting = True
         if self.cycle is None:
             self.start(cycle)
         else:
@@ -634,6 +646,12 @@ class LiveProtocol(asyncio.Protocol):
         if cycle is not self.cycle:
             return
         transport = self.transport
+        if cycle.more and cycle.expecting:
+            # Answered without asking for the body (Expect: 100-continue):
+            # the client need never send it, so nothing more can follow.
+            cycle.keepAlive = False
+            cycle.more = False
+            self.ignore = True
         if cycle.more and not cycle.gone:
             # Its body is still arriving (answered before reading it, e.g.
             # 413): read and thrown away before the next request or the

@@ -362,3 +362,38 @@ def test_httpHead_refuses_a_header_that_would_split_the_response():
     from zorg.live.core.wire import httpHead
     with pytest.raises(ValueError):
         httpHead(200, [(b'location', b'/x\r\nset-cookie: a=b')], [], None)
+
+
+def test_expect_100_continue_gets_its_interim_answer_then_the_final_one(
+        tmp_path):
+    """A client that waits for ``100 Continue`` before its body (curl
+    does, for bodies over 1 KB) is asked for it; one whose request is
+    refused by its length is not, and gets the 413."""
+    async def conversation(server):
+        async with session() as s:
+            uuid = await openPage(s, server)
+        path = '@@livepage.html/@@client/%s/input' % uuid
+        body = json.dumps({'handler': 'append',
+                           'arguments': ['target', 'after continue']}
+                          ).encode()
+        raw = await Raw.open(server)
+        await raw.send(request('POST', path, b'', (
+            'Content-Type: application/json',
+            'Content-Length: %d' % len(body), 'Expect: 100-continue')))
+        status, _headers = await raw.head()
+        assert status == 100
+        await raw.send(body)
+        status, _headers, _answer = await raw.response()
+        assert status == 200
+        raw.close()
+
+        raw = await Raw.open(server)
+        await raw.send(request('POST', path, b'', (
+            'Content-Type: application/json',
+            'Content-Length: %d' % (10 << 20), 'Expect: 100-continue')))
+        status, headers, answer = await raw.response()
+        assert status == 413 and headers['connection'] == 'close'
+        assert await raw.untilClosed(timeout=20) == b''
+
+    with RunningServer(tmp_path, max_body_size='1MB') as server:
+        run(conversation(server))
