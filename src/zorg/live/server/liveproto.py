@@ -53,7 +53,7 @@ from zorg.live.interfaces import (
     BadRequest, Busy, HeadersTooLarge)
 from zorg.live.core import wire
 from zorg.live.server.budget import CLOSE, TooManyRequests, budgetFor
-from zorg.live.server.livesocket import LiveSocketProtocol
+from zorg.live.server.livesocket import LiveSocketProtocol, addresses
 
 log = logging.getLogger('zorg.live.server')
 
@@ -262,10 +262,7 @@ class LiveProtocol(asyncio.Protocol):
         self.transport = transport
         listener = self.listener
         listener.connections.add(self)
-        self.client = transport.get_extra_info('peername')
-        self.server = transport.get_extra_info('sockname')
-        self.scheme = 'https' if transport.get_extra_info(
-            'sslcontext') else 'http'
+        self.client, self.server, self.scheme = addresses(transport)
         settings = self.settings
         app = self.app
         if len(listener.connections) > settings.max_connections:

@@ -73,6 +73,14 @@ ROUND = 64
 encoder = encoders(textFrame)
 
 
+def addresses(transport):
+    """``(client, server, scheme)`` of a connection (as an ASGI scope
+    has them)."""
+    return (transport.get_extra_info('peername'),
+            transport.get_extra_info('sockname'),
+            'https' if transport.get_extra_info('sslcontext') else 'http')
+
+
 # What ServerProtocol.accept reads of a handshake request (the Origin is
 # checked by LiveApp, against the site's own origin).
 HANDSHAKE_HEADERS = (b'connection', b'upgrade', b'sec-websocket-key',
@@ -154,10 +162,7 @@ class LiveSocketProtocol(asyncio.Protocol):
     def connection_made(self, transport):
         self.transport = transport
         self.connections.add(self)
-        self.client = transport.get_extra_info('peername')
-        self.server = transport.get_extra_info('sockname')
-        self.scheme = 'https' if transport.get_extra_info(
-            'sslcontext') else 'http'
+        self.client, self.server, self.scheme = addresses(transport)
         settings = self.settings
         self.ws = ServerProtocol(
             # No context takeover: each message is compressed on its own,
