@@ -224,8 +224,8 @@ class LiveProtocol(asyncio.Protocol):
     __slots__ = (
         'listener', 'app', 'settings', 'loop', 'transport', 'parser',
         'client', 'server', 'scheme', 'url', 'headers', 'parsing', 'cycle',
-        'pipeline', 'timer', 'deadline', 'inHead', 'headBytes', 'headCount', 'headSize',
-        'headError', 'budget', 'resume', 'held', 'drained', 'reading',
+        'pipeline', 'timer', 'deadline', 'inHead', 'headBytes', 'headCount',
+        'headSize', 'headError', 'budget', 'resume', 'held', 'drained', 'reading',
         'ignore', 'upgrade', 'discarded', '__weakref__')
 
     def __init__(self, listener):
@@ -371,7 +371,8 @@ class LiveProtocol(asyncio.Protocol):
     def shutdown(self):
         """The server stops: an idle connection closes now, a busy one
         after the answers to what it has sent so far."""
-        self.ignore = True
+        if self.parsing is None:
+            self.ignore = True   # (else once its body is in: not kept alive)
         if self.cycle is None:
             self.transport.close()
         else:
@@ -428,7 +429,19 @@ class LiveProtocol(asyncio.Protocol):
                 self.headError = BadRequest('malformed HTTP request: %s'
                                             % (e,))
             self.pauseReading()
-            self.parsing = None
+            broken, self.parsing = self.parsing, None
+            if broken is not None:
+                # Its body is malformed: the application learns that the
+                # client went away, and the 400 is its answer.
+                broken.gone = True
+                broken.wake()
+                if broken in self.pipeline:
+                    self.pipeline.remove(broken)
+                elif broken is self.cycle:
+                    self.cycle = None
+                    if broken.headWritten:
+                        self.transport.close()    # half an answer out
+                        return False
             if self.cycle is None:
                 self.refuse()
             return False

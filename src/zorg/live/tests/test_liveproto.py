@@ -50,7 +50,11 @@ def test_malformed_http_is_400_and_closed(tmp_path):
         for garbage in (b'GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n',
                         b'\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03',
                         b'GET /x HTTP/1.1\r\nContent-Length: 3\r\n'
-                        b'Transfer-Encoding: chunked\r\n\r\nabc'):
+                        b'Transfer-Encoding: chunked\r\n\r\nabc',
+                        # a body that breaks off into garbage
+                        b'POST /x HTTP/1.1\r\nHost: x\r\n'
+                        b'Transfer-Encoding: chunked\r\n\r\n'
+                        b'3\r\nabc\r\nzz\r\n'):
             raw = await Raw.open(server)
             await raw.send(garbage)
             status, headers, body = await raw.response()
