@@ -295,3 +295,27 @@ def httpHead(status, headers, extra, date):
         parts.append(b'date: %s\r\n' % date)
     parts.append(b'\r\n')
     return b''.join(parts)
+
+
+# The answer to a request whose application failed before it answered.
+SERVER_ERROR_BODY = b'Internal Server Error'
+SERVER_ERROR_HEADERS = [(b'content-type', b'text/plain; charset=utf-8'),
+                        (b'content-length', b'%d' % len(SERVER_ERROR_BODY))]
+
+# What websockets' ServerProtocol.accept reads of a handshake request (the
+# Origin is checked by LiveApp, against the site's own origin).
+HANDSHAKE_HEADERS = (b'connection', b'upgrade', b'sec-websocket-key',
+                     b'sec-websocket-version', b'sec-websocket-extensions',
+                     b'sec-websocket-protocol')
+
+
+def handshakeHead(headers):
+    """The WebSocket handshake request given to the ServerProtocol: the
+    handshake's own headers of `headers` ((lowercase name, value) bytes),
+    under a path of ``/`` (the path and the rest stay with the server)."""
+    lines = [b'GET / HTTP/1.1\r\n']
+    for name, value in headers:
+        if name in HANDSHAKE_HEADERS:
+            lines.append(b'%s: %s\r\n' % (name, value))
+    lines.append(b'\r\n')
+    return b''.join(lines)

@@ -639,10 +639,9 @@ class LiveProtocol(asyncio.Protocol):
         if not cycle.started:
             cycle.started = True
             cycle.status = 500
-            cycle.headers = [(b'content-type', b'text/plain; charset=utf-8'),
-                             (b'content-length', b'21')]
+            cycle.headers = wire.SERVER_ERROR_HEADERS
             cycle.keepAlive = False
-            self.transport.write(cycle.head() + b'Internal Server Error')
+            self.transport.write(cycle.head() + wire.SERVER_ERROR_BODY)
             cycle.complete = True
             self.answered(cycle)
         else:

@@ -9,9 +9,10 @@ connection: an idle connection is this protocol object, its
 ServerProtocol and its transport.
 
 The handshake is answered by a ServerProtocol given a head of the
-handshake's own headers only (`handshakeHead`: what LiveProtocol parsed
-stays with us); the frames that follow go to a new ServerProtocol made
-open, unless permessage-deflate was negotiated (`handshake`).
+handshake's own headers only (core/wire.py's `handshakeHead`: what
+LiveProtocol parsed stays with us); the frames that follow go to a new
+ServerProtocol made open, unless permessage-deflate was negotiated
+(`handshake`).
 
 The handshake is refused (403) for a page of another origin (cross-site
 WebSocket hijacking) and authenticated like any site request: LiveApp asks
@@ -79,25 +80,6 @@ def addresses(transport):
     return (transport.get_extra_info('peername'),
             transport.get_extra_info('sockname'),
             'https' if transport.get_extra_info('sslcontext') else 'http')
-
-
-# What ServerProtocol.accept reads of a handshake request (the Origin is
-# checked by LiveApp, against the site's own origin).
-HANDSHAKE_HEADERS = (b'connection', b'upgrade', b'sec-websocket-key',
-                     b'sec-websocket-version', b'sec-websocket-extensions',
-                     b'sec-websocket-protocol')
-
-
-def handshakeHead(headers):
-    """The request head given to the ServerProtocol: the handshake's own
-    headers of `headers` ((lowercase name, value) bytes), under a path
-    of ``/`` (the path and the rest stay with LiveSocketProtocol)."""
-    lines = [b'GET / HTTP/1.1\r\n']
-    for name, value in headers:
-        if name in HANDSHAKE_HEADERS:
-            lines.append(b'%s: %s\r\n' % (name, value))
-    lines.append(b'\r\n')
-    return b''.join(lines)
 
 
 class SocketConnection(SharedConnection):
@@ -177,7 +159,7 @@ class LiveSocketProtocol(asyncio.Protocol):
         """The handshake request, parsed by LiveProtocol: `path` and its
         `headers` ((lowercase name, value) bytes)."""
         ws = self.ws
-        ws.receive_data(handshakeHead(headers))
+        ws.receive_data(wire.handshakeHead(headers))
         requests = ws.events_received()
         if ws.handshake_exc is not None or len(requests) != 1:
             self._refuse(400, BadRequest('not a WebSocket handshake: %s'
