@@ -16,7 +16,8 @@ The rules:
 * a process is one event loop on one core: deliveries cost
   `cpu_us_per_delivery` each, and a process runs at `headroom` of its core;
   it holds at most `connections_per_process` connections (open files) and
-  `memory_mb_per_process` of pages;
+  `memory_mb_per_process` of pages (a registered page, its connection or
+  its share of a connection's tabs);
 * a publish reaches every page of its group (deliveries/s = pages x rate);
 * with round-robin balancing a group's pages are spread over the
   processes, and every process holding one of them reads each publish of
@@ -74,6 +75,10 @@ MEASURED = {
     'kb_per_connection': (
         9.6, 'issue13-ws.md: idle WebSocket connection with its page, '
              'server RSS KB'),
+    'kb_per_registered_page': (
+        9.8, 'issue13-ws.md: a page registered (rendered: its client, '
+             'record and delivery state), before any stream, RSS KB at '
+             '5,000 pages (10.4 at 10,000)'),
     'kb_per_further_page': (
         0.5, 'issue13-ws.md: each further page on a shared connection, '
              'RSS KB'),
@@ -116,7 +121,8 @@ class Plan:
         byCpu = self.deliveries * c['cpu_us_per_delivery'] * 1e-6 \
             / c['headroom']
         byConnections = connections / c['connections_per_process']
-        byMemory = (connections * c['kb_per_connection']
+        byMemory = (pages * c['kb_per_registered_page']
+                    + connections * c['kb_per_connection']
                     + (pages - connections) * c['kb_per_further_page']) \
             / 1024 / c['memory_mb_per_process']
         needs = {'cpu': byCpu, 'connections': byConnections,

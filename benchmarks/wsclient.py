@@ -236,7 +236,11 @@ class WsConn(loadgen.Page):
     def send_render(self):
         self.parser = httptools.HttpResponseParser(self)
         self.body = []
-        self.transport.write(get(self.a.options['page_url'], self.hosthdr))
+        # '{n}' in the URL: the page's number in the whole pool (the
+        # simulation spreads groups over the pages with it).
+        url = self.a.options['page_url'].replace(
+            '{n}', str(self.index * self.npages + self.rendered))
+        self.transport.write(get(url, self.hosthdr))
 
     # httptools calls what the protocol has: only the body and its end
     on_header = on_headers_complete = None

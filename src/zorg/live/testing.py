@@ -253,10 +253,28 @@ class UploadView:
 class RoomLivePage(TestLivePage):
     """Pages of the group 'room:<view name>': several groups at once.
     `burst` publishes `count` numbered custom events to the group, every
-    `every`-th of them to one of `uuids` only (round robin)."""
+    `every`-th of them to one of `uuids` only (round robin). `relay`
+    stores a line and appends it in two groups."""
 
     def getGroupId(self):
         return 'room:%s' % self.__name__
+
+    @handler
+    def relay(self, text, group):
+        """Store `text` (in the root folder's `zorg_live_relayed`) and
+        append it to 'target' in this page's group and in `group`, in one
+        transaction (on a Redis Cluster, groups may be on two shards)."""
+        from zope.security.proxy import removeSecurityProxy
+        from zorg.live.page.transactional import publishOnCommit
+        root = removeSecurityProxy(self.context)
+        root.zorg_live_relayed = tuple(
+            getattr(root, 'zorg_live_relayed', ())) + (text,)
+        event = Append('target', text)
+        self.publish(event)
+        if self.publishing():
+            publishOnCommit(event, group, self.manager, None)
+        else:
+            self.manager.publish(event, group)
 
     @handler
     def burst(self, count, prefix, uuids=(), every=10, start=0):
@@ -504,6 +522,27 @@ class BenchLivePage(TestLivePage):
     @handler(name='publish')
     def publishBench(self, data):
         self.publish(Custom('bench', data))
+
+
+class SimulationPage(BenchLivePage):
+    """benchmarks/simulate.py: page number ``n`` of a simulated site is
+    in group ``sim-<n mod groups>`` (both from the query string)."""
+
+    def getGroupId(self):
+        form = self.request.form
+        try:
+            n, groups = int(form.get('n', 0)), int(form.get('groups', 1))
+        except ValueError:
+            n, groups = 0, 1
+        return 'sim-%d' % (n % max(1, min(groups, 10 ** 6)))
+
+
+class RenderBenchPage(LivePage):
+    """benchmarks/render_cost.py: a LivePage whose template is also
+    served as a plain view; its pages are in the group 'render'."""
+
+    def getGroupId(self):
+        return 'render'
 
 
 # The shared-connection tests (test_tabs_browser.py): how often each `note`

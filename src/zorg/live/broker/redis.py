@@ -2,7 +2,8 @@
 
 Choose it with ``broker redis://host:port/db`` in zope.conf's
 ``<zorg-live>`` section, the PasteDeploy ini, or ZORG_LIVE_BROKER. It needs
-redis-server 7.0 or newer (XSETID ... MAXDELETEDID).
+redis-server 7.0 or newer (XSETID ... MAXDELETEDID). On a Redis Cluster
+(``redis+cluster://``), rediscluster.py runs one of it per master.
 
 Design (see also the doctest redis.txt):
 
@@ -108,9 +109,21 @@ log = logging.getLogger('zorg.live.broker.redis')
 DEFAULT_HEAD = '{"id":'
 MAX_ID_PART = (1 << 64) - 1
 
-# Errors that mean "Redis is not there (now)", as opposed to a bug.
+# Errors that mean "Redis is not there (now)", as opposed to a bug. The
+# last four come from a Redis Cluster that lost a shard (CLUSTERDOWN) or
+# whose slots moved (rediscluster.py).
 UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError,
-               redis.exceptions.ReadOnlyError)
+               redis.exceptions.ReadOnlyError,
+               redis.exceptions.ClusterDownError,
+               redis.exceptions.TryAgainError, redis.exceptions.MovedError,
+               redis.exceptions.AskError)
+
+# Every script starts with this: wake(logs) is told the logs a script
+# appended to. One redis-server needs nothing more (the readers' XREAD
+# sees the logs); a Redis Cluster shard replaces it (rediscluster.py).
+SCRIPT_HEAD = """
+local function wake(logs) end
+"""
 
 _LUA_COMMON = """
 local function ensure(key, ttl)
@@ -146,11 +159,14 @@ local function resolve(flights, token, outcome)
   local logs = redis.call('HGET', flights, token)
   if not logs then return end
   redis.call('HDEL', flights, token)
+  local woken = {}
   for _, key in ipairs(cjson.decode(logs)) do
     if redis.call('EXISTS', key) == 1 then
       redis.call('XADD', key, '*', 'm', outcome, 't', token)
+      woken[#woken + 1] = key
     end
   end
+  wake(woken)
 end
 """
 
@@ -200,13 +216,13 @@ for k = 1, nev do
   local n = tonumber(ARGV[arg])
   ensure(key, ARGV[3])
   local fields = {unpack(ARGV, arg + 1, arg + n)}
+  if not seen[key] then
+    seen[key] = true
+    logs[#logs + 1] = key
+  end
   if token ~= '' then
     fields[#fields + 1] = 't'
     fields[#fields + 1] = token
-    if not seen[key] then
-      seen[key] = true
-      logs[#logs + 1] = key
-    end
   end
   local id = redis.call('XADD', key, '*', unpack(fields))
   arg = arg + n + 1
@@ -235,6 +251,7 @@ for r = 0, nrec - 1 do
   redis.call('EXPIRE', KEYS[key + 2], ARGV[a + 4])
   redis.call('DEL', KEYS[key + 3])
 end
+wake(logs)
 if token ~= '' then
   -- No expiry on either key: an entry leaves them when it is resolved
   -- (RESOLVE) or swept (MARK), never silently.
@@ -432,7 +449,7 @@ class RedisBroker:
         self._placeholder = 'zl%s' % secrets.token_hex(12)
         self._marker = '"%s"' % self._placeholder
         self.processId = secrets.token_hex(8)
-        self._ctlKey = '%sctl:%s' % (self.prefix, self.processId)
+        self._ctlKey = self._tagged('ctl:' + self.processId)
         self._ctlCursor = '0-0'
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -453,16 +470,8 @@ class RedisBroker:
         self._unresolved = []
         self._unresolvedLock = threading.Lock()
         self._lastSweep = 0.0
-        options = dict(decode_responses=True, socket_connect_timeout=2,
-                       health_check_interval=0)
         try:
-            self._redis = redisurl.client(
-                url, socket_timeout=self.timeout,
-                retry=Retry(NoBackoff(), 0), **options)
-            self._reader = redisurl.client(
-                url, socket_timeout=self.block + 10,
-                single_connection_client=True, retry=Retry(NoBackoff(), 0),
-                **options)
+            self._redis, self._reader = self._clients(url)
             version = self._redis.info('server').get('redis_version', '0')
         except UNAVAILABLE as e:
             raise BrokerUnavailable(
@@ -479,16 +488,17 @@ class RedisBroker:
                              % (redactURL(url), version))
         self._measureClock(self._redis)
         self.available = True
-        self._publish = self._redis.register_script(PUBLISH)
-        self._resolve = self._redis.register_script(RESOLVE)
-        self._mark = self._redis.register_script(MARK)
-        self._latest = self._redis.register_script(LATEST)
-        self._read = self._redis.register_script(READ)
+        self._publish = self._script(PUBLISH)
+        self._resolve = self._script(RESOLVE)
+        self._mark = self._script(MARK)
+        self._latest = self._script(LATEST)
+        self._read = self._script(READ)
         self.presence = RedisPresence(
-            self._redis, self.prefix, self.processId, self.presenceTimeout,
-            self._unavailable, UNAVAILABLE)
+            self._redis, self._tagged(''), self.processId,
+            self.presenceTimeout, self._unavailable, UNAVAILABLE)
         self.pages = RedisPages(self._redis, self.prefix, self._unavailable,
-                                UNAVAILABLE)
+                                UNAVAILABLE, script=self._script,
+                                tag=self._pageTag)
         self._thread = threading.Thread(
             target=self._run, name='zorg.live redis reader', daemon=True)
         self._thread.start()
@@ -496,8 +506,31 @@ class RedisBroker:
     def __repr__(self):
         return '<RedisBroker %s>' % redactURL(self.url)
 
+    def _clients(self, url):
+        """The connections: one for the calls of requests, one for the
+        reader thread (it blocks in XREAD)."""
+        options = dict(decode_responses=True, socket_connect_timeout=2,
+                       health_check_interval=0, retry=Retry(NoBackoff(), 0))
+        return (redisurl.client(url, socket_timeout=self.timeout, **options),
+                redisurl.client(url, socket_timeout=self.block + 10,
+                                single_connection_client=True, **options))
+
+    def _script(self, text):
+        """`text` as a redis-py Script on the connection of requests
+        (called with ``keys=``, ``args=`` and maybe ``client=``)."""
+        return self._redis.register_script(SCRIPT_HEAD + text)
+
     def _key(self, group_id):
         return self.prefix + 'log:' + group_id
+
+    def _tagged(self, name):
+        """The key `name` of this broker's own (not a group's or a
+        page's): the in-flight set, the control stream, presence."""
+        return self.prefix + name
+
+    def _pageTag(self, uuid):
+        """A page id as it stands in the keys of the page's records."""
+        return uuid
 
     def _unavailable(self, error):
         self._failedAt = time.monotonic()
@@ -556,10 +589,10 @@ class RedisBroker:
                 self._probing = False
 
     def _inFlightKey(self):
-        return self.prefix + 'inflight'
+        return self._tagged('inflight')
 
     def _flightsKey(self):
-        return self.prefix + 'flights'
+        return self._tagged('flights')
 
     def _call(self, items, inputs=(), inFlight=None, deadline=0,
               replicate=False):
@@ -648,7 +681,7 @@ class RedisBroker:
             ids, acked = pipe.execute(raise_on_error=False)
             if not isinstance(ids, redis.exceptions.NoScriptError):
                 break
-            self._redis.script_load(PUBLISH)   # a new master: load it
+            self._redis.script_load(self._publish.script)  # a new master
         if isinstance(ids, Exception):
             raise ids
         if isinstance(acked, Exception):
@@ -1034,11 +1067,10 @@ class RedisBroker:
 
     def _readOnce(self):
         with self._lock:
-            streams = {self._ctlKey: self._ctlCursor}
-            holding = False
-            for group_id, cache in self._caches.items():
-                streams[self._key(group_id)] = formatId(cache.cursor)
-                holding = holding or cache.holder.holding
+            cursors = {group_id: cache.cursor
+                       for group_id, cache in self._caches.items()}
+            holding = any(cache.holder.holding
+                          for cache in self._caches.values())
         if self._unresolved:
             self._resolveAgain()
         if holding and time.monotonic() - self._lastSweep > self.sweepEvery:
@@ -1050,18 +1082,10 @@ class RedisBroker:
                        client=self._reader)
         block = self.block if not holding else min(self.block,
                                                    self.sweepEvery)
-        reply = self._reader.xread(streams, count=self.readCount,
-                                   block=int(block * 1000))
-        if not reply:
-            return
         woken = []
-        start = len(self.prefix) + 4   # after '<prefix>log:'
+        reply = self._fetch(cursors, int(block * 1000))
         with self._cond:
-            for key, items in reply:
-                if key == self._ctlKey:
-                    self._ctlCursor = items[-1][0]
-                    continue
-                group_id = key[start:]
+            for group_id, items in reply:
                 cache = self._caches.get(group_id)
                 if cache is None or not items:
                     continue  # dropped meanwhile
@@ -1071,6 +1095,26 @@ class RedisBroker:
                 self._cond.notify_all()
         if woken:
             self._notify(tuple(woken))
+
+    def _fetch(self, cursors, block):
+        """Wait up to `block` ms for what follows `cursors` (group id ->
+        position) in the logs: ``[(group id, entries)]``. One XREAD over
+        the logs and the control stream."""
+        streams = {self._ctlKey: self._ctlCursor}
+        groups = {}
+        for group_id, cursor in cursors.items():
+            key = self._key(group_id)
+            streams[key] = formatId(cursor)
+            groups[key] = group_id
+        reply = self._reader.xread(streams, count=self.readCount,
+                                   block=block) or []
+        found = []
+        for key, items in reply:
+            if key == self._ctlKey:
+                self._ctlCursor = items[-1][0]
+            elif items:
+                found.append((groups[key], items))
+        return found
 
     def _append(self, cache, items):
         """Take what XREAD read of a cache's log; whether it shows

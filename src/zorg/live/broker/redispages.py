@@ -69,24 +69,33 @@ end
 class RedisPages:
     """The page records of one RedisBroker (see the module's docstring)."""
 
-    def __init__(self, client, prefix, unavailable, errors):
+    def __init__(self, client, prefix, unavailable, errors, script=None,
+                 tag=None):
+        # script(text) -> a redis-py Script (the broker's way of running
+        # them); tag(page id) -> the page id as it stands in its keys (a
+        # Redis Cluster puts a page's keys in one slot: '{<page id>}').
+        script = script or client.register_script
+        self._tag = tag or (lambda uuid: uuid)
         self._redis = client
         self._prefix = prefix + 'page:'
         self._unavailable = unavailable
         self._errors = errors
-        self._claim = client.register_script(CLAIM)
-        self._release = client.register_script(RELEASE)
+        self._claim = script(CLAIM)
+        self._release = script(RELEASE)
+
+    def _pageKey(self, uuid):
+        return self._prefix + self._tag(uuid)
 
     def save(self, uuid, record, ttl):
         text = json.dumps(record, separators=(',', ':'))
         try:
-            self._redis.set(self._prefix + uuid, text, ex=max(1, int(ttl)))
+            self._redis.set(self._pageKey(uuid), text, ex=max(1, int(ttl)))
         except self._errors as e:
             raise self._unavailable(e)
 
     def load(self, uuid):
         try:
-            text = self._redis.get(self._prefix + uuid)
+            text = self._redis.get(self._pageKey(uuid))
         except self._errors as e:
             raise self._unavailable(e)
         if text is None:
@@ -105,7 +114,7 @@ class RedisPages:
         try:
             pipe = self._redis.pipeline(transaction=False)
             for uuid in uuids:
-                pipe.expire(self._prefix + uuid, max(1, int(ttl)))
+                pipe.expire(self._pageKey(uuid), max(1, int(ttl)))
             pipe.execute()
         except self._errors as e:
             log.warning('could not refresh %d page records: %s',
@@ -115,6 +124,7 @@ class RedisPages:
         """The keys of a page's input records: answers (HASH) and their
         order (LIST), and with `inputId` the claim of that id."""
         base = self._prefix[:-len('page:')]
+        uuid = self._tag(uuid)
         keys = [base + 'inputs:' + uuid, base + 'inputo:' + uuid]
         if inputId is not None:
             keys.append(base + 'inputc:' + uuid + ':' + inputId)
@@ -147,7 +157,7 @@ class RedisPages:
 
     def drop(self, uuid):
         try:
-            self._redis.delete(self._prefix + uuid, *self.inputKeys(uuid))
+            self._redis.delete(self._pageKey(uuid), *self.inputKeys(uuid))
         except self._errors as e:
             # It expires by itself.
             log.warning('could not delete a page record: %s', e)

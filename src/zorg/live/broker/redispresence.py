@@ -30,8 +30,10 @@ Every change is one Lua script, so it is atomic and one round trip:
   while it was cut off) or when a join or leave failed half way.
 
 The keys are computed inside the scripts (the sweep finds its groups in
-the data): this needs a single redis-server, not Redis Cluster. Times come
-from Redis (TIME), so the clocks of the hosts do not matter.
+the data), so they must all be on one redis-server: on a Redis Cluster,
+each shard has a RedisPresence of its own for the groups on it, with a
+prefix that puts all its keys in one slot of that shard (rediscluster.py).
+Times come from Redis (TIME), so the clocks of the hosts do not matter.
 
 A process that stops (SIGTERM) leaves its pages in Redis like a crashed
 one: they are swept after the timeout. Its pages reconnect to another

@@ -1,6 +1,6 @@
 """Broker URLs of Redis, and the redis-py clients they make.
 
-Two forms, both of redis-py's world:
+Three forms, all of redis-py's world:
 
 * ``redis://[[user]:password@]host:port/db`` (``rediss://`` for TLS): one
   redis-server, made by redis-py's own ``Redis.from_url``;
@@ -15,6 +15,11 @@ Two forms, both of redis-py's world:
   password is the master's (and its replicas'); the sentinels are asked
   without one, unless ``?sentinel_password=...`` gives theirs.
 
+* ``redis+cluster://[[user]:password@]host:port[,host:port...]``: Redis
+  Cluster. The hosts are some of its nodes (any one that answers tells
+  the client the others); a cluster has only database 0, so the path is
+  empty (or ``/0``). The broker is rediscluster.ClusterBroker.
+
     >>> parse('redis+sentinel://:secret@10.0.0.1:26379,10.0.0.2/live/3')
     ... # doctest: +NORMALIZE_WHITESPACE
     SentinelURL(sentinels=[('10.0.0.1', 26379), ('10.0.0.2', 26379)],
@@ -25,6 +30,13 @@ Two forms, both of redis-py's world:
     >>> parse('redis+sentinel://h1:26379')
     Traceback (most recent call last):
     ValueError: a Sentinel broker URL names the monitored service: redis+sentinel://host:port[,host:port...]/service/db
+    >>> parseCluster('redis+cluster://u:pw@10.0.0.1:7000,[::1]:7001/')
+    ... # doctest: +NORMALIZE_WHITESPACE
+    ClusterURL(nodes=[('10.0.0.1', 7000), ('::1', 7001)], username='u',
+               password='pw')
+    >>> parseCluster('redis+cluster://h1:7000/3')
+    Traceback (most recent call last):
+    ValueError: a Redis Cluster has only database 0: redis+cluster://host:port[,host:port...]
 """
 
 import collections
@@ -36,15 +48,19 @@ from redis.sentinel import Sentinel
 SENTINEL = 'redis+sentinel'
 SENTINEL_PORT = 26379
 FORM = 'redis+sentinel://host:port[,host:port...]/service/db'
+CLUSTER = 'redis+cluster'
+CLUSTER_FORM = 'redis+cluster://host:port[,host:port...]'
+REDIS_PORT = 6379
 
 SentinelURL = collections.namedtuple(
     'SentinelURL',
     'sentinels service db username password sentinel_password')
+ClusterURL = collections.namedtuple('ClusterURL', 'nodes username password')
 
 
 def isRedis(url):
     """Whether `url` names a Redis broker (any form of this module)."""
-    return url.split(':', 1)[0] in ('redis', 'rediss', SENTINEL)
+    return url.split(':', 1)[0] in ('redis', 'rediss', SENTINEL, CLUSTER)
 
 
 def redactURL(url):
@@ -57,18 +73,15 @@ def redactURL(url):
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def parse(url):
-    """A SentinelURL from a ``redis+sentinel://`` URL (ValueError saying
-    what is wrong otherwise)."""
-    parts = urlsplit(url)
-    if parts.scheme != SENTINEL:
-        raise ValueError('not a Sentinel URL: %s' % FORM)
-    userinfo, at, hosts = parts.netloc.rpartition('@')
+def _hosts(netloc, defaultPort, what, form):
+    """(username, password, [(host, port), ...]) of a URL's netloc that
+    lists several hosts."""
+    userinfo, at, hosts = netloc.rpartition('@')
     username = password = None
     if at:
         username, _, password = userinfo.partition(':')
         username, password = unquote(username) or None, unquote(password)
-    sentinels = []
+    found = []
     for hostport in hosts.split(','):
         # host, host:port, [v6 address] or [v6 address]:port
         host, port = hostport, ''
@@ -78,9 +91,21 @@ def parse(url):
         elif ':' in hostport:
             host, _, port = hostport.partition(':')
         if not host or not (port.isdigit() or port == ''):
-            raise ValueError('a Sentinel broker URL lists its sentinels as '
-                             'host:port, separated by commas: %s' % FORM)
-        sentinels.append((host, int(port) if port else SENTINEL_PORT))
+            raise ValueError('a %s broker URL lists its %s as host:port, '
+                             'separated by commas: %s' % (what[0], what[1],
+                                                          form))
+        found.append((host, int(port) if port else defaultPort))
+    return username, password, found
+
+
+def parse(url):
+    """A SentinelURL from a ``redis+sentinel://`` URL (ValueError saying
+    what is wrong otherwise)."""
+    parts = urlsplit(url)
+    if parts.scheme != SENTINEL:
+        raise ValueError('not a Sentinel URL: %s' % FORM)
+    username, password, sentinels = _hosts(
+        parts.netloc, SENTINEL_PORT, ('Sentinel', 'sentinels'), FORM)
     path = [p for p in parts.path.split('/') if p]
     if not path:
         raise ValueError('a Sentinel broker URL names the monitored '
@@ -92,6 +117,23 @@ def parse(url):
     return SentinelURL(
         sentinels, unquote(path[0]), int(path[1]) if len(path) == 2 else 0,
         username, password, query.get('sentinel_password', [None])[0])
+
+
+def parseCluster(url):
+    """A ClusterURL from a ``redis+cluster://`` URL (ValueError saying
+    what is wrong otherwise)."""
+    parts = urlsplit(url)
+    if parts.scheme != CLUSTER:
+        raise ValueError('not a Redis Cluster URL: %s' % CLUSTER_FORM)
+    username, password, nodes = _hosts(
+        parts.netloc, REDIS_PORT, ('Redis Cluster', 'nodes'), CLUSTER_FORM)
+    if parts.path.strip('/') not in ('', '0'):
+        raise ValueError('a Redis Cluster has only database 0: %s'
+                         % CLUSTER_FORM)
+    if parts.query:
+        raise ValueError('a Redis Cluster broker URL takes no options: %s'
+                         % CLUSTER_FORM)
+    return ClusterURL(nodes, username, password or None)
 
 
 def client(url, **options):

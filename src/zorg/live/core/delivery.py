@@ -184,6 +184,14 @@ def holdStream(cursor, woken=None):
         reason, cursor = yield PARK, cursor
 
 
+def heartbeatDue(lastSent, now, interval):
+    """A stream or shared connection silent since `lastSent` gets a
+    heartbeat at `now` once `interval` seconds passed (STREAM_WAKE's
+    TIMEOUT). One beat task asks this of every stream, rather than a timer
+    per stream."""
+    return now - lastSent >= interval
+
+
 def pushable(read, limit):
     """What the fast path may send a parked stream from `read`, the
     broker's answer from memory (``(entries, recovered)``, None when it

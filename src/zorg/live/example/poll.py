@@ -9,7 +9,7 @@ from zope.browserpage.viewpagetemplatefile import ViewPageTemplateFile
 from zope.security.proxy import removeSecurityProxy
 
 from zorg.live.interfaces import BadRequest
-from zorg.live.core.events import Update, safe
+from zorg.live.page.event import Update, safe
 from zorg.live.page.model import publishOnCommit
 from zorg.live.page.page import LivePage, handler
 

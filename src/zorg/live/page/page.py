@@ -194,10 +194,14 @@ class LivePage(BrowserPage):
 
     def renderBody(self):
         """The page's own HTML (its template)."""
-        if self.template is None:
+        template = self.template
+        if template is None:
+            # <browser:page class="..." template="..."> names it `index`.
+            template = getattr(self, 'index', None)
+        if template is None:
             raise NotImplementedError('%s needs a template or a renderBody()'
                                       % type(self).__name__)
-        return self.template()
+        return template()
 
     def render(self):
         try:

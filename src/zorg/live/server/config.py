@@ -212,10 +212,10 @@ def makeBroker(url, settings):
                             maxIdleGroups=settings.max_idle_groups)
     from zorg.live.broker.redisurl import isRedis
     if isRedis(url):
-        from zorg.live.broker.redis import RedisBroker
+        from zorg.live.broker.rediscluster import makeRedisBroker
         from zorg.live.interfaces import BrokerUnavailable
         try:
-            return RedisBroker(url, historySize=settings.history_size,
+            return makeRedisBroker(url, historySize=settings.history_size,
                                presenceTimeout=settings.presence_timeout,
                                timeout=settings.broker_timeout,
                                commitTimeout=settings.commit_timeout,
@@ -224,8 +224,9 @@ def makeBroker(url, settings):
             # The message names the URL (without its password).
             raise ConfigError('broker: %s' % e)
     raise ConfigError('unknown broker %r: use memory://, '
-                      'redis://host:port/db or redis+sentinel://host:port'
-                      '[,host:port...]/service/db' % url)
+                      'redis://host:port/db, redis+sentinel://host:port'
+                      '[,host:port...]/service/db or redis+cluster://'
+                      'host:port[,host:port...]' % url)
 
 
 def addImportPath(configfile):

@@ -26,7 +26,7 @@ memory (a Redis broker whose cache does not reach back that far: the
 task reads in the broker executor, never here in the loop).
 """
 
-from zorg.live.core.delivery import TIMEOUT, pushable
+from zorg.live.core.delivery import TIMEOUT, heartbeatDue, pushable
 from zorg.live.core.wire import SSE_HEARTBEAT, chunk
 from zorg.live.page.manager import READ_LIMIT
 
@@ -157,8 +157,8 @@ class Fanout:
         now = self.clock()
         for group_id, streams in list(self.idle.items()):
             for parked in list(streams):
-                if (not parked.beats or now - parked.since
-                        < parked.client.heartbeatInterval):
+                if not parked.beats or not heartbeatDue(
+                        parked.since, now, parked.client.heartbeatInterval):
                     continue
                 transport = parked.transport
                 if (transport.is_closing()

@@ -45,6 +45,7 @@ from websockets.server import ServerProtocol
 
 from zorg.live.interfaces import BadRequest, Busy, LiveError, TooLarge
 from zorg.live.core import wire
+from zorg.live.core.delivery import heartbeatDue
 from zorg.live.core.connection import parseMessage
 from zorg.live.page.guard import headerGetter
 from zorg.live.server.budget import CLOSE, budgetFor
@@ -487,7 +488,8 @@ class LiveSocketProtocol(asyncio.Protocol):
                      self.lastHeard)
             self.transport.abort()
             return
-        if now - self.lastSent >= interval and not self.transport.is_closing():
+        if (heartbeatDue(self.lastSent, now, interval)
+                and not self.transport.is_closing()):
             self.transport.write(PING)
             self.lastSent = now
 

@@ -78,8 +78,9 @@ TABLE = [
      'Seconds in-flight requests may take to finish on SIGTERM.'),
     ('broker', str, 'memory://',
      'Where group logs live: memory:// (one process), '
-     'redis://host:port/db (several processes) or '
-     'redis+sentinel://host:port,host:port/service/db (Redis Sentinel).'),
+     'redis://host:port/db (several processes), '
+     'redis+sentinel://host:port,host:port/service/db (Redis Sentinel) or '
+     'redis+cluster://host:port,host:port (Redis Cluster).'),
     ('broker-replicas', int, 0,
      'Redis broker: replicas that must acknowledge a publish (WAIT) '
      'before its transaction commits, so that a failover loses nothing '

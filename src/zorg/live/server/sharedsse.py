@@ -12,6 +12,7 @@ from urllib.parse import parse_qs
 
 from zorg.live.interfaces import BadRequest, LiveError, MethodNotAllowed
 from zorg.live.core import wire
+from zorg.live.core.delivery import heartbeatDue
 from zorg.live.core.connection import checkMessage
 from zorg.live.page.guard import headerGetter
 from zorg.live.server.answers import respondError
@@ -59,7 +60,8 @@ class StreamConnection(SharedConnection):
 
     def beat(self, now, interval):
         transport = self.transport
-        if now - self.lastSent < interval or transport.is_closing():
+        if not heartbeatDue(self.lastSent, now, interval) or (
+                transport.is_closing()):
             return
         if transport.get_write_buffer_size() > BACKLOG:
             transport.abort()     # a reader that took nothing for so long

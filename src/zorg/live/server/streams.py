@@ -39,8 +39,8 @@ class Parked:
     """
 
     __slots__ = ('future', 'reason', 'client', 'cursor', 'transport',
-                 'since', 'owner', 'number', 'encode', 'task', 'url',
-                 'ready', 'attached')
+                 'since', 'owner', 'number', 'encode', 'beats', 'task',
+                 'url', 'ready', 'attached')
 
     def __init__(self, client=None, transport=None, owner=None,
                  number=None, url=None):
@@ -56,16 +56,13 @@ class Parked:
         # SSE frames of this stream (a shared connection gives each page
         # number its own).
         self.encode = None if owner is None else owner.encoder(number)
+        # Fanout writes this stream's heartbeats; a page on a shared
+        # connection has none of its own (the connection has them).
+        self.beats = owner is None
         self.task = None     # a shared page's task while it catches up
         self.url = url       # a shared page's client URL (its input path)
         self.ready = None    # future: the attach finished (True) or failed
         self.attached = False  # counted as a held page (holdStarted)
-
-    @property
-    def beats(self):
-        """Fanout writes this stream's heartbeats; a page on a shared
-        connection has none of its own (the connection has them)."""
-        return self.owner is None
 
     def wake(self, reason):
         if self.reason is None or reason in (rules.DISCONNECT, rules.DRAIN):

@@ -50,4 +50,6 @@ WORKERS = '``workers`` in ``<server>`` (or ``zorg-live serve --workers N``)'
 REDIS = 'Redis 7 or newer. In each zope.conf'
 SENTINEL = 'over. Name the sentinels and the service they monitor'
 SENTINEL_CONF = "sentinel's configuration, beside a master on port 6379"
+CLUSTER = 'Name some of its nodes (any one that answers tells the'
+CLUSTER_CONF = "Each master's configuration (redis-server 7.0 or"
 NGINX = 'nginx in front of three processes, round robin'

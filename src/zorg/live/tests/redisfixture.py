@@ -5,6 +5,7 @@ RedisServer directly. Nothing is skipped: without redis-server the tests
 fail and say how to get it.
 """
 
+import contextlib
 import os
 import shutil
 import socket
@@ -83,13 +84,20 @@ def servers(tmp_path, redisServer):
     as RunningServer takes them); all are killed at the end of the test.
     `servers.zeo` is the ZEOServer (read what was stored with its
     `open()`)."""
+    with serversOn(tmp_path, redisServer.url) as make:
+        yield make
+
+
+@contextlib.contextmanager
+def serversOn(tmp_path, broker):
+    """The `servers` fixture's function, on the broker URL `broker`."""
     from zorg.live.tests.serverfixture import RunningServer
     from zorg.live.tests.zeofixture import ZEOServer
     made = []
     zeo = ZEOServer(tmp_path / 'zeo').start()
 
     def make(name, **settings):
-        settings.setdefault('broker', redisServer.url)
+        settings.setdefault('broker', broker)
         settings.setdefault('zodb', zeo.zodbSection(name))
         server = RunningServer(tmp_path / name, **settings).start()
         made.append(server)

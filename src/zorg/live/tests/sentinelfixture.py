@@ -11,17 +11,13 @@ also starts the old master again, as its replica.
 """
 
 import os
-import shutil
 import signal
-import socket
-import subprocess
-import tempfile
 import time
 
 import pytest
 
 from zorg.live.tests import readme
-from zorg.live.tests.redisfixture import MISSING, findRedisServer
+from zorg.live.tests.redisgroup import RedisGroup, ping
 from zorg.live.tests.serverfixture import freePort
 
 SERVICE = 'live'
@@ -38,27 +34,15 @@ def sentinelConf(port, master, folder):
     return text + 'bind 127.0.0.1\ndir %s\n' % folder
 
 
-def ping(port, timeout=0.5):
-    try:
-        with socket.create_connection(('127.0.0.1', port), timeout) as sock:
-            sock.sendall(b'PING\r\n')
-            return sock.recv(64).startswith(b'+PONG')
-    except OSError:
-        return False
+class SentinelGroup(RedisGroup):
 
-
-class SentinelGroup:
+    prefix = 'zorg-sentinel-'
 
     def __init__(self, sentinels=3):
-        self.executable = findRedisServer()
-        if self.executable is None:
-            pytest.fail(MISSING, pytrace=False)
-        self.dir = tempfile.mkdtemp(prefix='zorg-sentinel-')
+        super().__init__()
         self.masterPort = freePort()
         self.replicaPort = freePort()
         self.sentinelPorts = [freePort() for _ in range(sentinels)]
-        self.processes = {}     # name -> Popen
-        self.logs = []
 
     def readmeSettings(self):
         """README's <zorg-live> example for these sentinels, as
@@ -72,16 +56,6 @@ class SentinelGroup:
     def url(self):
         return self.readmeSettings()['broker']
 
-    def _run(self, name, args):
-        folder = os.path.join(self.dir, name)
-        os.makedirs(folder, exist_ok=True)
-        log = open(os.path.join(folder, 'redis.log'), 'ab')
-        self.logs.append(log)
-        self.processes[name] = subprocess.Popen(
-            [self.executable] + args, cwd=folder, stdout=log,
-            stderr=subprocess.STDOUT)
-        return folder
-
     def _server(self, name, port, *more):
         self._run(name, ['--port', str(port), '--bind', '127.0.0.1',
                          '--save', '', '--appendonly', 'no',
@@ -92,8 +66,7 @@ class SentinelGroup:
         self._server('replica', self.replicaPort,
                      '--replicaof', '127.0.0.1', str(self.masterPort))
         for i, port in enumerate(self.sentinelPorts):
-            folder = os.path.join(self.dir, 'sentinel%d' % i)
-            os.makedirs(folder, exist_ok=True)
+            folder = self.folder('sentinel%d' % i)
             conf = os.path.join(folder, 'sentinel.conf')
             with open(conf, 'w') as f:
                 f.write(sentinelConf(port, self.masterPort, folder))
@@ -129,14 +102,6 @@ class SentinelGroup:
                                socket_timeout=1).info(section)
         except redis.RedisError:
             return {}
-
-    def waitFor(self, condition, what, timeout=30):
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                raise RuntimeError('%s in %ds:\n%s' % (what, timeout,
-                                                       self.log()))
-            time.sleep(0.05)
 
     def killMaster(self):
         """SIGKILL the master (it stays down)."""
@@ -175,32 +140,6 @@ class SentinelGroup:
         except redis.RedisError:
             return None
         return int(address[1]) if address else None
-
-    def log(self):
-        text = []
-        for name in self.processes:
-            path = os.path.join(self.dir, name, 'redis.log')
-            if os.path.exists(path):
-                with open(path, errors='replace') as f:
-                    text.append('== %s\n%s' % (name, f.read()[-1500:]))
-        return '\n'.join(text)
-
-    def stop(self):
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGCONT)
-                process.kill()
-                process.wait(10)
-        for log in self.logs:
-            log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
 
 @pytest.fixture
 def sentinels():

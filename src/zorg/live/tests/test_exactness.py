@@ -55,19 +55,26 @@ async def post(s, server, uuid, handler, args, inputId=None, login=None,
         return r.status, await r.text()
 
 
-async def output(s, server, uuid, num, last=None):
-    """The lines appended by output request `num` of page `uuid`."""
+async def events(s, server, uuid, num, last=None):
+    """Every event of output request `num` of page `uuid`, and the last
+    event id."""
     params = {'outputNum': str(num)}
     if last is not None:
         params['lastEventId'] = last
     async with s.get(server.url('%s/@@client/%s/output' % (PAGE, uuid)),
                      params=params) as r:
         assert r.status == 200, await r.text()
-        events = (await r.json())['events']
-    return ([e['key'][len('line-'):] for e in events
-             if e['event'] == 'append'],
-            events[-1]['id'] if events and 'id' in events[-1] else last)
+        got = (await r.json())['events']
+    ids = [e['id'] for e in got if 'id' in e]
+    return got, ids[-1] if ids else last
 
+
+
+async def output(s, server, uuid, num, last=None):
+    """The lines appended by output request `num` of page `uuid`."""
+    got, last = await events(s, server, uuid, num, last)
+    return [e['key'][len('line-'):] for e in got
+            if e['event'] == 'append'], last
 
 async def until(s, server, hold, deadline=30):
     """Wait (with a deadline) until a request stopped at `hold`."""
@@ -370,20 +377,6 @@ def test_a_transaction_redis_lost_between_vote_and_finish_reloads_its_pages(
             # Reloaded, the page shows the stored line.
             assert 'gone' in (await render(s, a))[1]
     asyncio.run(run())
-
-
-async def events(s, server, uuid, num, last=None):
-    """Every event of output request `num` of page `uuid`, and the last
-    event id."""
-    params = {'outputNum': str(num)}
-    if last is not None:
-        params['lastEventId'] = last
-    async with s.get(server.url('%s/@@client/%s/output' % (PAGE, uuid)),
-                     params=params) as r:
-        assert r.status == 200, await r.text()
-        got = (await r.json())['events']
-    ids = [e['id'] for e in got if 'id' in e]
-    return got, ids[-1] if ids else last
 
 
 async def untilReload(s, server, uuid, deadline=30):

@@ -110,3 +110,9 @@ def test_a_loop_started_on_a_wake_goes_on_as_the_parked_one(reason):
         return found
     assert steps(parked, lambda loop: loop.send((reason, 10))) == steps(
         holdStream(10, reason), next)
+
+
+def test_a_heartbeat_is_due_after_the_interval_of_silence():
+    from zorg.live.core.delivery import heartbeatDue
+    assert not heartbeatDue(100.0, 114.9, 15)
+    assert heartbeatDue(100.0, 115.0, 15)

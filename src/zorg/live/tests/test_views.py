@@ -314,3 +314,18 @@ def test_close_of_unknown_page_changes_nothing(pages):
     before = state(pages)
     call('uuid99', 'close')
     assert state(pages) == before
+
+
+def test_a_livepage_takes_its_template_from_zcml(tmp_path):
+    """``<browser:page class="MyLivePage" template="x.pt">`` makes a
+    subclass whose template is `index` (zope.browserpage): the page
+    renders it (it raised NotImplementedError)."""
+    from zope.browserpage.simpleviewclass import SimpleViewClass
+    from zope.publisher.browser import TestRequest
+    from zorg.live.page.page import LivePage
+    template = tmp_path / 'x.pt'
+    template.write_text('<html><body><p tal:content="string:from '
+                        'zcml">x</p></body></html>')
+    view = SimpleViewClass(str(template), bases=(LivePage,))(
+        object(), TestRequest())
+    assert '<p>from zcml</p>' in view.renderBody()

@@ -6,7 +6,7 @@ from AccessControl import getSecurityManager
 from Products.Five.browser import BrowserView
 from Products.Five.browser.pagetemplatefile import ViewPageTemplateFile
 
-from zorg.live.core.events import Append, safe
+from zorg.live.page.event import Append, safe
 from zorg.live.page.page import handler
 from zorg.live.zope6.page import LivePage
 
