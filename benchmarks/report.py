@@ -58,6 +58,8 @@ def fmt(v):
     if v is None:
         return '–'
     if isinstance(v, float):
+        if 0 < abs(v) < 1:
+            return '%.2g' % v     # 0.044 ms is not 0.0
         return '%.1f' % v if abs(v) < 1000 else '%.0f' % v
     return str(v)
 

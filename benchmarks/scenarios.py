@@ -279,13 +279,19 @@ async def capacity(ctx):
                             default=t0) - t0
                 rss_reg_r, rss_reg = await settled_rss(server)
                 t1 = time.time()
+                scpu1 = server.cpu_s()
                 opened = await ctx.pool.all('stream', ctx.s['open_timeout'],
                                             conc)
             else:
                 t_reg = 0.0
                 t1 = time.time()
+                scpu1 = server.cpu_s()
                 opened = await ctx.pool.open(n, ctx.s['open_timeout'],
                                              concurrency=conc)
+            # the server's CPU for opening the streams (WebSocket: the
+            # handshake and, for zorg.live, attaching the page rendered
+            # before), per stream that became live
+            scpu_open = server.cpu_s() - scpu1
             last_live = max((a['last_live'] for a in opened), default=0.0)
             t_stream = last_live - t1 if last_live else None
             await asyncio.sleep(1.0)
@@ -317,6 +323,10 @@ async def capacity(ctx):
         out['failures @%d' % n] = n - held
         out['open time s (register + streams) @%d' % n] = (
             None if t_stream is None else round(t_reg + t_stream, 2))
+        live_n = sum(a['live'] for a in opened) if opened and \
+            'live' in opened[0] else held
+        out['server CPU ms per stream opened (WebSocket: handshake + '
+            'attach) @%d' % n] = round(scpu_open / max(1, live_n) * 1e3, 3)
         out['server RSS KB/page (registered + stream) @%d' % n] = \
             round(per, 1)
         # RSS steps: per registered page (upper bound: it holds memory

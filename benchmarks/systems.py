@@ -884,8 +884,9 @@ class System:
 
     def __init__(self, name, adapter, factory, kind='peer', label=None,
                  baseline=None, quick=None, in_quick=True,
-                 quick_scenarios=None):
+                 quick_scenarios=None, options=None):
         self.name, self.adapter, self.factory = name, adapter, factory
+        self.options = options or {}
         self.kind = kind
         self.label = label or name
         self.baseline = baseline
@@ -900,8 +901,8 @@ class System:
 
     def adapter_options(self, server):
         if self.kind == 'zorg':
-            return {'page_url': server.page_url}
-        return {}
+            return dict(self.options, page_url=server.page_url)
+        return dict(self.options)
 
 
 SYSTEMS = {s.name: s for s in [
@@ -943,9 +944,20 @@ SYSTEMS = {s.name: s for s in [
     # rendered, then attached to <app URL>/@@live (one page per
     # connection unless a scenario asks for more); the chat's senders
     # send their input over a socket of their own (chat_publisher).
+    # Connection tickets live 600 s here, not 60: capacity registers all
+    # N pages before it opens any socket, which at 10,000 pages on a busy
+    # machine takes longer than a browser takes from render to connect.
     System('zorg-live-ws', 'zorg-ws',
-           lambda port: ZorgServer(port, 'liveserver-http'), 'zorg',
+           lambda port: ZorgServer(port, 'liveserver-http',
+                                   ticket_lifetime=600), 'zorg',
            'zorg.live LiveServerHTTP WebSocket', in_quick=False),
+    # The same without the connection ticket (issue 21): each handshake
+    # asks the site who it is (the publisher, in a worker thread).
+    System('zorg-live-ws-noticket', 'zorg-ws',
+           lambda port: ZorgServer(port, 'liveserver-http',
+                                   ticket_lifetime=600), 'zorg',
+           'zorg.live LiveServerHTTP WebSocket, no ticket', in_quick=False,
+           baseline='zorg-live-ws', options={'ticket': 0}),
     System('aiohttp-ws', 'aiohttp-ws', AiohttpWsServer, 'peer',
            'aiohttp broadcaster WebSocket', in_quick=False),
     System('nchan-ws', 'nchan-ws', NchanServer, 'peer',

@@ -13,9 +13,11 @@ Adapters (ADAPTERS, merged into loadgen's):
   nchan-ws    nginx + nchan, GET /ws (nchan_pubsub websocket)
   zorg-ws     zorg.live's shared connection (PROTOCOL.txt, issue 13):
               each page is rendered first (GET options['page_url'];
-              data-uuid, data-client-url, data-last-event-id and
-              data-live-url from its script tag), then
-              `GET <data-live-url>` upgrades and the connection sends
+              data-uuid, data-client-url, data-last-event-id,
+              data-live-url and data-live-ticket from its script tag),
+              then `GET <data-live-url>?ticket=<data-live-ticket>`
+              upgrades (options['ticket'] = 0: without the ticket, so
+              the site is asked who it is) and the connection sends
               {"type":"attach","page":N,...} for each; a page is live
               once {"type":"attached","page":N} came back. Events arrive
               as {"type":"events","page":N,"events":[...]}.
@@ -48,6 +50,7 @@ from adapters import (BENCH_RE, CLIENT_URL_RE, EVENT_ID_RE, LAST_ID_RE,
 
 UUID_RE = re.compile(rb'data-uuid="([^"]+)"')
 LIVE_URL_RE = re.compile(rb'data-live-url="([^"]+)"')
+TICKET_RE = re.compile(rb'data-live-ticket="([^"]+)"')
 PAGE_RE = re.compile(rb'"page":\s*(\d+)')
 
 
@@ -55,11 +58,11 @@ class WsPage:
     """One page carried by a connection (its number on it: 1, 2, ...)."""
 
     __slots__ = ('number', 'uuid', 'client_url', '_last_id', 'last_frame',
-                 'live_path', 'seen', 'nrecv', 'attached')
+                 'live_path', 'ticket', 'seen', 'nrecv', 'attached')
 
     def __init__(self, number):
         self.number = number
-        self.uuid = self.client_url = self.live_path = None
+        self.uuid = self.client_url = self.live_path = self.ticket = None
         self._last_id = self.last_frame = None
         self.seen = bytearray()
         self.nrecv = 0
@@ -139,6 +142,10 @@ class WsConn(loadgen.Page):
         else:
             page = self.pages[0]
             path = page.live_path or self.a.path
+            if page.ticket and self.a.ticket:
+                # As livepage.js: the page's connection ticket, so that
+                # the handshake need not ask the site.
+                path += '?ticket=' + page.ticket
             self.proto = ClientProtocol(
                 parse_uri('ws://%s%s' % (self.hosthdr, path)),
                 origin=Origin('http://' + self.hosthdr),
@@ -270,6 +277,8 @@ class WsConn(loadgen.Page):
         page.last_id = (m.group(1).decode() or None) if m else None
         m = LIVE_URL_RE.search(body)
         page.live_path = _path(m.group(1).decode()) if m else None
+        m = TICKET_RE.search(body)
+        page.ticket = m.group(1).decode() if m else None
         self.rendered += 1
         self.registrations += 1
         if self.rendered < self.npages and keep:
@@ -300,6 +309,9 @@ class WsAdapter:
         self.pages = int(self.options.get('pages', 1))
         self.attach_first = int(self.options.get('attach', self.pages))
         self.path = self.options.get('path', self.path)
+        # zorg-ws: send the rendered page's connection ticket (off: the
+        # handshake asks the site, as before issue 21)
+        self.ticket = bool(int(self.options.get('ticket', 1)))
         self.max_size = 2 ** 20
 
     def opened(self, conn):

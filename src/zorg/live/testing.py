@@ -372,6 +372,14 @@ class SnapshotLivePage(LivePage):
         transaction.get().join(HoldBeforeFinish(str(hold)))
 
     @handler
+    def announceAndHold(self, text, hold):
+        """Publish line `text` at once (not on commit), then stop at the
+        hold point `hold`: a worker thread that the event loop sees
+        busy (test_ticket.py)."""
+        _publishLine(str(text))
+        holdAt(str(hold))
+
+    @handler
     def sayStored(self, text, hold):
         """`say`, with the transaction stopped after the storage finished
         (the line is stored) and before zorg.live confirms its events."""

@@ -50,72 +50,17 @@
 (function (scope) {
   'use strict';
 
-  function randomId() {
-    const bytes = new Uint8Array(12);
-    crypto.getRandomValues(bytes);
-    return Array.from(bytes, (b) => b.toString(36).padStart(2, '0')).join('');
-  }
+  // What the owner shares with livepage.js: livepage-common.js, next to
+  // this file. A SharedWorker imports it; a tab elected owner has it from
+  // its page (the script tag before livepage.js).
+  if (!scope.ZorgLiveCommon && typeof importScripts === 'function') importScripts('livepage-common.js');
+  const { laterEventId, EventStreamParser, backoffDelay, randomId } = scope.ZorgLiveCommon;
 
-  /* Event ids only grow (see livepage.js): "42" or "1700000000000-3". */
-  function compareEventIds(a, b) {
-    const left = String(a).split('-');
-    const right = String(b).split('-');
-    for (let i = 0; i < Math.max(left.length, right.length); i += 1) {
-      if (i >= left.length) return -1;
-      if (i >= right.length) return 1;
-      let x = left[i];
-      let y = right[i];
-      if (/^\d+$/.test(x) && /^\d+$/.test(y)) {
-        x = x.replace(/^0+(?=\d)/, '');
-        y = y.replace(/^0+(?=\d)/, '');
-        if (x.length !== y.length) return x.length < y.length ? -1 : 1;
-      }
-      if (x !== y) return x < y ? -1 : 1;
-    }
-    return 0;
-  }
-
-  function laterEventId(a, b) {
-    if (a === null || a === undefined || a === '') return b ?? null;
-    if (b === null || b === undefined || b === '') return a;
-    return compareEventIds(a, b) >= 0 ? String(a) : String(b);
-  }
-
-  function webSocketURL(liveURL) {
+  function webSocketURL(liveURL, ticket) {
     const url = new URL(liveURL);
     url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+    if (ticket) url.searchParams.set('ticket', ticket);
     return url.href;
-  }
-
-  /* Splits a text/event-stream into the data of its messages. */
-  class DataLines {
-    constructor(onData) {
-      this.onData = onData;
-      this.buffer = '';
-      this.data = [];
-    }
-
-    feed(text) {
-      this.buffer += text;
-      const lineEnd = /\r\n|\r|\n/g;
-      let start = 0;
-      let match;
-      while ((match = lineEnd.exec(this.buffer)) !== null) {
-        if (match[0] === '\r' && lineEnd.lastIndex === this.buffer.length) break;
-        this.line(this.buffer.slice(start, match.index));
-        start = lineEnd.lastIndex;
-      }
-      this.buffer = this.buffer.slice(start);
-    }
-
-    line(line) {
-      if (line === '') {
-        if (this.data.length) this.onData(this.data.join('\n'));
-        this.data = [];
-      } else if (line.startsWith('data:')) {
-        this.data.push(line.slice(line[5] === ' ' ? 6 : 5));
-      }
-    }
   }
 
   const DEFAULT_CONFIG = {
@@ -136,6 +81,10 @@
     constructor(liveURL, config, tabs) {
       this.liveURL = liveURL;
       this.config = Object.assign({}, DEFAULT_CONFIG, config);
+      // The newest connection ticket a tab brought (see attach): the
+      // handshake then needs no request to the site; an expired one only
+      // means that the site is asked.
+      this.ticket = this.config.ticket || null;
       this.tabs = tabs;
       this.id = randomId();      // tells the tabs a new owner from the old
       this.pages = new Map();    // key -> record {key, uuid, lastEventId, url, number, attached}
@@ -186,6 +135,7 @@
     }
 
     attach(key, message) {
+      if (message.config && message.config.ticket) this.ticket = String(message.config.ticket);
       if (message.locked) this.watchTab(key);
       this.tabs.post(key, this.stateMessage());
       const known = this.pages.get(key);
@@ -385,7 +335,7 @@
 
     retryLater() {
       const { backoffBase, backoffCap } = this.config;
-      const delay = Math.random() * Math.min(backoffCap, backoffBase * 2 ** this.attempt);
+      const delay = backoffDelay(backoffBase, backoffCap, this.attempt);
       this.attempt += 1;
       clearTimeout(this.retryTimer);
       this.retryTimer = setTimeout(() => this.connect(), delay);
@@ -406,7 +356,7 @@
       const serial = ++this.serial;
       let socket;
       try {
-        socket = new WebSocket(webSocketURL(this.liveURL));
+        socket = new WebSocket(webSocketURL(this.liveURL, this.ticket));
       } catch (error) {
         this.socketFailed(false);
         return;
@@ -597,7 +547,7 @@
         if (serial !== this.serial || this.pages.get(record.key) !== record || record.number !== null) return;
         if (this.transport === 'ws') this.attachOnServer(record);
         else this.scheduleStream();
-      }, Math.random() * Math.min(backoffCap, backoffBase * 8));
+      }, backoffDelay(backoffBase, backoffCap, 3));
     }
 
     // ------------------------------------------------------- shared SSE
@@ -630,8 +580,9 @@
         this.numbers.set(record.number, record.key);
         numbers.set(record.number, record.key);
       }
-      const query = records.map((record) => `page=${encodeURIComponent(
+      let query = records.map((record) => `page=${encodeURIComponent(
         `${record.number},${record.uuid},${record.lastEventId ?? ''}`)}`).join('&');
+      if (this.ticket) query += `&ticket=${encodeURIComponent(this.ticket)}`;
       const serial = this.serial;
       const controller = new AbortController();
       if (this.streamLatest && this.streamLatest !== (this.stream && this.stream.controller)) {
@@ -652,10 +603,10 @@
         }
         const reader = response.body.getReader();
         const decoder = new TextDecoder();
-        const lines = new DataLines((data) => {
+        const lines = new EventStreamParser((message) => {
           let frame;
           try {
-            frame = JSON.parse(data);
+            frame = JSON.parse(message.data);
           } catch (error) {
             return;
           }

@@ -2,8 +2,10 @@
  * zorg.live browser client: keeps one LivePage up to date.
  *
  * LivePage.render() puts this file into the page's <head> as a classic
- * script tag carrying the page's settings:
+ * script tag carrying the page's settings, after the tag of what it shares
+ * with livepage-worker.js:
  *
+ *   <script src=".../++resource++zorgajax/livepage-common.js"></script>
  *   <script src=".../++resource++zorgajax/livepage.js"
  *           data-uuid="..." data-client-url="..." data-last-event-id="..."
  *           data-transport="auto"></script>
@@ -87,85 +89,15 @@
   // relative URL of the page, <script>, <meta> and <iframe srcdoc> run code.
   const GUARDED_ELEMENTS = new Set(['BASE', 'SCRIPT', 'META', 'LINK', 'OBJECT', 'EMBED', 'IFRAME', 'FRAME', 'STYLE']);
 
-  /*
-   * Event ids only grow: decimal integers ("42") from the memory broker,
-   * Redis stream ids ("1700000000000-3") from the Redis broker. Compare them
-   * as sequences of integers split on "-", of any length.
-   */
-  function compareEventIds(a, b) {
-    const left = String(a).split('-');
-    const right = String(b).split('-');
-    for (let i = 0; i < Math.max(left.length, right.length); i += 1) {
-      if (i >= left.length) return -1;
-      if (i >= right.length) return 1;
-      const order = compareIntegers(left[i], right[i]);
-      if (order !== 0) return order;
-    }
-    return 0;
+  // What the page shares with livepage-worker.js (the order of event ids,
+  // the event-stream parser, the backoff, random ids): livepage-common.js,
+  // which LivePage.render loads with a script tag of its own before this one.
+  const common = window.ZorgLiveCommon;
+  if (!common) {
+    throw new Error('zorg.live: livepage-common.js must be loaded before livepage.js '
+      + '(a script tag of its own, next to livepage.js)');
   }
-
-  function compareIntegers(x, y) {
-    if (/^\d+$/.test(x) && /^\d+$/.test(y)) {
-      x = x.replace(/^0+(?=\d)/, '');
-      y = y.replace(/^0+(?=\d)/, '');
-      if (x.length !== y.length) return x.length < y.length ? -1 : 1;
-    }
-    return x < y ? -1 : x > y ? 1 : 0;
-  }
-
-  /*
-   * Splits a text/event-stream into messages, following the HTML standard's
-   * "parsing an event stream". Only messages are handed on; comments and
-   * retry: lines matter only as proof of life and reconnect advice.
-   */
-  class EventStreamParser {
-    constructor(onMessage, onRetry) {
-      this.onMessage = onMessage;
-      this.onRetry = onRetry;
-      this.buffer = '';
-      this.data = [];
-      this.type = '';
-      this.lastId = null;
-    }
-
-    feed(text) {
-      this.buffer += text;
-      const lineEnd = /\r\n|\r|\n/g;
-      let start = 0;
-      let match;
-      while ((match = lineEnd.exec(this.buffer)) !== null) {
-        // A trailing "\r" may be the first half of a "\r\n" split between chunks.
-        if (match[0] === '\r' && lineEnd.lastIndex === this.buffer.length) break;
-        this.line(this.buffer.slice(start, match.index));
-        start = lineEnd.lastIndex;
-      }
-      this.buffer = this.buffer.slice(start);
-    }
-
-    line(line) {
-      if (line === '') {
-        this.dispatch();
-        return;
-      }
-      if (line[0] === ':') return;
-      const colon = line.indexOf(':');
-      const field = colon < 0 ? line : line.slice(0, colon);
-      let value = colon < 0 ? '' : line.slice(colon + 1);
-      if (value[0] === ' ') value = value.slice(1);
-      if (field === 'data') this.data.push(value);
-      else if (field === 'event') this.type = value;
-      else if (field === 'id' && !value.includes('\0')) this.lastId = value;
-      else if (field === 'retry' && /^\d+$/.test(value)) this.onRetry(Number(value));
-    }
-
-    dispatch() {
-      const data = this.data;
-      const type = this.type || 'message';
-      this.data = [];
-      this.type = '';
-      if (data.length) this.onMessage({ type, data: data.join('\n'), id: this.lastId });
-    }
-  }
+  const { compareEventIds, EventStreamParser, backoffDelay, randomId } = common;
 
   // Outcomes of one turn of the loop.
   const APPLIED = 'applied';           // go on at once
@@ -224,12 +156,6 @@
   function streamingSupported() {
     return typeof fetch === 'function' && typeof ReadableStream === 'function' &&
       typeof TextDecoder === 'function' && typeof AbortController === 'function';
-  }
-
-  function randomKey() {
-    const bytes = new Uint8Array(12);
-    crypto.getRandomValues(bytes);
-    return Array.from(bytes, (b) => b.toString(36).padStart(2, '0')).join('');
   }
 
   function sleep(ms) {
@@ -376,7 +302,7 @@
       this._sseFailures = 0;      // SSE failures in a row
       this._sseRetry = 0;         // the server's "retry:" advice, ms
       this._closedByPagehide = false;
-      this._key = randomKey();    // names this page to the shared connection's owner
+      this._key = randomId();    // names this page to the shared connection's owner
       this._link = null;          // to that owner
       this._tabLock = null;       // resolves when this tab holds its lock
       this._attachedTo = null;    // the connection the page is attached on now
@@ -569,7 +495,10 @@
 
     _ownerConfig() {
       const { heartbeatInterval, backoffBase, backoffCap, headersTimeout } = this.options;
-      return { mode: this.mode, heartbeat: heartbeatInterval, backoffBase, backoffCap, headersTimeout };
+      return {
+        mode: this.mode, heartbeat: heartbeatInterval, backoffBase, backoffCap, headersTimeout,
+        ticket: this.options.ticket || null,
+      };
     }
 
     // Hands the page to the owner, from the last event this tab applied.
@@ -784,7 +713,7 @@
 
     _jitter(attempt) {
       const { backoffBase, backoffCap } = this.options;
-      return Math.random() * Math.min(backoffCap, backoffBase * 2 ** attempt);
+      return backoffDelay(backoffBase, backoffCap, attempt);
     }
 
     _backoff() {
@@ -1297,6 +1226,9 @@
     transport: offered.includes('sse') ? script.dataset.transport : 'longpoll',
     // No WebSocket offered (WSGI-HTTP): no shared connection either.
     liveURL: offered.includes('ws') ? script.dataset.liveUrl : null,
+    // Who this page's principal is, signed by the server for a short
+    // while: the connection's handshake need not ask the site.
+    ticket: script.dataset.liveTicket || null,
     connection: script.dataset.connection,
     workerURL: script.src ? new URL('livepage-worker.js', script.src).href : null,
     presenceTarget: script.dataset.presenceTarget,

@@ -102,7 +102,7 @@ from zorg.live.broker.redisurl import redactURL
 from zorg.live.interfaces import (
     BrokerUnavailable, IBroker, IInputRecords, IPageRecords, IPresence,
     InputRunning)
-from zorg.live.page.wire import reloadText
+from zorg.live.core.wire import reloadText
 
 log = logging.getLogger('zorg.live.broker.redis')
 

@@ -65,6 +65,9 @@ JSON_HEAD = [('Content-Type', JSON_TYPE),
              ('Cache-Control', 'no-cache, no-store')]
 # @@notify's answers (a service's, never cached anywhere).
 NOTIFY_HEAD = [('Content-Type', JSON_TYPE), ('Cache-Control', 'no-store')]
+# A rendered live page: its HTML holds its page id (the capability of the
+# page) and its connection ticket, which no cache may keep or share.
+LIVE_PAGE_HEAD = [('Cache-Control', 'private, no-store')]
 
 
 def allow(*methods):

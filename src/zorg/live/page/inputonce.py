@@ -53,7 +53,7 @@ import secrets
 import threading
 import time
 
-from zorg.live.interfaces import BadRequest, InputRunning
+from zorg.live.interfaces import InputRunning
 from zorg.live.page.transactional import recordOnCommit
 from zorg.live.core.inputs import INPUT_ID, checkInputId  # noqa: F401
 

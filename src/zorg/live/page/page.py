@@ -8,6 +8,7 @@ was registered, so nothing published between render and first poll is lost.
 
 import inspect
 import re
+import time
 from html import escape
 
 import zope.component
@@ -23,6 +24,7 @@ from zorg.live.core.events import IEvent, encode
 from zorg.live.core import audience as _audience
 from zorg.live.page import strangers
 from zorg.live.page.manager import TRANSPORTS, requestEnviron, requestMark
+from zorg.live.core.ticket import TICKETS, siteOfURL
 from zorg.live.page.transactional import publishOnCommit
 from zorg.live.core import wire
 from zorg.live.core.wire import errorBody, errorHeaders
@@ -30,6 +32,8 @@ from zorg.live.core.inputs import fromArguments
 
 HANDLER_MARK = '_zorg_live_handler'
 SCRIPT_PATH = '++resource++zorgajax/livepage.js'
+# What livepage.js shares with livepage-worker.js: loaded first.
+COMMON_PATH = '++resource++zorgajax/livepage-common.js'
 
 
 def handler(func=None, *, name=None):
@@ -160,6 +164,8 @@ class LivePage(BrowserPage):
         return '%s/@@client/%s' % (self.request.getURL(), self.uuid)
 
     def scriptTag(self):
+        """The page's script tags: livepage-common.js, then livepage.js
+        with the page's settings."""
         base = self.applicationURL()
         manager = self.manager
         last = manager.broker.formatPosition(self.client.delivery.acked)
@@ -182,6 +188,13 @@ class LivePage(BrowserPage):
             # The browser's shared connection.
             attrs.append(('data-live-url', self.liveURL()))
             attrs.append(('data-connection', self.connection))
+            issue = requestEnviron(self.request).get(TICKETS)
+            if issue is not None:
+                # The connection need not ask the site who this is
+                # (core/ticket.py).
+                attrs.append(('data-live-ticket', issue(
+                    client.principal, siteOfURL(self.liveURL()),
+                    time.time())))
         if self.presenceTarget:
             attrs.append(('data-presence-target', self.presenceTarget))
         if self.allowAttributes:
@@ -189,8 +202,9 @@ class LivePage(BrowserPage):
                           ' '.join(self.allowAttributes)))
         if self.allowSchemes:
             attrs.append(('data-allow-schemes', ' '.join(self.allowSchemes)))
-        return '<script %s></script>' % ' '.join(
-            '%s="%s"' % (k, escape(v, quote=True)) for k, v in attrs)
+        return '<script src="%s"></script>\n<script %s></script>' % (
+            escape('%s/%s' % (base, COMMON_PATH), quote=True), ' '.join(
+                '%s="%s"' % (k, escape(v, quote=True)) for k, v in attrs))
 
     def renderBody(self):
         """The page's own HTML (its template)."""
@@ -212,6 +226,8 @@ class LivePage(BrowserPage):
             for name, value in errorHeaders(e):
                 response.setHeader(name, value)
             return errorBody(e)
+        for name, value in wire.LIVE_PAGE_HEAD:
+            self.request.response.setHeader(name, value)
         return injectScript(self.renderBody(), self.scriptTag())
 
     def __call__(self):

@@ -58,6 +58,8 @@ from zorg.live.server.clients import Clients, TrustedProxies, trustedProxySpec
 from zorg.live.server.fanout import Fanout
 from zorg.live.server.progress import progressReceive
 from zorg.live.server.sharedsse import sharedStream
+from zorg.live.server.tickets import (
+    offerTickets, principalByTicket, ticketsFor)
 
 log = logging.getLogger('zorg.live.server')
 
@@ -83,6 +85,11 @@ class LiveApp:
     def __init__(self, wsgi_app, settings, manager=None):
         self.settings = settings
         self._manager = manager
+        # Connection tickets: the pages rendered here get one, and the
+        # handshake of their browser's connection checks it in the loop
+        # (server/tickets.py).
+        self.tickets = ticketsFor(settings)
+        wsgi_app = offerTickets(wsgi_app, self.tickets)
         # Each request of the site is marked with the broker's position
         # before the publisher opens the database (delivery.py, rule 10).
         # X-Forwarded-For/-Proto from a trusted proxy (uvicorn's rule and
@@ -194,8 +201,15 @@ class LiveApp:
                                       client, server, scheme, extra)
 
     async def principalOf(self, path, headers, client=None, server=None,
-                          scheme='http'):
-        """Whom a connection's credentials belong to (server/site.py)."""
+                          scheme='http', ticket=None):
+        """Whom a connection belongs to: the principal of a valid
+        connection `ticket`, checked here in the loop (server/tickets.py),
+        else whom the site says its credentials belong to
+        (server/site.py); with the headers its input requests carry on."""
+        principal = principalByTicket(self.tickets, ticket, path, headers)
+        if principal is not None:
+            return principal, [(name, value) for name, value in headers
+                               if name in site.KEEP]
         return await site.principalOf(self.wsgi, path, headers, client,
                                       server, scheme)
 

@@ -205,6 +205,19 @@ def settingsFrom(options):
     return settings
 
 
+def defaultSecretFile(options):
+    """Where the connection ticket secret is kept unless a setting says:
+    beside the site's data (the folder of its first <filestorage>), or ''
+    (a secret of each process) when the site has none."""
+    from zorg.live.server.tickets import SECRET_FILE
+    for database in options.databases:
+        storage = database.config.storage
+        if storage.config.getSectionType() == 'filestorage':
+            return os.path.join(os.path.dirname(os.path.abspath(
+                storage.config.path)), SECRET_FILE)
+    return ''
+
+
 def makeBroker(url, settings):
     if url.startswith('memory:'):
         from zorg.live.broker.memory import MemoryBroker
@@ -332,6 +345,8 @@ def createServers(configfile, options=None):
     if options is None:
         options = loadOptions(configfile)
     settings = settingsFrom(options)
+    if not settings.ticket_secret and not settings.ticket_secret_file:
+        settings.ticket_secret_file = defaultSecretFile(options)
     application = openApplication(configfile, options)
     settings.applyToPages()
     manager = zope.component.getUtility(ILivePageManager)

@@ -710,6 +710,7 @@ class LiveProtocol(asyncio.Protocol):
         if not self.reading:
             transport.resume_reading()
         raw = url.path or b'/'
-        socket.begin(unquote(raw.decode('utf-8', 'replace')), headers)
+        socket.begin(unquote(raw.decode('utf-8', 'replace')),
+                     url.query or b'', headers)
         if rest:
             socket.data_received(bytes(rest))

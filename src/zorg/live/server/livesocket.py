@@ -17,7 +17,9 @@ ServerProtocol made open, unless permessage-deflate was negotiated
 The handshake is refused (403) for a page of another origin (cross-site
 WebSocket hijacking) and authenticated like any site request: LiveApp asks
 the site who the request's credentials belong to (``@@live`` in a worker
-thread, page/views.py) and the connection belongs to that principal.
+thread, page/views.py) and the connection belongs to that principal --
+unless the URL carries a valid connection ticket (``?ticket=``, which the
+page's render handed out: server/tickets.py), checked in the loop.
 
 Heartbeats are pings from LiveApp's beat task; a peer that answers nothing
 for two intervals is dropped. Writes above the transport's high-water mark
@@ -50,6 +52,7 @@ from zorg.live.core.connection import parseMessage
 from zorg.live.page.guard import headerGetter
 from zorg.live.server.budget import CLOSE, budgetFor
 from zorg.live.server.shared import SharedConnection, encoders
+from zorg.live.server.tickets import ticketOf
 
 log = logging.getLogger('zorg.live.server')
 # The library logs every connection opened and closed at INFO: thousands.
@@ -156,9 +159,10 @@ class LiveSocketProtocol(asyncio.Protocol):
             max_size=settings.max_message_size, logger=framing)
         self.lastHeard = self.lastSent = self.app.loop.time()
 
-    def begin(self, path, headers):
-        """The handshake request, parsed by LiveProtocol: `path` and its
-        `headers` ((lowercase name, value) bytes)."""
+    def begin(self, path, query, headers):
+        """The handshake request, parsed by LiveProtocol: `path`, its
+        `query` string (bytes) and its `headers` ((lowercase name, value)
+        bytes)."""
         ws = self.ws
         ws.receive_data(wire.handshakeHead(headers))
         requests = ws.events_received()
@@ -167,7 +171,8 @@ class LiveSocketProtocol(asyncio.Protocol):
                                          % ws.handshake_exc))
             return
         self.shaking = True
-        self.app.loop.create_task(self.handshake(path, headers, requests[0]))
+        self.app.loop.create_task(
+            self.handshake(path, query, headers, requests[0]))
 
     def data_received(self, data):
         self.lastHeard = self.app.loop.time()
@@ -281,7 +286,7 @@ class LiveSocketProtocol(asyncio.Protocol):
 
     # -- the handshake ---------------------------------------------------
 
-    async def handshake(self, path, headers, request):
+    async def handshake(self, path, query, headers, request):
         app = self.app
         try:
             if not path.endswith('/@@live'):
@@ -294,7 +299,8 @@ class LiveSocketProtocol(asyncio.Protocol):
             if error is not None:
                 raise error
             principal, kept = await app.principalOf(
-                path, headers, self.client, self.server, self.scheme)
+                path, headers, self.client, self.server, self.scheme,
+                ticketOf(query))
         except LiveError as e:
             return self._refuse(e.status, e)
         except InvalidHandshake as e:

@@ -9,6 +9,8 @@ import os
 import re
 import resource
 
+from zorg.live.core.ticket import MIN_SECRET
+
 
 def _size(value):
     """Bytes from '1048576', '512KB', '10MB' or '1GB'."""
@@ -173,6 +175,22 @@ TABLE = [
      'Bits of the network prefix that groups IPv4 client addresses.'),
     ('ipv6-prefix', int, 64,
      'Bits of the network prefix that groups IPv6 client addresses.'),
+    ('ticket-lifetime', float, 60.0,
+     'Seconds a connection ticket stays valid: a rendered live page gets '
+     'one that lets its browser open the WebSocket (or shared SSE stream) '
+     'without the site being asked who the user is. Logging out does not '
+     'take back a ticket already handed out, so keep this short; after '
+     'it, the site is asked again.'),
+    ('ticket-secret', str, '',
+     'The secret that signs connection tickets (at least 16 characters). '
+     'Set the same one in every process that serves the site, or give '
+     'ticket-secret-file. Never logged.'),
+    ('ticket-secret-file', str, '',
+     'A file holding the ticket secret, made (mode 0600, random) when it '
+     'does not exist. Default with zope.conf: zorg-live-ticket.key beside '
+     'the site\'s FileStorage; else each process makes a secret of its '
+     'own, and a ticket works only in the process that rendered its page '
+     '(elsewhere the site is asked, as without one).'),
     ('allow-get-input', _bool, False,
      'UNSAFE: also accept input requests as GET (the original zorg.live '
      'form), which links and images on other sites can make. Off.'),
@@ -190,7 +208,7 @@ _POSITIVE = ('threads', 'refresh-interval', 'client-timeout',
              'max-input-ids', 'max-message-size', 'max-connection-pages',
              'socket-messages', 'socket-bytes', 'http-requests',
              'budget-burst', 'budget-grace', 'max-connections-per-address',
-             'max-prefix-share')
+             'max-prefix-share', 'ticket-lifetime')
 _NOT_NEGATIVE = ('graceful-timeout', 'max-idle-groups', 'broker-replicas')
 # Browsers' timers and proxies: a page told to wait longer than this for
 # its next byte would be taken for dead by any proxy in between.
@@ -245,7 +263,8 @@ class Settings:
             if getattr(self, attribute(name)) < 0:
                 raise ValueError('setting %s must not be negative, got %r'
                                  % (name, getattr(self, attribute(name))))
-        for name in ('refresh-interval', 'heartbeat-interval'):
+        for name in ('refresh-interval', 'heartbeat-interval',
+                     'ticket-lifetime'):
             if getattr(self, attribute(name)) > MAX_WAIT:
                 raise ValueError(
                     'setting %s is %g seconds: proxies and browsers drop a '
@@ -271,6 +290,10 @@ class Settings:
                 raise ValueError(
                     'setting trusted-origins: %r is not an origin; write '
                     'scheme://host or scheme://host:port' % origin)
+        if 0 < len(self.ticket_secret.encode('utf-8')) < MIN_SECRET:
+            raise ValueError('setting ticket-secret: use at least %d '
+                             'random characters (or leave it out)'
+                             % MIN_SECRET)
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if hard != resource.RLIM_INFINITY and self.max_connections > hard:
             raise ValueError(

@@ -19,6 +19,7 @@ from zorg.live.server.answers import respondError
 from zorg.live.server.fanout import BACKLOG, HEARTBEAT
 from zorg.live.server.shared import SharedConnection, encoders
 from zorg.live.server.streams import sendBody, watchDisconnect
+from zorg.live.server.tickets import ticketOf
 
 encoder = encoders(lambda text: wire.chunk(wire.sseData(text)))
 
@@ -108,7 +109,7 @@ async def sharedStream(app, scope, receive, send):
         principal, kept = await app.principalOf(
             scope['path'][:-len('/events')], scope['headers'],
             scope.get('client'), scope.get('server'),
-            scope.get('scheme', 'http'))
+            scope.get('scheme', 'http'), ticketOf(scope['query_string']))
     except LiveError as e:
         return await respondError(send, e)
     connection = StreamConnection(app, scope, principal, send, kept)

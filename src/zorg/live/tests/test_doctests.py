@@ -39,7 +39,8 @@ test_suite.__test__ = False  # for zope.testrunner, not a pytest test
 DOCMODULES = ['zorg.live.page.inputonce', 'zorg.live.core.connection',
               'zorg.live.core.inputs',
               'zorg.live.page.strangers', 'zorg.live.server.budget',
-              'zorg.live.server.clients', 'zorg.live.broker.redisurl']
+              'zorg.live.server.clients', 'zorg.live.broker.redisurl',
+              'zorg.live.core.ticket', 'zorg.live.page.redactlog']
 
 
 @pytest.mark.parametrize('name', DOCMODULES)

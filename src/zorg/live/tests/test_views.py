@@ -329,3 +329,15 @@ def test_a_livepage_takes_its_template_from_zcml(tmp_path):
     view = SimpleViewClass(str(template), bases=(LivePage,))(
         object(), TestRequest())
     assert '<p>from zcml</p>' in view.renderBody()
+
+
+def test_a_rendered_live_page_is_never_cached(tmp_path):
+    """Its HTML holds the page id (a capability) and the connection
+    ticket: Cache-Control private, no-store."""
+    from zorg.live.tests.serverfixture import RunningServer
+    import urllib.request
+    with RunningServer(tmp_path, threads=2) as server:
+        with urllib.request.urlopen(server.url('snapshot.html')) as r:
+            assert r.status == 200
+            assert r.headers['Cache-Control'] == 'private, no-store'
+            assert b'data-uuid' in r.read()
