@@ -57,12 +57,17 @@ setup(
         'ZODB >= 6.0',
         'ZConfig >= 4.0',
         'waitress >= 3.0',
-        'uvicorn[standard] >= 0.30',
+        # LiveServerHTTP's own protocol parses with httptools; uvicorn is
+        # still used for its proxy-headers middleware (public API).
+        'httptools >= 0.6',
+        'uvloop >= 0.19',
+        'uvicorn >= 0.30',
         'a2wsgi >= 1.10',
-        # The sans-I/O ServerProtocol frames the WebSocket; after the
-        # handshake server/livesocket.py restarts its frame parser (an
-        # internal, so the upper bound).
-        'websockets >= 14.0, < 18',
+        # The sans-I/O ServerProtocol frames the WebSocket, through its
+        # public API only (receive_data, events_received, accept,
+        # send_response, data_to_send, send_*; the `state` argument):
+        # test_liveproto checks that no module uses an underscore name.
+        'websockets >= 14.0',
         'transaction >= 3.0',
         'redis >= 5.0',
         'PasteDeploy >= 3.0',

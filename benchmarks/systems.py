@@ -81,6 +81,11 @@ class ZorgLiveServer:
         # 0.1 of 100,000, so the 10,001st page was refused and every
         # publisher's page with it).
         settings.setdefault('max_prefix_share', 1.0)
+        # On a busy machine rendering 10,000 pages takes longer than the
+        # default client-timeout (60 s): the WebSocket systems attach them
+        # only after all are rendered, and the first ones were dropped
+        # (unknown-page).
+        settings.setdefault('client_timeout', 300)
         self.server = RunningServer(
             self.dir, types=(kind,), threads=4, zcml=zcml, ports=[port],
             **settings)

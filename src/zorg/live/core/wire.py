@@ -14,6 +14,7 @@ their own.
 """
 
 import json
+from http import HTTPStatus
 
 from zorg.live.core.events import Idle, encode
 
@@ -100,8 +101,9 @@ NO_REPLIES = replies(())
 
 
 def chunk(data):
-    """`data` as one HTTP/1.1 chunk (the framing uvicorn gives a response
-    without content-length, so that Fanout's writes continue it)."""
+    """`data` as one HTTP/1.1 chunk (the framing LiveServerHTTP gives a
+    response without content-length, so that Fanout's writes continue
+    it)."""
     return b'%x\r\n%s\r\n' % (len(data), data)
 
 
@@ -263,3 +265,60 @@ def sseData(message):
     """A shared-connection message as one SSE frame (no id: the client
     keeps each page's last event id)."""
     return b'data: %s\n\n' % message.encode('utf-8')
+
+
+# -- HTTP/1.1 framing of LiveServerHTTP's own protocol (server/liveproto.py)
+
+HTTP_LAST_CHUNK = b'0\r\n\r\n'
+HTTP_CONTINUE = b'HTTP/1.1 100 Continue\r\n\r\n'
+_STATUS_LINES = {}
+
+
+def httpHead(status, headers, extra, date):
+    """A response head: the status line, the application's `headers`,
+    then `extra` (framing, ``connection: close``) and the Date (None:
+    the application gave its own)."""
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = ''
+        line = _STATUS_LINES[status] = (
+            'HTTP/1.1 %d %s\r\n' % (status, phrase)).encode('latin-1')
+    parts = [line]
+    for name, value in headers:
+        if b'\n' in value or b'\r' in value or b'\n' in name:
+            raise ValueError('a line break in the response header %r'
+                             % name)
+        parts.append(b'%s: %s\r\n' % (name, value))
+    for name, value in extra:
+        parts.append(b'%s: %s\r\n' % (name, value))
+    if date is not None:
+        parts.append(b'date: %s\r\n' % date)
+    parts.append(b'\r\n')
+    return b''.join(parts)
+
+
+# The answer to a request whose application failed before it answered.
+SERVER_ERROR_BODY = b'Internal Server Error'
+SERVER_ERROR_HEADERS = [(b'content-type', b'text/plain; charset=utf-8'),
+                        (b'content-length', b'%d' % len(SERVER_ERROR_BODY))]
+
+# What websockets' ServerProtocol.accept reads of a handshake request (the
+# Origin is checked by LiveApp, against the site's own origin).
+HANDSHAKE_HEADERS = (b'connection', b'upgrade', b'sec-websocket-key',
+                     b'sec-websocket-version', b'sec-websocket-extensions',
+                     b'sec-websocket-protocol')
+
+
+def handshakeHead(headers):
+    """The WebSocket handshake request given to the ServerProtocol: the
+    handshake's own headers of `headers` ((lowercase name, value) bytes),
+    under a path of ``/`` (the path and the rest stay with the server)."""
+    lines = [b'GET / HTTP/1.1\r\n']
+    for name, value in headers:
+        if name in HANDSHAKE_HEADERS:
+            lines.append(b'%s: %s\r\n' % (name, value))
+    lines.append(b'\r\n')
+    return b''.join(lines)

@@ -330,7 +330,7 @@ class LiveApp:
 
     def __call__(self, scope, receive, send):
         """Dispatch: a plain function returning the handler's coroutine
-        (uvicorn runs it as ``interface='asgi3'``), so that a held stream
+        (liveproto.py runs it as a task per request), so that a held stream
         keeps no frame of this dispatch alive (memory per open page)."""
         kind = scope['type']
         if kind == 'http':

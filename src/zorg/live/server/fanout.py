@@ -8,8 +8,9 @@ frames them once, and writes the same bytes to each stream's transport:
 one write per page, no task switch, no timer, no future.
 
 The bytes are the SSE frames wrapped as one HTTP/1.1 chunk, which is the
-framing uvicorn gives this response (no content-length: chunked), so the
-stream's later writes through uvicorn's ``send`` continue it seamlessly
+framing LiveServerHTTP's protocol (liveproto.py) gives this response (no
+content-length: chunked), so the stream's later writes through its ``send``
+continue it seamlessly
 (core/wire.py makes both).
 
 What Fanout may send is the core's decision (core/delivery.py's
@@ -29,8 +30,8 @@ from zorg.live.core.delivery import TIMEOUT, heartbeatDue, pushable
 from zorg.live.core.wire import SSE_HEARTBEAT, chunk
 from zorg.live.page.manager import READ_LIMIT
 
-# Unread bytes above which a reader counts as slow; uvicorn pauses its own
-# writes at the transport's high-water mark, which is 64 KiB.
+# Unread bytes above which a reader counts as slow; the protocol pauses its
+# own writes at the transport's high-water mark, which is 64 KiB.
 BACKLOG = 64 * 1024
 SLICE = 1000        # streams written per callback (~10 ms of writes)
 HEARTBEAT = chunk(SSE_HEARTBEAT)

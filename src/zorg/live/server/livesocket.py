@@ -1,11 +1,18 @@
 """The WebSocket transport of LiveServerHTTP: ``<app URL>/@@live``.
 
-uvicorn's HTTP protocol parses the request and hands the connection over
-at ``Upgrade: websocket`` (its ``ws`` protocol class is this one). The
-framing is the `websockets` library's sans-I/O ServerProtocol; this module
-only moves bytes between it, the transport and a SharedConnection
-(server/shared.py). No task waits per connection: an idle connection is
-this protocol object, its ServerProtocol and its transport.
+LiveProtocol (server/liveproto.py) parses the request with httptools and
+hands the connection over at ``Upgrade: websocket`` (`begin`). The
+framing is the `websockets` library's sans-I/O ServerProtocol, through
+its public API only; this module only moves bytes between it, the
+transport and a SharedConnection (server/shared.py). No task waits per
+connection: an idle connection is this protocol object, its
+ServerProtocol and its transport.
+
+The handshake is answered by a ServerProtocol given a head of the
+handshake's own headers only (core/wire.py's `handshakeHead`: what
+LiveProtocol parsed stays with us); the frames that follow go to a new
+ServerProtocol made open, unless permessage-deflate was negotiated
+(`handshake`).
 
 The handshake is refused (403) for a page of another origin (cross-site
 WebSocket hijacking) and authenticated like any site request: LiveApp asks
@@ -35,8 +42,7 @@ from websockets.exceptions import InvalidHandshake
 from websockets.extensions.permessage_deflate import (
     ServerPerMessageDeflateFactory)
 from websockets.frames import CloseCode, Frame, Opcode
-from websockets.http11 import Request
-from websockets.protocol import Protocol
+from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from zorg.live.interfaces import BadRequest, Busy, LiveError, TooLarge
@@ -72,13 +78,12 @@ ROUND = 64
 encoder = encoders(textFrame)
 
 
-def forgetHandshake(ws):
-    """Free the handshake request that ServerProtocol's parser keeps for
-    the connection's life (some 2.5 KB per idle connection): run the
-    frame parser in a new generator. Nothing is lost: a client sends no
-    frame before it has the 101 answer, and the reader's buffer stays."""
-    ws.parser = Protocol.parse(ws)
-    next(ws.parser)
+def addresses(transport):
+    """``(client, server, scheme)`` of a connection (as an ASGI scope
+    has them)."""
+    return (transport.get_extra_info('peername'),
+            transport.get_extra_info('sockname'),
+            'https' if transport.get_extra_info('sslcontext') else 'http')
 
 
 class SocketConnection(SharedConnection):
@@ -112,19 +117,18 @@ class SocketConnection(SharedConnection):
 
 
 class LiveSocketProtocol(asyncio.Protocol):
-    """One WebSocket of LiveServerHTTP (uvicorn's ``ws`` protocol class)."""
+    """One WebSocket of LiveServerHTTP (LiveProtocol hands it over)."""
 
     # Slots: thousands of these wait at once.
-    __slots__ = ('config', 'app', 'settings', 'connections', 'transport',
+    __slots__ = ('app', 'settings', 'connections', 'transport',
                  'ws', 'connection', 'paused', 'lastHeard', 'lastSent',
                  'message', 'shaking', 'client', 'server', 'scheme',
                  'inbox', 'frames', 'budget', 'later', 'reading')
 
-    def __init__(self, config, server_state, app_state=None):
-        self.config = config
-        self.app = config.zorg_app
-        self.settings = config.zorg_settings
-        self.connections = server_state.connections
+    def __init__(self, app, settings, connections):
+        self.app = app
+        self.settings = settings
+        self.connections = connections
         self.transport = None
         self.ws = None
         self.connection = None     # SocketConnection once accepted
@@ -144,10 +148,7 @@ class LiveSocketProtocol(asyncio.Protocol):
     def connection_made(self, transport):
         self.transport = transport
         self.connections.add(self)
-        self.client = transport.get_extra_info('peername')
-        self.server = transport.get_extra_info('sockname')
-        self.scheme = 'https' if transport.get_extra_info(
-            'sslcontext') else 'http'
+        self.client, self.server, self.scheme = addresses(transport)
         settings = self.settings
         self.ws = ServerProtocol(
             # No context takeover: each message is compressed on its own,
@@ -158,35 +159,34 @@ class LiveSocketProtocol(asyncio.Protocol):
             max_size=settings.max_message_size, logger=framing)
         self.lastHeard = self.lastSent = self.app.loop.time()
 
-    def data_received(self, data):
+    def begin(self, path, query, headers):
+        """The handshake request, parsed by LiveProtocol: `path`, its
+        `query` string (bytes) and its `headers` ((lowercase name, value)
+        bytes)."""
         ws = self.ws
+        ws.receive_data(wire.handshakeHead(headers))
+        requests = ws.events_received()
+        if ws.handshake_exc is not None or len(requests) != 1:
+            self._refuse(400, BadRequest('not a WebSocket handshake: %s'
+                                         % ws.handshake_exc))
+            return
+        self.shaking = True
+        self.app.loop.create_task(
+            self.handshake(path, query, headers, requests[0]))
+
+    def data_received(self, data):
         self.lastHeard = self.app.loop.time()
         if self.connection is not None:
             self.inbox += data
             if self.later is None:
                 self.round()
             return
-        # The handshake: only its request head goes to the parser; what a
-        # client sends before it has our answer waits, unread and
-        # unparsed, for the connection's budget (else a flood sent at
-        # once would be parsed in one go when the handshake is answered).
-        inbox = self.inbox
-        inbox += data
-        if not self.shaking and ws.handshake_exc is None:
-            end = inbox.find(wire.HEAD_END)
-            head = bytes(inbox[:end + 4] if end >= 0 else inbox)
-            del inbox[:len(head)]
-            ws.receive_data(head)
-            if ws.handshake_exc is None:
-                for event in ws.events_received():
-                    if isinstance(event, Request):
-                        self.shaking = True
-                        self.app.loop.create_task(self.handshake(event))
-            else:
-                self._refuse(400, BadRequest('not a WebSocket handshake: %s'
-                                             % ws.handshake_exc))
-                return
-        if inbox and self.reading:
+        # What a client sends before it has our answer to the handshake
+        # waits, unread and unparsed, for the connection's budget (else a
+        # flood sent at once would be parsed in one go when the handshake
+        # is answered).
+        self.inbox += data
+        if self.reading:
             self.reading = False
             self.transport.pause_reading()
 
@@ -278,7 +278,7 @@ class LiveSocketProtocol(asyncio.Protocol):
             self.paused.set_result(None)
 
     def shutdown(self):
-        """uvicorn's graceful shutdown: tell the owner to reconnect."""
+        """The server's graceful shutdown: tell the owner to reconnect."""
         if self.connection is not None:
             self.connection.drain()
         else:
@@ -286,25 +286,21 @@ class LiveSocketProtocol(asyncio.Protocol):
 
     # -- the handshake ---------------------------------------------------
 
-    async def handshake(self, request):
+    async def handshake(self, path, query, headers, request):
         app = self.app
-        path = request.path.split('?')[0]
         try:
             if not path.endswith('/@@live'):
                 error = LiveError('no WebSocket here: the live connection '
                                   'of a site is <app URL>/@@live')
                 error.status, error.code = 404, 'not-found'
                 raise error
-            headers = [(name.lower().encode('latin-1'),
-                        value.encode('latin-1'))
-                       for name, value in request.headers.raw_items()]
             error = app.crossSite(headerGetter(headers), app.proxies.client(
                 self.client, headers, self.scheme)[1])
             if error is not None:
                 raise error
             principal, kept = await app.principalOf(
                 path, headers, self.client, self.server, self.scheme,
-                ticketOf(request.path.partition('?')[2]))
+                ticketOf(query))
         except LiveError as e:
             return self._refuse(e.status, e)
         except InvalidHandshake as e:
@@ -317,12 +313,22 @@ class LiveSocketProtocol(asyncio.Protocol):
             self.flush()
             self.transport.close()
             return
+        self.flush()
+        if not self.settings.websocket_deflate:
+            # The frames of an open connection need nothing of the
+            # handshake: a ServerProtocol made open (its documented
+            # `state` argument) frees the one that answered it, whose
+            # parser keeps the request for the connection's life (some
+            # 2.5 KB per idle connection). With permessage-deflate the
+            # negotiated extension lives in the first one: kept.
+            self.ws = ServerProtocol(
+                state=State.OPEN, max_size=self.settings.max_message_size,
+                logger=framing)
         self.connection = SocketConnection(self, principal, kept)
         self.budget = budgetFor(self.settings, app.loop.time())
         self.frames = collections.deque()
         app.sockets.add(self)
         self.flush()
-        forgetHandshake(self.ws)
         if app.draining:
             self.connection.drain()
             return

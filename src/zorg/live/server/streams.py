@@ -3,7 +3,7 @@ every stream of the loop shares (a parked page, waiting, sending).
 
 Every stream runs the core's one stream loop (core/delivery.py's
 `holdStream`); this module only says how it reads (the broker from memory,
-else its executor), sends (uvicorn's ``send`` with the send timeout) and
+else its executor), sends (the ASGI ``send`` with the send timeout) and
 waits (parked with Fanout, which writes what comes next, or on a future
 with a timer). A page attached to a shared connection runs the same loop
 (server/shared.py), and is the same `Parked` thing with an owner.
