@@ -74,7 +74,8 @@ class MemoryBroker(LocalPresence, LocalInputs):
         LocalPresence.__init__(self)
         LocalInputs.__init__(self)
         self._inFlight = {}    # token -> first position (voted, unfinished)
-        self._pendingLogs = {}  # token -> [(log, position)] of its events
+        # token -> [(group id, log, position)] of its events
+        self._pendingLogs = {}
         self.historySize = historySize
         self.maxIdleGroups = maxIdleGroups
         self._cond = threading.Condition(threading.Lock())
@@ -133,7 +134,7 @@ class MemoryBroker(LocalPresence, LocalInputs):
                 log.entries.append((position, text, audience))
                 if inFlight is not None:
                     log.pending.append(position)
-                    pending.append((log, position))
+                    pending.append((group_id, log, position))
                 excess = len(log.positions) - self.historySize
                 # Trim in batches so that the cost per publish stays
                 # constant.
@@ -194,10 +195,10 @@ class MemoryBroker(LocalPresence, LocalInputs):
 
     def finished(self, token, committed=True):
         # Nothing here is lost between a vote and its finish.
-        groups = []
+        woken = {}
         with self._cond:
             self._inFlight.pop(token, None)
-            for log, position in self._pendingLogs.pop(token, ()):
+            for group_id, log, position in self._pendingLogs.pop(token, ()):
                 if position in log.pending:
                     log.pending.remove(position)
                 if not committed:
@@ -206,10 +207,11 @@ class MemoryBroker(LocalPresence, LocalInputs):
                             log.positions[at] == position:
                         del log.positions[at]
                         del log.entries[at]
-                groups.append(log)
-            # Who waits for these logs is woken (listeners by group id).
-            ids = tuple(g for g, log in self._logs.items()
-                        if any(log is held for held in groups))
+                # Who reads the log is woken (listeners by group id):
+                # a group still watched, with this log.
+                if self._logs.get(group_id) is log:
+                    woken[group_id] = True
+            ids = tuple(woken)
             self._cond.notify_all()
         self.resolveInputs(token, committed)
         for listener in self._listeners if committed and ids else ():
