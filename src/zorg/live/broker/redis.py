@@ -681,7 +681,7 @@ class RedisBroker:
                 % (good, self.replicas))
         for _attempt in range(2):
             pipe = self._redis.pipeline(transaction=False)
-            pipe.evalsha(self._publish.sha, len(keys), *(keys + args))
+            pipe.evalsha(self._publish.sha, *self._evalArgs(keys, args))
             pipe.execute_command('WAIT', self.replicas,
                                  max(1, int(self.timeout * 250)))
             ids, acked = pipe.execute(raise_on_error=False)
@@ -697,6 +697,10 @@ class RedisBroker:
                         'in time; committed all the same (its events are '
                         'in the log)', acked, self.replicas)
         return ids
+
+    def _evalArgs(self, keys, args):
+        """EVALSHA's arguments after the sha, for a script of _script."""
+        return [len(keys)] + list(keys) + list(args)
 
     def publishMany(self, items, inputs=(), inFlight=None):
         return self._call(items, inputs, inFlight, self._deadline(),
