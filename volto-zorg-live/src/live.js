@@ -65,7 +65,11 @@ export function apply(state, event) {
 export function attach(url, page, initial, onState) {
   let state = initial;
   let stopped = false;
-  const ws = new WebSocket(url);
+  // The ticket of the @live answer tells the server who this is without
+  // asking the site (the token cookie is the fallback).
+  const ws = new WebSocket(page.ticket
+    ? `${url}${url.includes('?') ? '&' : '?'}ticket=${encodeURIComponent(page.ticket)}`
+    : url);
   ws.addEventListener('open', () => {
     ws.send(JSON.stringify({
       type: 'attach', page: 1, uuid: page.uuid, url: page.clientURL,

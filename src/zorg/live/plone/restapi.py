@@ -10,12 +10,22 @@
   cookie in which Volto keeps plone.restapi's token (``auth_token``),
   checked by plone.restapi's own JWT plugin. The page then attaches to
   that socket as a Classic UI page does.
+- ``@live`` answers a connection ticket too (core/ticket.py), which
+  volto-zorg-live sends with the socket's handshake (``?ticket=``), so
+  that the server knows the user without asking the site. It is bound to
+  no credentials, as a Classic UI page's is under a cookie login: the
+  socket carries the token in a cookie, not in the Authorization header
+  of the ``@live`` call.
 """
+
+import time
 
 from plone.restapi.pas.plugin import JWTAuthenticationPlugin
 from plone.restapi.services import Service
 from zope.component import getMultiAdapter
 
+from zorg.live.core.ticket import TICKETS, siteOfURL
+from zorg.live.page.manager import requestEnviron
 from zorg.live.plone import editing
 from zorg.live.plone.settings import settings
 from zorg.live.zope6.page import userInfo
@@ -42,6 +52,7 @@ class LivePageService(Service):
         state = editing.editingState(self.context)
         manager = page.manager
         return {
+            'ticket': ticketFor(page, self.request),
             'uuid': page.uuid,
             'clientURL': page.clientURL(),
             'lastEventId': manager.broker.formatPosition(
@@ -58,6 +69,16 @@ class LivePageService(Service):
                          'notify_changes': bool(current.notify_changes),
                          'show_editing': bool(current.show_editing)},
         }
+
+
+def ticketFor(page, request):
+    """The connection ticket of `page`'s principal for its site's
+    ``@@live``, or None where the server issues none."""
+    issue = requestEnviron(request).get(TICKETS)
+    if issue is None:
+        return None
+    return issue(page.client.principal, siteOfURL(page.liveURL()),
+                 time.time(), credentials='')
 
 
 def tokenUser(context, token):

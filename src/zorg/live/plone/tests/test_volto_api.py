@@ -103,3 +103,31 @@ def test_the_socket_knows_only_a_valid_token(plone):
     # Without View, no page: Fay may not view the private document.
     status, body = livePage(plone, token(plone, 'fay'), '/Plone/private')
     assert status in (401, 403), body
+
+
+def ticketSocket(plone, ticket):
+    """The socket as volto-zorg-live opens it with the @live answer's
+    ticket, but without the token cookie: only the ticket says who."""
+    origin = 'http://127.0.0.1:%d' % plone.port
+    return connect('ws://127.0.0.1:%d/Plone/@@live?ticket=%s'
+                   % (plone.port, ticket),
+                   additional_headers={'Origin': origin}, open_timeout=30)
+
+
+def test_the_live_answer_carries_a_ticket_for_the_socket(plone):
+    """@live answers a connection ticket: on a socket without the token
+    cookie, it alone makes the socket Dan's (the site is not asked), and
+    his page attaches. A changed ticket counts for nothing: the socket is
+    anonymous, and his page is refused."""
+    dan = token(plone, 'dan')
+    status, page = livePage(plone, dan, '/Plone/published')
+    assert status == 200
+    assert page['ticket'], page
+    with ticketSocket(plone, page['ticket']) as ws:
+        assert attach(ws, page) == {'type': 'attached', 'page': 1}
+    forged = page['ticket'][:-4] + ('AAAA' if not page['ticket'].endswith(
+        'AAAA') else 'BBBB')
+    with ticketSocket(plone, forged) as ws:
+        answer = attach(ws, page)
+        assert answer['type'] == 'error', answer
+        assert answer['error'] == 'forbidden'
