@@ -447,7 +447,11 @@ class RedisBroker:
         if streamTTL is not None:
             self.streamTTL = streamTTL
         self._ttl = str(int(self.streamTTL * 1000))
-        self._slack = str(max(1, historySize // 4))
+        # history-size counts events. A log also holds the markers of
+        # transactions (pending.py), at most one per event, so it keeps
+        # twice as many entries.
+        self._kept = 2 * historySize
+        self._slack = str(max(1, self._kept // 4))
         # One XREAD never returns more than historySize entries of a log:
         # an answer shorter than that proves that nothing it skipped over
         # was trimmed (see _append).
@@ -615,7 +619,7 @@ class RedisBroker:
             keys += inputKeys
             records += [inputId, token, answer, keep, max(1, int(ttl))]
             answers.append((inputKeys[0], inputId))
-        args = ([self.historySize, self._slack, self._ttl, deadline,
+        args = ([self._kept, self._slack, self._ttl, deadline,
                  len(items), len(inputs), inFlight or '',
                  int(self.inFlightTTL * 1000)] + events + records)
         try:

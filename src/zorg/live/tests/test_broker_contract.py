@@ -159,6 +159,28 @@ def test_history_is_trimmed_and_a_reader_behind_it_is_not_recovered(make):
     assert start < base <= positions[-4]
 
 
+def test_history_counts_events_not_the_markers_of_transactions(make):
+    """history-size is events kept per group: a transaction's marker
+    (pending.py) does not take an event's place in the history."""
+    broker = make(historySize=4)
+    broker.latest('g')
+    positions = []
+    for n in range(6):
+        token = 'h%d' % n
+        position, = broker.publishMany(
+            [('g', lambda event_id, n=n: text(event_id, str(n)), None)],
+            inFlight=token)
+        assert broker.finished(token) is True
+        positions.append(position)
+    until(lambda: shown(broker, 'g', positions[-2]) != [])
+    # The last four are there to be read from before the first of them,
+    # from the reader's cache and from the log itself.
+    for read in (broker.read, getattr(broker, 'readStored', broker.read)):
+        entries, recovered = read('g', positions[1], 100)
+        assert recovered, read
+        assert [p for p, _t, _a in entries] == positions[2:], read
+
+
 def test_a_position_from_before_the_log_is_not_recovered(make):
     broker = make()
     old = publish(broker, 'g')
