@@ -271,16 +271,19 @@ class Delivery:
         self.generation += 1
         return None, self.generation
 
-    def finish(self, num, generation, texts, end):
+    def finish(self, num, generation, texts, end, body=None):
         """Record the answer to fresh request `num`; return its body.
 
         `texts` are the encoded events (empty for an idle answer), `end` the
-        log position the answer reached. A superseded request (rule 5) gets
-        an idle body and records nothing.
+        log position the answer reached; `body` is ``answer(num, texts)``
+        when the caller made it already (the fast path makes one for many
+        pages). A superseded request (rule 5) gets an idle body and records
+        nothing.
         """
-        body = answer(num, texts)
         if generation != self.generation:
             return answer(num, ())
+        if body is None:
+            body = answer(num, texts)
         self.pending = Pending(num, body, end)
         self.nextNum = num + 1
         return body

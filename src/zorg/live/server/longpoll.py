@@ -11,10 +11,16 @@ from zorg.live.server.answers import respond, respondError
 from zorg.live.server.streams import sleep, watchDisconnect
 
 
+def outputQuery(query_string):
+    """``(outputNum, lastEventId)`` of an output request's query, as
+    given (the manager checks them)."""
+    query = parse_qs(query_string.decode('latin-1'))
+    return (query.get('outputNum', [''])[0],
+            query.get('lastEventId', [None])[0])
+
+
 async def output(app, scope, receive, send, uuid):
-    query = parse_qs(scope['query_string'].decode('latin-1'))
-    num = query.get('outputNum', [''])[0]
-    last = query.get('lastEventId', [None])[0]
+    num, last = outputQuery(scope['query_string'])
     try:
         client, num, body, generation = await app.step(
             app.manager.beginOutput, uuid, num, last)
