@@ -186,11 +186,11 @@ class Polls:
         self._slice(group_id, list(polls), 0)
 
     def _slice(self, group_id, polls, start):
-        stop = min(len(polls), start + SLICE)
+        until = min(len(polls), start + SLICE)
         reads = {}      # cursor -> (entries, end, shared texts) or None
         answers = {}    # (cursor, outputNum) -> (body, response)
         broker = self.manager.broker
-        for poll in polls[start:stop]:
+        for poll in polls[start:until]:
             if poll.done:
                 continue
             cursor = poll.cursor
@@ -226,8 +226,8 @@ class Polls:
                 self.end(poll, outcome, got, reached, shared)
                 continue
             self.run(poll, step)
-        if stop < len(polls):
-            self.later(self._slice, group_id, polls, stop)
+        if until < len(polls):
+            self.later(self._slice, group_id, polls, until)
             return
         if self.pushing.pop(group_id, False):
             self.push(group_id)
