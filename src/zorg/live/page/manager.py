@@ -595,8 +595,9 @@ class LivePageManager:
                     raise WouldBlock('latest')
                 end = broker.latest(client.group_id)
             return [(end, reloadText(broker.formatPosition(end)))], end
-        end = entries[-1][0] if entries else after
-        return self.select(client, entries), end
+        if not entries:
+            return [], after
+        return self.select(client, entries), entries[-1][0]
 
     def select(self, client, entries):
         """The ``(position, json_text)`` of the log `entries` (as read from

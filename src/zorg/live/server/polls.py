@@ -150,8 +150,8 @@ class Polls:
         manager = self.manager
         manager.holdEnded(client)
         self.app.unparkPage(poll.uuid, poll)
-        poll.loop.close()
         if error is not None:
+            poll.loop.close()
             data = wire.jsonResponse(error.status, wire.errorBody(error),
                                      httpDate())
         else:
