@@ -26,6 +26,8 @@ body, HEAD, HTTP/1.0, a pipelined one, bad input) takes the ordinary path,
 which answers it as before; `begin` changes nothing when it declines.
 """
 
+import logging
+
 from zorg.live.core import delivery as rules
 from zorg.live.core import wire
 from zorg.live.interfaces import LiveError
@@ -35,6 +37,8 @@ from zorg.live.server.longpoll import outputQuery
 
 SLICE = 1000        # polls answered per callback (some ms of writes)
 
+log = logging.getLogger('zorg.live.server')
+
 
 class HeldPoll:
     """One long-poll request waiting on the fast path: the core's loop
@@ -42,7 +46,7 @@ class HeldPoll:
     LiveApp's parked pages, woken as the others are."""
 
     __slots__ = ('polls', 'protocol', 'client', 'uuid', 'num', 'generation',
-                 'loop', 'cursor', 'deadline', 'keepAlive', 'done')
+                 'loop', 'cursor', 'deadline', 'keepAlive', 'held', 'done')
 
     def __init__(self, polls, protocol, client, uuid, num, generation):
         self.polls = polls
@@ -55,6 +59,7 @@ class HeldPoll:
         self.cursor = None      # where it waits to read from
         self.deadline = None    # the loop time its wait ends
         self.keepAlive = True   # the connection carries another request
+        self.held = False       # counted by the manager (holdStarted)
         self.done = False
 
     def wake(self, reason):
@@ -103,6 +108,7 @@ class Polls:
         poll.loop = rules.holdOutput(client, generation,
                                      clock() + client.refreshInterval, clock)
         manager.holdStarted(client)
+        poll.held = True
         app = self.app
         app.parkPage(uuid, poll)
         self.run(poll, next(poll.loop))
@@ -131,15 +137,16 @@ class Polls:
         if poll.done:
             return
         try:
-            step = poll.loop.send(reason)
-        except StopIteration as stop:
-            return self.end(poll, *stop.value)
-        self.run(poll, step)
+            try:
+                step = poll.loop.send(reason)
+            except StopIteration as stop:
+                return self.end(poll, *stop.value)
+            self.run(poll, step)
+        except Exception:
+            self.fail(poll)
 
-    def end(self, poll, outcome, texts, end, shared=None, error=None):
-        """The loop returned `outcome`: record and write the answer (none
-        for a client gone). `shared` is ``(body, response)`` when the
-        round made this answer for other pages too."""
+    def release(self, poll):
+        """`poll` waits no more: out of the tables, the manager told."""
         poll.done = True
         client = poll.client
         waiting = self.waiting.get(client.group_id)
@@ -147,9 +154,28 @@ class Polls:
             waiting.discard(poll)
             if not waiting:
                 del self.waiting[client.group_id]
-        manager = self.manager
-        manager.holdEnded(client)
+        if poll.held:
+            poll.held = False
+            self.manager.holdEnded(client)
         self.app.unparkPage(poll.uuid, poll)
+
+    def fail(self, poll):
+        """A fault of this path (a bug): logged, and the poll's connection
+        closed, so that its page asks again; the other polls go on."""
+        log.exception('serving a long-poll failed; closing its connection')
+        self.release(poll)
+        protocol = poll.protocol
+        if protocol.poll is poll:
+            protocol.poll = None
+        protocol.transport.abort()
+
+    def end(self, poll, outcome, texts, end, shared=None, error=None):
+        """The loop returned `outcome`: record and write the answer (none
+        for a client gone). `shared` is ``(body, response)`` when the
+        round made this answer for other pages too."""
+        self.release(poll)
+        client = poll.client
+        manager = self.manager
         if error is not None:
             poll.loop.close()
             data = wire.jsonResponse(error.status, wire.errorBody(error),
@@ -193,44 +219,49 @@ class Polls:
         for poll in polls[start:until]:
             if poll.done:
                 continue
-            cursor = poll.cursor
-            if cursor in reads:
-                read = reads[cursor]
-            else:
-                read = reads[cursor] = self._read(broker, group_id, cursor)
             try:
-                step = poll.loop.send(rules.PUBLISH)
-            except StopIteration as stop:
-                self.end(poll, *stop.value)
-                continue
-            if read is None or step[0] != rules.READ or step[1] != cursor:
-                # The history is lost (a reload) or something unforeseen:
-                # the page's own read.
-                self.run(poll, step)
-                continue
-            entries, end, texts = read
-            if texts is None:
-                texts = [text for _pos, text
-                         in self.manager.select(poll.client, entries)]
-            try:
-                step = poll.loop.send((texts, end))
-            except StopIteration as stop:
-                outcome, got, reached = stop.value
-                shared = None
-                if got is read[2] and got:
-                    key = cursor, poll.num
-                    shared = answers.get(key)
-                    if shared is None:
-                        body = wire.answer(poll.num, got)
-                        shared = answers[key] = body, self.response(body)
-                self.end(poll, outcome, got, reached, shared)
-                continue
-            self.run(poll, step)
+                self._answer(poll, group_id, broker, reads, answers)
+            except Exception:
+                self.fail(poll)
         if until < len(polls):
             self.later(self._slice, group_id, polls, until)
             return
         if self.pushing.pop(group_id, False):
             self.push(group_id)
+
+    def _answer(self, poll, group_id, broker, reads, answers):
+        """Send `poll`'s loop the publish, and the news read once for its
+        position (`reads`), with the answer made once (`answers`)."""
+        cursor = poll.cursor
+        if cursor in reads:
+            read = reads[cursor]
+        else:
+            read = reads[cursor] = self._read(broker, group_id, cursor)
+        try:
+            step = poll.loop.send(rules.PUBLISH)
+        except StopIteration as stop:
+            return self.end(poll, *stop.value)
+        if read is None or step[0] != rules.READ or step[1] != cursor:
+            # The history is lost (a reload) or something unforeseen: the
+            # page's own read.
+            return self.run(poll, step)
+        entries, end, texts = read
+        if texts is None:
+            texts = [text for _pos, text
+                     in self.manager.select(poll.client, entries)]
+        try:
+            step = poll.loop.send((texts, end))
+        except StopIteration as stop:
+            outcome, got, reached = stop.value
+            shared = None
+            if got is read[2] and got:
+                key = cursor, poll.num
+                shared = answers.get(key)
+                if shared is None:
+                    body = wire.answer(poll.num, got)
+                    shared = answers[key] = body, self.response(body)
+            return self.end(poll, outcome, got, reached, shared)
+        self.run(poll, step)
 
     def _read(self, broker, group_id, cursor):
         """``(entries, end, texts)`` of the group's log after `cursor`, read

@@ -277,3 +277,41 @@ def test_a_group_larger_than_a_slice_is_answered_whole_and_once(
             raw.close()
 
     run(conversation())
+
+
+def test_a_fault_answering_one_poll_closes_its_connection_alone(
+        served, monkeypatch):
+    manager = served.manager
+    ids = pages(manager, 3)
+    broken = ids[1]
+    original = manager.finishOutput
+
+    def finishOutput(client, *args):
+        if client.uuid == broken:
+            raise RuntimeError('a bug on the fast path')
+        return original(client, *args)
+    monkeypatch.setattr(manager, 'finishOutput', finishOutput)
+
+    async def conversation():
+        raws = await opened(served, 3)
+        for raw, uuid in zip(raws, ids):
+            await raw.send(poll(uuid, 0))
+        await served.until(lambda: manager.waiting == 3)
+        served.inLoop(lambda: manager.publish(Append('t', 'one'), 'g'))
+        for raw in (raws[0], raws[2]):
+            status, _h, body = await raw.response()
+            assert [e['html'] for e in json.loads(body)['events']] == ['one']
+        assert await raws[1].untilClosed(timeout=20) == b''
+        await served.until(lambda: manager.waiting == 0)
+        # The group's later news still goes out (no round left hanging).
+        for raw, uuid in ((raws[0], ids[0]), (raws[2], ids[2])):
+            await raw.send(poll(uuid, 1))
+        await served.until(lambda: manager.waiting == 2)
+        served.inLoop(lambda: manager.publish(Append('t', 'two'), 'g'))
+        for raw in (raws[0], raws[2]):
+            status, _h, body = await raw.response()
+            assert [e['html'] for e in json.loads(body)['events']] == ['two']
+        for raw in raws:
+            raw.close()
+
+    run(conversation())
