@@ -51,7 +51,8 @@ Everything that decides what a page is sent lives here; the long-poll path
 What a waiting request does when it wakes is decided by one table per
 transport (LONGPOLL_WAKE, STREAM_WAKE). The loops themselves are two
 generators that do no I/O: `holdOutput` for long-poll (the threaded driver,
-LivePageManager.output, and the event loop's server/longpoll.py run it)
+LivePageManager.output, and the event loop's server/longpoll.py and its
+fast path server/polls.py run it)
 and `holdStream` for every stream (a page's own SSE stream, and each page
 of a shared connection, WebSocket or SSE: server/streams.py and
 server/shared.py run it). The drivers differ only in how they read, send

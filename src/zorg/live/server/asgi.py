@@ -24,7 +24,9 @@ calls waiting on the broker is bounded (`MAX_WAITING_IO`): more get 503
 broker-unavailable at once.
 
 This module is routing and lifecycle; the drivers of the core's loops are
-server/longpoll.py (`holdOutput`, as the threaded driver runs it) and
+server/longpoll.py and server/polls.py (`holdOutput`, as the threaded
+driver runs it; polls.py is the fast path for plain long-polls, which
+liveproto.py hands over without an ASGI cycle, and wake() pushes to) and
 server/streams.py (`holdStream`, as the shared connections run it),
 requests to the site are server/site.py's, and every byte comes from
 core/wire.py.

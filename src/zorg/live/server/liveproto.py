@@ -26,6 +26,13 @@ through one small cycle keeps one routing table, and the cycle is the
 part of uvicorn whose cost we paid per delivery (its flow-control events
 and per-cycle futures, a timer per request), now without any of it.
 
+One kind of request skips the cycle: a kept-alive GET of a page's
+long-poll URL (``.../@@client/<uuid>/output``) without a body, arriving
+when nothing else is being answered on its connection, goes straight to
+the app's `Polls` (server/polls.py), which answers it or holds it without
+a task; the connection's one timer carries its deadline. Anything Polls
+declines takes the cycle as before.
+
 A response without Content-Length is sent chunked (HTTP/1.1), and the
 transport is in the scope (``zorg.live.transport``): Fanout writes SSE
 frames to idle streams as chunks of their own (server/fanout.py), between

@@ -1,7 +1,9 @@
 """The long-poll driver of LiveServerHTTP (``.../@@client/<uuid>/output``):
 the core's long-poll loop (core/delivery.py's `holdOutput`, which the
 threaded driver runs too) in the event loop: reads from memory or the
-broker executor, waits on a future."""
+broker executor, waits on a future. A plain kept-alive poll served from
+memory takes the fast path instead (server/polls.py: no task, no ASGI
+cycle, one answer made for many pages); this path serves the rest."""
 
 import re
 from urllib.parse import parse_qs
