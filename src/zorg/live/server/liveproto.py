@@ -443,7 +443,7 @@ class LiveProtocol(asyncio.Protocol):
                   or self.poll):
                 # Another upgrade (h2c...): answered as plain HTTP, and
                 # the connection closes after it.
-                for cycle in [self.cycle] + list(self.pipeline):
+                for cycle in [self.cycle, self.poll] + list(self.pipeline):
                     if cycle is not None:
                         cycle.keepAlive = False
             return False
@@ -738,13 +738,13 @@ class LiveProtocol(asyncio.Protocol):
                 or not parser.should_keep_alive()
                 or parser.get_http_version() != '1.1'):
             return False
-        match = polls.route(path)
-        if match is None:
+        uuid = polls.route(path)
+        if uuid is None:
             return False
         for name, _value in headers:
             if name in BODY_HEADERS:
                 return False
-        if not polls.begin(self, match, url.query or b''):
+        if not polls.begin(self, uuid, url.query or b''):
             return False
         self.parsing = None
         return True

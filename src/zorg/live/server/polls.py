@@ -179,17 +179,19 @@ class Polls:
         if error is not None:
             poll.loop.close()
             data = wire.jsonResponse(error.status, wire.errorBody(error),
-                                     httpDate())
+                                     httpDate(), not poll.keepAlive)
         else:
             body = manager.endOutput(
                 client, poll.num, poll.generation, outcome, texts, end,
                 None if shared is None else shared[0])
             if body is None:
                 data = None     # nobody to answer; nothing was recorded
-            elif shared is not None and body is shared[0]:
+            elif (shared is not None and body is shared[0]
+                  and poll.keepAlive):
                 data = shared[1]
             else:
-                data = self.response(body)
+                data = wire.jsonResponse(200, body, httpDate(),
+                                         not poll.keepAlive)
         poll.protocol.pollEnded(poll, data)
 
     def response(self, body):

@@ -315,3 +315,23 @@ def test_a_fault_answering_one_poll_closes_its_connection_alone(
             raw.close()
 
     run(conversation())
+
+
+def test_a_held_poll_that_asked_for_another_protocol_is_answered_and_closed(
+        served):
+    manager = served.manager
+    [uuid] = pages(manager, 1)
+
+    async def conversation():
+        raw = await Raw.open(served)
+        await raw.send(request('GET', PAGE % uuid + 'output?outputNum=0',
+                               headers=('Upgrade: h2c',
+                                        'Connection: Upgrade')))
+        await served.until(lambda: manager.waiting == 1)
+        served.inLoop(lambda: manager.publish(Append('t', 'news'), 'g'))
+        status, headers, body = await raw.response()
+        assert status == 200 and headers['connection'] == 'close'
+        assert [e['html'] for e in json.loads(body)['events']] == ['news']
+        assert await raw.untilClosed(timeout=20) == b''
+
+    run(conversation())
