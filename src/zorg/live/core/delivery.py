@@ -51,7 +51,8 @@ Everything that decides what a page is sent lives here; the long-poll path
 What a waiting request does when it wakes is decided by one table per
 transport (LONGPOLL_WAKE, STREAM_WAKE). The loops themselves are two
 generators that do no I/O: `holdOutput` for long-poll (the threaded driver,
-LivePageManager.output, and the event loop's server/longpoll.py run it)
+LivePageManager.output, and the event loop's server/longpoll.py and its
+fast path server/polls.py run it)
 and `holdStream` for every stream (a page's own SSE stream, and each page
 of a shared connection, WebSocket or SSE: server/streams.py and
 server/shared.py run it). The drivers differ only in how they read, send
@@ -271,16 +272,19 @@ class Delivery:
         self.generation += 1
         return None, self.generation
 
-    def finish(self, num, generation, texts, end):
+    def finish(self, num, generation, texts, end, body=None):
         """Record the answer to fresh request `num`; return its body.
 
         `texts` are the encoded events (empty for an idle answer), `end` the
-        log position the answer reached. A superseded request (rule 5) gets
-        an idle body and records nothing.
+        log position the answer reached; `body` is ``answer(num, texts)``
+        when the caller made it already (the fast path makes one for many
+        pages). A superseded request (rule 5) gets an idle body and records
+        nothing.
         """
-        body = answer(num, texts)
         if generation != self.generation:
             return answer(num, ())
+        if body is None:
+            body = answer(num, texts)
         self.pending = Pending(num, body, end)
         self.nextNum = num + 1
         return body

@@ -300,6 +300,19 @@ def httpHead(status, headers, extra, date):
     return b''.join(parts)
 
 
+def jsonResponse(status, body, date, close=False):
+    """A whole JSON answer, head and `body` (`close`: the connection closes
+    after it): what the long-poll fast path (server/polls.py) writes
+    without an ASGI cycle, byte for byte what the cycle writes for the
+    same answer."""
+    data = body.encode('utf-8')
+    return httpHead(status, jsonHeaders(len(data)),
+                    CLOSE_HEADERS if close else (), date) + data
+
+
+CLOSE_HEADERS = [(b'connection', b'close')]
+
+
 # The answer to a request whose application failed before it answered.
 SERVER_ERROR_BODY = b'Internal Server Error'
 SERVER_ERROR_HEADERS = [(b'content-type', b'text/plain; charset=utf-8'),

@@ -609,8 +609,9 @@ class LivePageManager:
                     raise WouldBlock('latest')
                 end = broker.latest(client.group_id)
             return [(end, reloadText(broker.formatPosition(end)))], end
-        end = entries[-1][0] if entries else after
-        return self.select(client, entries), end
+        if not entries:
+            return [], after
+        return self.select(client, entries), entries[-1][0]
 
     def select(self, client, entries):
         """The ``(position, json_text)`` of the log `entries` (as read from
@@ -638,17 +639,20 @@ class LivePageManager:
             self.waiting -= 1
             client.touch()
 
-    def finishOutput(self, client, num, generation, texts, end):
+    def finishOutput(self, client, num, generation, texts, end, body=None):
         with self._lock:
-            body = client.delivery.finish(num, generation, texts, end)
+            body = client.delivery.finish(num, generation, texts, end, body)
             client.touch()
         return body
 
-    def endOutput(self, client, num, generation, outcome, texts, end):
+    def endOutput(self, client, num, generation, outcome, texts, end,
+                  body=None):
         """The body that ends long-poll request `num` after holdOutput
-        returned `outcome` (None: nobody to answer)."""
+        returned `outcome` (None: nobody to answer). `body` is the answer
+        for `texts` when the caller made it already (Delivery.finish)."""
         if outcome == _delivery.ANSWER:
-            return self.finishOutput(client, num, generation, texts, end)
+            return self.finishOutput(client, num, generation, texts, end,
+                                     body)
         if outcome == _delivery.RECONNECT:
             return reconnectAnswer(num)
         return None

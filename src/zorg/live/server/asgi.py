@@ -24,7 +24,9 @@ calls waiting on the broker is bounded (`MAX_WAITING_IO`): more get 503
 broker-unavailable at once.
 
 This module is routing and lifecycle; the drivers of the core's loops are
-server/longpoll.py (`holdOutput`, as the threaded driver runs it) and
+server/longpoll.py and server/polls.py (`holdOutput`, as the threaded
+driver runs it; polls.py is the fast path for plain long-polls, which
+liveproto.py hands over without an ASGI cycle, and wake() pushes to) and
 server/streams.py (`holdStream`, as the shared connections run it),
 requests to the site are server/site.py's, and every byte comes from
 core/wire.py.
@@ -56,6 +58,7 @@ from zorg.live.server import health, longpoll, site, streams
 from zorg.live.server.answers import respond, respondError, tooLarge
 from zorg.live.server.clients import Clients, TrustedProxies, trustedProxySpec
 from zorg.live.server.fanout import Fanout
+from zorg.live.server.polls import Polls
 from zorg.live.server.progress import progressReceive
 from zorg.live.server.sharedsse import sharedStream
 from zorg.live.server.tickets import (
@@ -114,6 +117,9 @@ class LiveApp:
         self.parked = {}      # page id -> Parked
         self.frames = None    # FrameCache (set at startup)
         self.fanout = None    # the idle SSE streams (set at startup)
+        # The long-polls held without a task (set at startup when the
+        # broker answers from memory; liveproto.py hands them over).
+        self.polls = None
         self.probe = None     # health.Probe (set at startup)
         self.draining = False
         self._tasks = []
@@ -145,6 +151,8 @@ class LiveApp:
         self.fanout = Fanout(self.manager, self.frames.frames,
                              self.loop.time, self.loop.call_soon)
         self.probe = health.Probe(self.settings.health_timeout)
+        if not broker.blocking:
+            self.polls = Polls(self, LIVE_PATH)
         broker.addListener(self._onPublish)
         self._tasks = [self.loop.create_task(coro) for coro in (
             self._reap(), self._beat(), self._probe())]
@@ -312,6 +320,8 @@ class LiveApp:
             for future in self.waiters.pop(group_id, ()):
                 streams.resolve(future, rules.PUBLISH)
             self.fanout.push(group_id)
+            if self.polls is not None:
+                self.polls.push(group_id)
 
     def park(self, uuid, client=None, transport=None):
         """A new `Parked` for page `uuid`, superseding whatever waited

@@ -26,6 +26,13 @@ through one small cycle keeps one routing table, and the cycle is the
 part of uvicorn whose cost we paid per delivery (its flow-control events
 and per-cycle futures, a timer per request), now without any of it.
 
+One kind of request skips the cycle: a kept-alive GET of a page's
+long-poll URL (``.../@@client/<uuid>/output``) without a body, arriving
+when nothing else is being answered on its connection, goes straight to
+the app's `Polls` (server/polls.py), which answers it or holds it without
+a task; the connection's one timer carries its deadline. Anything Polls
+declines takes the cycle as before.
+
 A response without Content-Length is sent chunked (HTTP/1.1), and the
 transport is in the scope (``zorg.live.transport``): Fanout writes SSE
 frames to idle streams as chunks of their own (server/fanout.py), between
@@ -51,6 +58,7 @@ import httptools
 
 from zorg.live.interfaces import (
     BadRequest, Busy, HeadersTooLarge)
+from zorg.live.core import delivery as rules
 from zorg.live.core import wire
 from zorg.live.server.budget import CLOSE, TooManyRequests, budgetFor
 from zorg.live.server.livesocket import LiveSocketProtocol, addresses
@@ -70,6 +78,9 @@ BODY_BUFFER = 65536
 # reading the 413 gets it; one that sends on wastes no more).
 DISCARD_LIMIT = 1 << 20
 ASGI = {'version': '3.0', 'spec_version': '2.3'}
+# Headers of a request with a body (or an interim answer): never a
+# long-poll on the fast path.
+BODY_HEADERS = frozenset((b'content-length', b'transfer-encoding', b'expect'))
 DISCONNECT = {'type': 'http.disconnect'}
 
 
@@ -226,7 +237,7 @@ class LiveProtocol(asyncio.Protocol):
         'client', 'server', 'scheme', 'url', 'headers', 'parsing', 'cycle',
         'pipeline', 'timer', 'deadline', 'inHead', 'headBytes', 'headCount',
         'headSize', 'headError', 'budget', 'resume', 'held', 'drained', 'reading',
-        'ignore', 'upgrade', 'discarded', '__weakref__')
+        'ignore', 'upgrade', 'discarded', 'poll', '__weakref__')
 
     def __init__(self, listener):
         self.listener = listener
@@ -255,6 +266,7 @@ class LiveProtocol(asyncio.Protocol):
         self.ignore = False       # nothing more is parsed
         self.upgrade = None       # a WebSocket handshake, parsed
         self.discarded = 0
+        self.poll = None          # a long-poll held on the fast path
 
     # -- asyncio ---------------------------------------------------------
 
@@ -312,6 +324,8 @@ class LiveProtocol(asyncio.Protocol):
             for callback in cycle.scope['zorg.live.disconnected']:
                 callback('disconnect')
         self.pipeline.clear()
+        if self.poll is not None:
+            self.poll.wake(rules.DISCONNECT)
 
     def pause_writing(self):
         if self.drained is None:
@@ -347,20 +361,31 @@ class LiveProtocol(asyncio.Protocol):
         the timer fires costs no new timer (one per request would be a
         good share of a long-poll's cost)."""
         self.deadline = deadline = self.loop.time() + seconds
+        self.timerBy(deadline)
+
+    def timerBy(self, when):
+        """The connection's one timer fires at `when` or earlier."""
         timer = self.timer
-        if timer is not None and timer.when() > deadline:
+        if timer is not None and timer.when() > when:
             timer.cancel()      # (a shorter deadline than the last one)
             timer = None
         if timer is None:
-            self.timer = self.loop.call_at(deadline, self.timeout)
+            self.timer = self.loop.call_at(when, self.timeout)
 
     def timeout(self):
         self.timer = None
+        poll = self.poll
+        if poll is not None:
+            # (A held long-poll's deadline shares the timer.)
+            if self.loop.time() >= poll.deadline:
+                poll.wake(rules.TIMEOUT)
+            if self.poll is not None:
+                self.timerBy(self.poll.deadline)
         deadline = self.deadline
         if deadline is None:
             return
         if self.loop.time() < deadline:
-            self.timer = self.loop.call_at(deadline, self.timeout)
+            self.timerBy(deadline)
             return
         # No complete request head in time, or a kept-alive connection
         # that sent nothing more.
@@ -373,10 +398,10 @@ class LiveProtocol(asyncio.Protocol):
         after the answers to what it has sent so far."""
         if self.parsing is None:
             self.ignore = True   # (else once its body is in: not kept alive)
-        if self.cycle is None:
+        if self.cycle is None and self.poll is None:
             self.transport.close()
         else:
-            (self.pipeline[-1] if self.pipeline else self.cycle
+            (self.pipeline[-1] if self.pipeline else self.cycle or self.poll
              ).keepAlive = False
 
     # -- reading ---------------------------------------------------------
@@ -412,12 +437,13 @@ class LiveProtocol(asyncio.Protocol):
                 rest = whole[start + upgrade.args[0]:]
                 self.upgrade = (self.upgrade, rest)
                 self.pauseReading()
-                if self.cycle is None:
+                if self.cycle is None and self.poll is None:
                     self.handOver()
-            elif self.parsing is not None or self.pipeline or self.cycle:
+            elif (self.parsing is not None or self.pipeline or self.cycle
+                  or self.poll):
                 # Another upgrade (h2c...): answered as plain HTTP, and
                 # the connection closes after it.
-                for cycle in [self.cycle] + list(self.pipeline):
+                for cycle in [self.cycle, self.poll] + list(self.pipeline):
                     if cycle is not None:
                         cycle.keepAlive = False
             return False
@@ -442,7 +468,7 @@ class LiveProtocol(asyncio.Protocol):
                     if broken.headWritten:
                         self.transport.close()    # half an answer out
                         return False
-            if self.cycle is None:
+            if self.cycle is None and self.poll is None:
                 self.refuse()
             return False
         if self.inHead and self.headBytes > (self.settings.max_header_size
@@ -451,7 +477,7 @@ class LiveProtocol(asyncio.Protocol):
             # before httptools buffers more of one endless header line.
             self.ignore = True
             self.refuseHead()
-            if self.cycle is None:
+            if self.cycle is None and self.poll is None:
                 self.refuse()
             return False
         return not self.ignore
@@ -556,6 +582,11 @@ class LiveProtocol(asyncio.Protocol):
                     return
         raw = url.path or b'/'
         path = raw.decode('utf-8', 'replace')
+        if '%' in path:
+            path = unquote(path)
+        if (self.cycle is None and self.poll is None and not self.pipeline
+                and self.pollDirect(parser, path, url, headers)):
+            return
         scope = {
             'type': 'http', 'asgi': ASGI,
             'http_version': parser.get_http_version(),
@@ -563,7 +594,7 @@ class LiveProtocol(asyncio.Protocol):
             'scheme': self.scheme,
             'method': parser.get_method().decode('ascii'),
             'root_path': '',
-            'path': unquote(path) if '%' in path else path,
+            'path': path,
             'raw_path': raw,
             'query_string': url.query or b'',
             'headers': headers,
@@ -575,7 +606,7 @@ class LiveProtocol(asyncio.Protocol):
         for name, value in headers:
             if name == b'expect' and value.lower() == b'100-continue':
                 cycle.expecting = True
-        if self.cycle is None:
+        if self.cycle is None and self.poll is None:
             self.start(cycle)
         else:
             self.pipeline.append(cycle)
@@ -654,7 +685,6 @@ class LiveProtocol(asyncio.Protocol):
         """`cycle`'s answer is written: the next request's turn."""
         if cycle is not self.cycle:
             return
-        transport = self.transport
         if cycle.more and cycle.expecting:
             # Answered without asking for the body (Expect: 100-continue):
             # the client need never send it, so nothing more can follow.
@@ -672,9 +702,14 @@ class LiveProtocol(asyncio.Protocol):
             self.resumeReading()
             return
         self.cycle = None
+        self.goOn(cycle.keepAlive)
+
+    def goOn(self, keepAlive):
+        """An answer is out: the next request's turn, or the close."""
+        transport = self.transport
         if transport.is_closing():
             return
-        if not cycle.keepAlive:
+        if not keepAlive:
             transport.close()
             return
         if self.pipeline:
@@ -690,6 +725,44 @@ class LiveProtocol(asyncio.Protocol):
             self.arm(max(5, self.settings.header_timeout))
         if not self.ignore:
             self.resumeReading()
+
+    # -- long-poll on the fast path (server/polls.py) ---------------------
+
+    def pollDirect(self, parser, path, url, headers):
+        """A kept-alive GET of a page's output URL without a body goes to
+        the app's `Polls`, without an ASGI cycle; False when it takes the
+        ordinary path (anything else, or Polls declines it)."""
+        polls = getattr(self.app, 'polls', None)
+        if (polls is None or not path.endswith('/output')
+                or parser.get_method() != b'GET'
+                or not parser.should_keep_alive()
+                or parser.get_http_version() != '1.1'):
+            return False
+        uuid = polls.route(path)
+        if uuid is None:
+            return False
+        for name, _value in headers:
+            if name in BODY_HEADERS:
+                return False
+        if not polls.begin(self, uuid, url.query or b''):
+            return False
+        self.parsing = None
+        return True
+
+    def pollWaits(self, poll):
+        """`poll` waits until its deadline (or a wake)."""
+        self.timerBy(poll.deadline)
+
+    def pollEnded(self, poll, data):
+        """`poll` is answered with `data` (None: the client is gone)."""
+        if self.poll is poll:
+            self.poll = None
+        if data is None:
+            return
+        transport = self.transport
+        if not transport.is_closing():
+            transport.write(data)
+        self.goOn(poll.keepAlive)
 
     # -- the WebSocket upgrade ----------------------------------------------
 

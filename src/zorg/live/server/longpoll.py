@@ -1,8 +1,11 @@
 """The long-poll driver of LiveServerHTTP (``.../@@client/<uuid>/output``):
 the core's long-poll loop (core/delivery.py's `holdOutput`, which the
 threaded driver runs too) in the event loop: reads from memory or the
-broker executor, waits on a future."""
+broker executor, waits on a future. A plain kept-alive poll served from
+memory takes the fast path instead (server/polls.py: no task, no ASGI
+cycle, one answer made for many pages); this path serves the rest."""
 
+import re
 from urllib.parse import parse_qs
 
 from zorg.live.core import delivery as rules
@@ -11,10 +14,23 @@ from zorg.live.server.answers import respond, respondError
 from zorg.live.server.streams import sleep, watchDisconnect
 
 
+# The query of nearly every output request; any other goes to parse_qs.
+PLAIN_QUERY = re.compile(rb'outputNum=([0-9]{1,18})')
+
+
+def outputQuery(query_string):
+    """``(outputNum, lastEventId)`` of an output request's query, as
+    given (the manager checks them)."""
+    plain = PLAIN_QUERY.fullmatch(query_string)
+    if plain is not None:
+        return plain.group(1).decode('ascii'), None
+    query = parse_qs(query_string.decode('latin-1'))
+    return (query.get('outputNum', [''])[0],
+            query.get('lastEventId', [None])[0])
+
+
 async def output(app, scope, receive, send, uuid):
-    query = parse_qs(scope['query_string'].decode('latin-1'))
-    num = query.get('outputNum', [''])[0]
-    last = query.get('lastEventId', [None])[0]
+    num, last = outputQuery(scope['query_string'])
     try:
         client, num, body, generation = await app.step(
             app.manager.beginOutput, uuid, num, last)
