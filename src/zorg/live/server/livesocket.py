@@ -21,8 +21,11 @@ thread, page/views.py) and the connection belongs to that principal --
 unless the URL carries a valid connection ticket (``?ticket=``, which the
 page's render handed out: server/tickets.py), checked in the loop.
 
-Heartbeats are pings from LiveApp's beat task; a peer that answers nothing
-for two intervals is dropped. Writes above the transport's high-water mark
+Heartbeats are pings from LiveApp's beat task; a peer that leaves a ping
+unanswered for an interval (and a second) is dropped. Silence is counted
+from the ping, not from what the server last heard: a server that did not
+run for a while (a machine at full load, a pause) sent no pings meanwhile,
+so its peers had no reason to speak, and they are not to blame for it. Writes above the transport's high-water mark
 wait (`send`), at most send-timeout, then the connection is aborted.
 
 Fair shares of the loop: what arrives is parsed `SLICE` bytes and handled
@@ -121,7 +124,7 @@ class LiveSocketProtocol(asyncio.Protocol):
 
     # Slots: thousands of these wait at once.
     __slots__ = ('app', 'settings', 'connections', 'transport',
-                 'ws', 'connection', 'paused', 'lastHeard', 'lastSent',
+                 'ws', 'connection', 'paused', 'pinged', 'lastSent',
                  'message', 'shaking', 'client', 'server', 'scheme',
                  'inbox', 'frames', 'budget', 'later', 'reading')
 
@@ -133,7 +136,7 @@ class LiveSocketProtocol(asyncio.Protocol):
         self.ws = None
         self.connection = None     # SocketConnection once accepted
         self.paused = None         # a future while the transport is full
-        self.lastHeard = 0.0
+        self.pinged = None         # when the first unanswered ping went
         self.lastSent = 0.0
         self.message = None        # fragments of a message arriving
         self.shaking = False       # the handshake is being answered
@@ -157,7 +160,7 @@ class LiveSocketProtocol(asyncio.Protocol):
                 server_no_context_takeover=True)]
                         if settings.websocket_deflate else None),
             max_size=settings.max_message_size, logger=framing)
-        self.lastHeard = self.lastSent = self.app.loop.time()
+        self.lastSent = self.app.loop.time()
 
     def begin(self, path, query, headers):
         """The handshake request, parsed by LiveProtocol: `path`, its
@@ -175,7 +178,7 @@ class LiveSocketProtocol(asyncio.Protocol):
             self.handshake(path, query, headers, requests[0]))
 
     def data_received(self, data):
-        self.lastHeard = self.app.loop.time()
+        self.pinged = None        # anything it sends answers our pings
         if self.connection is not None:
             self.inbox += data
             if self.later is None:
@@ -425,6 +428,7 @@ class LiveSocketProtocol(asyncio.Protocol):
             return
         if transport.get_write_buffer_size() > MAX_UNREAD:
             log.info('dropping a WebSocket that sends but does not read')
+            self.app.count('socket-unread')
             transport.abort()
             return
         transport.write(self.connection.wrap(text))
@@ -442,6 +446,7 @@ class LiveSocketProtocol(asyncio.Protocol):
             except asyncio.TimeoutError:
                 log.info('dropping a WebSocket that read nothing for %gs',
                          self.settings.send_timeout)
+                self.app.count('socket-unread')
                 self.transport.abort()
                 return
         if not self.transport.is_closing():
@@ -487,17 +492,25 @@ class LiveSocketProtocol(asyncio.Protocol):
         return False       # the transport closes itself
 
     def ping(self, now, interval):
-        """The beat: a ping after `interval` of silence; a peer silent for
-        two intervals is gone."""
-        if now - self.lastHeard > 2 * interval + 1:
-            log.info('dropping a WebSocket silent for %ds', now -
-                     self.lastHeard)
+        """The beat: a ping after `interval` of silence on our side; a
+        peer that left a ping unanswered for `interval` + 1 seconds is
+        gone. (Not: a peer we heard nothing from for two intervals. After
+        a pause of this server longer than that, every healthy peer would
+        be dropped at the first beat: no pings went out meanwhile, so no
+        pongs came back.)"""
+        pinged = self.pinged
+        if pinged is not None and now - pinged > interval + 1:
+            log.info('dropping a WebSocket that left a ping unanswered for '
+                     '%ds', now - pinged)
+            self.app.count('socket-silent')
             self.transport.abort()
             return
         if (heartbeatDue(self.lastSent, now, interval)
                 and not self.transport.is_closing()):
             self.transport.write(PING)
             self.lastSent = now
+            if pinged is None:
+                self.pinged = now
 
     def goAway(self, message, code, reason):
         """Tell the owner `message`, close with `code`."""
