@@ -166,6 +166,7 @@ class LiveSocketProtocol(asyncio.Protocol):
         """The handshake request, parsed by LiveProtocol: `path`, its
         `query` string (bytes) and its `headers` ((lowercase name, value)
         bytes)."""
+        self.app.socketSteps['handshakes'] += 1
         ws = self.ws
         ws.receive_data(wire.handshakeHead(headers))
         requests = ws.events_received()
@@ -317,6 +318,7 @@ class LiveSocketProtocol(asyncio.Protocol):
             self.transport.close()
             return
         self.flush()
+        app.socketSteps['opened'] += 1
         if not self.settings.websocket_deflate:
             # The frames of an open connection need nothing of the
             # handshake: a ServerProtocol made open (its documented
@@ -339,6 +341,7 @@ class LiveSocketProtocol(asyncio.Protocol):
         self.round()
 
     def _refuse(self, status, error):
+        self.app.socketSteps['handshakes-refused'] += 1
         response = self.ws.reject(status, wire.errorBody(error))
         del response.headers['Content-Type']
         response.headers['Content-Type'] = wire.JSON_TYPE
@@ -402,14 +405,20 @@ class LiveSocketProtocol(asyncio.Protocol):
 
     async def _control(self, kind, number, message):
         connection = self.connection
+        steps = self.app.socketSteps
         try:
             if kind == 'attach':
-                await connection.attach(number, message['uuid'],
-                                        message.get('lastEventId'),
-                                        message.get('url'))
+                steps['attaches'] += 1
+                attached = await connection.attach(
+                    number, message['uuid'], message.get('lastEventId'),
+                    message.get('url'))
+                # (Not attached: the connection went away meanwhile.)
+                steps['attached' if attached else 'attaches-gone'] += 1
             else:
                 await connection.detach(number)
         except LiveError as e:
+            if kind == 'attach':
+                steps['attaches-refused'] += 1
             await connection.refuse(e, number)
 
     # -- writing ---------------------------------------------------------

@@ -17,6 +17,9 @@ import os
 import signal
 import time
 
+import pytest
+import websockets
+
 from zorg.live.tests.test_demo import Page, session
 from zorg.live.tests.test_websocket import (
     LIMIT, Socket, appendsOf, liveServer, rawSocket)
@@ -72,4 +75,29 @@ def test_a_peer_silent_after_a_pause_is_still_dropped(tmp_path):
         sock.close()
 
     with liveServer(tmp_path, heartbeat_interval=1) as server:
+        asyncio.run(run(server))
+
+
+def test_health_counts_each_handshake_and_attach_and_its_answer(tmp_path):
+    """@@live-health's "websocket": handshakes and attaches received and
+    how each was answered, so that one received and never answered shows
+    (received minus answered is what waits now)."""
+    async def run(server):
+        async with session() as s:
+            async with Socket(server) as ws:
+                page = await Page(server, s, 'livepage.html').open()
+                assert (await ws.attach(1, page))['type'] == 'attached'
+                await ws.send(type='attach', page=2, uuid='nosuchpage')
+                await ws.until(lambda m: m.get('page') == 2 and
+                               m['type'] == 'error')
+            with pytest.raises(websockets.InvalidStatus):
+                async with Socket(server, origin='http://evil.test'):
+                    pass
+            async with s.get(server.url('@@live-health')) as r:
+                counts = (await r.json())['websocket']
+        assert counts == {'handshakes': 2, 'opened': 1,
+                          'handshakes-refused': 1, 'attaches': 2,
+                          'attached': 1, 'attaches-refused': 1}, counts
+
+    with liveServer(tmp_path) as server:
         asyncio.run(run(server))
