@@ -55,6 +55,12 @@ class TestLivePage(LivePage):
         self.publish(Append(target, text))
 
 
+
+class ShallowLivePage(TestLivePage):
+    """TestLivePage with a nesting limit of its own, below the setting."""
+
+    maxArgumentsDepth = 2
+
 class FanoutLivePage(TestLivePage):
     """TestLivePage in the group 'fanout', with handlers that address some
     of its pages: `tell` one page, `others` every page but the sender's

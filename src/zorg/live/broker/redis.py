@@ -363,10 +363,16 @@ class GroupCache:
         self.reset(start)
 
     def reset(self, start):
-        self.start = self.head = self.cursor = start
+        self.restart(start)
+        self.cursor = start
+        self.holder = Holder(reloadEntry)
+
+    def restart(self, start):
+        """Forget what is shown up to `start`, keeping what the holder
+        holds (its pending entries' markers are still to come)."""
+        self.start = self.head = start
         self.positions = []
         self.entries = []
-        self.holder = Holder(reloadEntry)
 
 
 @implementer(IBroker, IPresence, IPageRecords, IInputRecords)
@@ -675,7 +681,7 @@ class RedisBroker:
                 % (good, self.replicas))
         for _attempt in range(2):
             pipe = self._redis.pipeline(transaction=False)
-            pipe.evalsha(self._publish.sha, len(keys), *(keys + args))
+            pipe.evalsha(self._publish.sha, *self._evalArgs(keys, args))
             pipe.execute_command('WAIT', self.replicas,
                                  max(1, int(self.timeout * 250)))
             ids, acked = pipe.execute(raise_on_error=False)
@@ -691,6 +697,10 @@ class RedisBroker:
                         'in time; committed all the same (its events are '
                         'in the log)', acked, self.replicas)
         return ids
+
+    def _evalArgs(self, keys, args):
+        """EVALSHA's arguments after the sha, for a script of _script."""
+        return [len(keys)] + list(keys) + list(args)
 
     def publishMany(self, items, inputs=(), inFlight=None):
         return self._call(items, inputs, inFlight, self._deadline(),
@@ -1124,9 +1134,12 @@ class RedisBroker:
             # been trimmed between what it had and what it got. The cache
             # restarts just before this answer; older positions are read
             # from Redis, which knows exactly what was dropped.
+            # What the holder holds stays: a page before the start reads
+            # from Redis, which holds the same entries, and is woken when
+            # their marker comes (a new holder would ignore it).
             first = parseId(items[0][0])
             if first > cache.cursor:
-                cache.reset(before(first))
+                cache.restart(before(first))
         raw = []
         for event_id, fields in items:
             item = self._raw(event_id, fields)
@@ -1135,6 +1148,8 @@ class RedisBroker:
                 cache.cursor = item[0]
         shown = cache.holder.feed(raw)
         for entry in shown:
+            if entry[0] <= cache.start:
+                continue    # held from before a restart: read from Redis
             cache.positions.append(entry[0])
             cache.entries.append(entry)
             cache.head = entry[0]

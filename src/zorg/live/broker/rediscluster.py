@@ -72,16 +72,26 @@ and slot map), so a shard's own keys live on it.
   dies makes its calls fail after `timeout` (then fast), and marks and
   votes 503 meanwhile; its reader reconnects when it is back (an empty
   shard: its pages are told ``recovered: false``). Health is connected
-  when every shard's reader is. The slot map is read once at start: a
-  resharding, or a failover to a replica (the master's slots move to a
-  new node), needs the processes restarted (calls meanwhile answer 503).
-  `broker-replicas` (WAIT) is for Sentinel only.
+  when every shard's reader is.
+
+* **Failover.** A shard is its master's slots, not its node: its
+  connections (`ShardConnection`) connect to the shard's current `node`.
+  Before a reader (re)connects it asks `ClusterBroker.follow`, which reads
+  the slot map again (at most once a second) and moves every shard whose
+  anchor a replica now serves (`moveTo`: its connections close, and
+  connect there when next used). `broker-replicas` (WAIT, see redis.py's
+  _replicated) works per shard as on one server. A resharding (slots
+  moved between masters) is not followed: calls on the moved slots
+  answer 503 until the processes are restarted.
 """
 
 import concurrent.futures
 import hashlib
 import json
+import logging
 import secrets
+import threading
+import time
 
 import redis
 from redis.backoff import NoBackoff
@@ -95,6 +105,8 @@ from zorg.live.broker.redisurl import redactURL
 from zorg.live.interfaces import (
     BrokerUnavailable, IBroker, IInputRecords, IPageRecords, IPresence,
     InputRunning)
+
+log = logging.getLogger(__name__)
 
 # Entries a shard's wake stream keeps (about: MAXLEN ~), and the most a
 # reader takes in one XREAD of it.
@@ -129,13 +141,19 @@ class ShardScript:
 
     def __call__(self, keys=(), args=(), client=None):
         client = client or self.client
-        argv = [len(keys)] + list(keys[1:]) + list(args)
         try:
-            return client.evalsha(self.sha, 1, keys[0], *argv)
+            return client.evalsha(self.sha, *evalArgs(keys, args))
         except redis.exceptions.NoScriptError:
             # A restarted (empty) shard: load it again.
             client.script_load(self.script)
-            return client.evalsha(self.sha, 1, keys[0], *argv)
+            return client.evalsha(self.sha, *evalArgs(keys, args))
+
+
+def evalArgs(keys, args):
+    """EVALSHA's arguments after the sha: the first key declared (it
+    routes the call and is checked), the others first in ARGV after their
+    count (SHARD_HEAD puts them back in KEYS)."""
+    return [1, keys[0], len(keys)] + list(keys[1:]) + list(args)
 
 
 def logKey(prefix, group_id):
@@ -146,13 +164,33 @@ def pageKey(prefix, uuid):
     return prefix + 'page:{' + uuid + '}'
 
 
-class ShardBroker(RedisBroker):
-    """RedisBroker's rules on one master of a cluster (see the module)."""
+class ShardConnection(redis.Connection):
+    """A connection to whichever node serves its shard's slots now: its
+    address is the shard's `node` when it connects (as redis-py's
+    SentinelManagedConnection is to a service's master)."""
 
-    def __init__(self, node, anchor, url, where, **settings):
+    def __init__(self, shard, **kwargs):
+        self.shard = shard
+        super().__init__(**kwargs)
+
+    # redis.Connection connects to self.host and self.port; the values
+    # given to its constructor are the node at start, and ignored.
+    host = property(lambda self: self.shard.node.host,
+                    lambda self, value: None)
+    port = property(lambda self: self.shard.node.port,
+                    lambda self, value: None)
+
+
+class ShardBroker(RedisBroker):
+    """RedisBroker's rules on one master of a cluster (see the module).
+    `follow()` (the ClusterBroker's) tells it which node serves its
+    anchor's slots now; the reader asks before each (re)connection."""
+
+    def __init__(self, node, anchor, url, where, follow=None, **settings):
         self.node = node
         self.anchor = anchor
         self._where = where
+        self._follow = follow
         self._wakeCursor = '0-0'
         self._readAll = True
         super().__init__(url, **settings)
@@ -166,10 +204,25 @@ class ShardBroker(RedisBroker):
                        username=self._where.username,
                        password=self._where.password,
                        decode_responses=True, socket_connect_timeout=2,
-                       health_check_interval=0, retry=Retry(NoBackoff(), 0))
-        return (redis.Redis(socket_timeout=self.timeout, **options),
-                redis.Redis(socket_timeout=self.block + 10,
-                            single_connection_client=True, **options))
+                       health_check_interval=0, retry=Retry(NoBackoff(), 0),
+                       connection_class=ShardConnection, shard=self)
+        return (redis.Redis(connection_pool=redis.ConnectionPool(
+                    socket_timeout=self.timeout, **options)),
+                redis.Redis(connection_pool=redis.ConnectionPool(
+                    socket_timeout=self.block + 10, **options),
+                    single_connection_client=True))
+
+    def moveTo(self, node):
+        """Its slots are served by `node` now (a replica promoted): every
+        connection is closed, and connects there when next used; calls in
+        flight on the old node fail (503)."""
+        log.warning('the Redis Cluster master %s of %s failed over to %s; '
+                    'following it', self.node.name, redactURL(self.url),
+                    node.name)
+        self.node = node
+        for client in (self._redis, self._reader):
+            client.connection_pool.disconnect()
+        self._reader.connection.disconnect()
 
     def _unavailable(self, error):
         # Name the master: the URL names the whole cluster.
@@ -179,6 +232,9 @@ class ShardBroker(RedisBroker):
     def _script(self, text):
         return ShardScript(self._redis, SHARD_HEAD % (
             self._tagged('wake'), WAKE_LENGTH) + text)
+
+    def _evalArgs(self, keys, args):
+        return evalArgs(keys, args)
 
     def _key(self, group_id):
         return logKey(self.prefix, group_id)
@@ -190,6 +246,8 @@ class ShardBroker(RedisBroker):
         return '{' + uuid + '}'
 
     def _restart(self):
+        if self._follow is not None:
+            self._follow(self)
         # Every log is read after this; the wake stream from its end.
         last = self._reader.xrevrange(self._tagged('wake'), count=1)
         self._wakeCursor = last[0][0] if last else '0-0'
@@ -267,10 +325,6 @@ class ClusterBroker:
     def __init__(self, url, historySize=1000, prefix=None, streamTTL=None,
                  presenceTimeout=None, timeout=None, replicas=0,
                  commitTimeout=None):
-        if replicas:
-            raise ValueError('broker-replicas (WAIT for replicas) is for '
-                             'Redis Sentinel; a Redis Cluster broker takes '
-                             '0')
         where = redisurl.parseCluster(url)
         if prefix is not None:
             self.prefix = prefix
@@ -294,19 +348,24 @@ class ClusterBroker:
                 'it, or change the broker setting (<zorg-live> broker, '
                 'ZORG_LIVE_BROKER)' % (redactURL(url), e))
         self.shards = {}
+        self._mapLock = threading.Lock()
+        self._mapRead = time.monotonic()
         settings = dict(historySize=historySize, prefix=self.prefix,
                         streamTTL=streamTTL, presenceTimeout=presenceTimeout,
-                        timeout=timeout, commitTimeout=commitTimeout)
+                        timeout=timeout, commitTimeout=commitTimeout,
+                        replicas=replicas)
+        self._order = []    # the shards (by their masters at start)
         try:
             for node in sorted(primaries, key=lambda n: n.name):
-                self.shards[node.name] = ShardBroker(
-                    node, self._anchor(node), url, where, **settings)
+                shard = ShardBroker(node, self._anchor(node), url, where,
+                                    follow=self.follow, **settings)
+                self.shards[node.name] = shard
+                self._order.append(shard)
         except BaseException:
             for shard in self.shards.values():
                 shard.close()
             self.cluster.close()
             raise
-        self._order = list(self.shards.values())
         # Calls to every shard at once (mark, votes, finishes): each waits
         # `timeout` at most.
         self._pool = concurrent.futures.ThreadPoolExecutor(
@@ -332,11 +391,49 @@ class ClusterBroker:
                                     % (redactURL(self.url), e))
         shard = self.shards.get(node.name)
         if shard is None:
+            with self._mapLock:     # follow() is between map and shards
+                shard = self.shards.get(node.name)
+        if shard is None:
             raise BrokerUnavailable(
-                'the Redis Cluster at %s moved slots to %s, which this '
-                'process did not know at start: restart it'
-                % (redactURL(self.url), node.name))
+                'the Redis Cluster at %s moved slots to %s, which serves '
+                'none of the shards this process knew at start (a '
+                'resharding): restart it' % (redactURL(self.url), node.name))
         return shard
+
+    # The slot map is read again at most this often (seconds).
+    mapEvery = 1.0
+
+    def follow(self, shard):
+        """Called by a shard's reader before it (re)connects: read the
+        slot map again (at most every `mapEvery` seconds, for all shards)
+        and move every shard whose anchor is served by another node now,
+        a replica promoted by a failover. Slots that moved between masters
+        (a resharding) are not followed: see _shardOf."""
+        with self._mapLock:
+            if time.monotonic() - self._mapRead >= self.mapEvery:
+                self._mapRead = time.monotonic()
+                try:
+                    self.cluster.nodes_manager.initialize()
+                except (redis.exceptions.RedisClusterException,
+                        redis.RedisError) as e:
+                    # The cluster is failing over: the reader backs off
+                    # and asks again.
+                    raise redis.ConnectionError(
+                        'cannot read the Redis Cluster\'s slot map (%s)'
+                        % e)
+            moved = {}
+            for other in self._order:
+                try:
+                    node = self.cluster.get_node_from_key(
+                        '{%s}' % other.anchor)
+                except redis.exceptions.RedisClusterException:
+                    continue    # not covered now: the next time
+                if node.name != other.node.name:
+                    moved[other] = node
+            for other, node in moved.items():
+                other.moveTo(node)
+            if moved:
+                self.shards = {s.node.name: s for s in self._order}
 
     def shardOf(self, group_id):
         """The ShardBroker of a group."""

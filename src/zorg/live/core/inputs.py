@@ -20,11 +20,17 @@ page compares the measured `size` with its own limit. Rules:
    text itself when they came as text), whichever way they came, so that
    a page's limit (maxArgumentsSize) means the same for all of them.
 5. An input id is 1 to 64 letters, digits, ``-`` or ``_``.
+6. An input remembers the nesting limit it was checked against
+   (`depthLimit`). A page whose own limit (maxArgumentsDepth) is lower
+   measures the decoded arguments (`nesting`): a shared connection checks
+   with the setting, before it knows the page.
 
     >>> readBody(b'{"handler":"say","arguments":["hi"]}', 100, 3)
-    Input(handler='say', args=('hi',), kwargs={}, size=6)
+    Input(handler='say', args=('hi',), kwargs={}, size=6, depthLimit=3)
     >>> fromArguments('say', 'a,b', 3)
-    Input(handler='say', args=('a', 'b'), kwargs={}, size=3)
+    Input(handler='say', args=('a', 'b'), kwargs={}, size=3, depthLimit=3)
+    >>> nesting([[1], {'a': [[2]]}])
+    4
     >>> fromArguments('say', '[[[[1]]]]', 3)
     Traceback (most recent call last):
     zorg.live.interfaces.BadRequest: arguments nest deeper than 3 lists or objects (setting max-argument-depth)
@@ -53,6 +59,7 @@ class Input:
     args: tuple = ()
     kwargs: dict = field(default_factory=dict)
     size: int = 0
+    depthLimit: int = 0
 
 
 def jsonDepth(text):
@@ -77,6 +84,16 @@ def jsonDepth(text):
         elif char in ']}':
             depth -= 1
     return deepest
+
+
+def nesting(value):
+    """The deepest nesting of lists, tuples and dicts in decoded `value`
+    (rule 6; its depth was bounded where it arrived)."""
+    if isinstance(value, dict):
+        value = list(value.values())
+    elif not isinstance(value, (list, tuple)):
+        return 0
+    return 1 + max(map(nesting, value), default=0)
 
 
 def checkDepth(text, limit):
@@ -126,12 +143,12 @@ def fromArguments(handler, arguments, depth, measured=False):
                 raise BadRequest('arguments are not valid JSON: %s' % e)
         else:
             args, kwargs = tuple(text.split(',')) if text else (), {}
-        return Input(handler, args, kwargs, size)
+        return Input(handler, args, kwargs, size, depth)
     args, kwargs = _split(arguments)
     text = json.dumps(arguments, ensure_ascii=False, default=str)
     if not measured:
         checkDepth(text, depth)
-    return Input(handler, args, kwargs, len(text.encode('utf-8')))
+    return Input(handler, args, kwargs, len(text.encode('utf-8')), depth)
 
 
 def readBody(body, limit, depth):

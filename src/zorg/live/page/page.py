@@ -28,7 +28,7 @@ from zorg.live.core.ticket import TICKETS, siteOfURL
 from zorg.live.page.transactional import publishOnCommit
 from zorg.live.core import wire
 from zorg.live.core.wire import errorBody, errorHeaders
-from zorg.live.core.inputs import fromArguments
+from zorg.live.core.inputs import fromArguments, nesting
 
 HANDLER_MARK = '_zorg_live_handler'
 SCRIPT_PATH = '++resource++zorgajax/livepage.js'
@@ -282,6 +282,11 @@ class LivePage(BrowserPage):
             raise TooLarge('handler arguments are larger than %d bytes'
                            % self.maxArgumentsSize)
         args, kwargs = checked.args, checked.kwargs
+        if (checked.depthLimit > self.maxArgumentsDepth
+                and nesting([args, kwargs]) - 1 > self.maxArgumentsDepth):
+            raise BadRequest('arguments nest deeper than %d lists or objects '
+                             '(this page\'s maxArgumentsDepth)'
+                             % self.maxArgumentsDepth)
         try:
             inspect.signature(func).bind(self, *args, **kwargs)
         except TypeError as e:

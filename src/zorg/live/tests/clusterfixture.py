@@ -1,6 +1,6 @@
-"""Redis Cluster for tests: three masters on loopback, no replicas, each a
-real redis-server process in a folder of a temp dir, joined by
-``redis-cli --cluster create``.
+"""Redis Cluster for tests: three masters on loopback (and, for
+`replicatedCluster`, a replica of each), each a real redis-server process
+in a folder of a temp dir, joined by ``redis-cli --cluster create``.
 
 Each master runs README's configuration ("Running in production", Redis
 Cluster) with the test's ports, and `url` is README's broker setting for
@@ -9,6 +9,9 @@ them (``redis+cluster://...``);
 `resume(i)` SIGSTOP / SIGCONT master i, `kill(i)` SIGKILLs it and
 `restart(i)` starts it again on its port and folder (its nodes.conf keeps
 its slots, its data are gone, as after a crash without persistence).
+With replicas, `waitForFailover(i)` waits until master i's replica has
+taken its slots, and a master started again after that rejoins as the
+new master's replica (`waitForReplica(i)`).
 """
 
 import os
@@ -27,12 +30,16 @@ MASTERS = 3
 README_PORTS = (7000, 7001, 7002)
 
 
-def nodeConf(port, busPort, folder):
+def nodeConf(port, busPort, folder, nodeTimeout=None):
     """README's configuration of a master, on `port` (and `busPort` for
-    the cluster's own bus), on loopback, in `folder`."""
+    the cluster's own bus), on loopback, in `folder`; `nodeTimeout`: the
+    test's cluster-node-timeout (ms) instead of README's."""
     text = readme.port(readme.block(readme.CLUSTER_CONF), README_PORTS[0],
                        port)
     assert 'cluster-enabled yes' in text
+    if nodeTimeout is not None:
+        # The later line wins: a failover in seconds, not README's 15.
+        text += 'cluster-node-timeout %d\n' % nodeTimeout
     return text + ('cluster-port %d\nbind 127.0.0.1\nprotected-mode yes\n'
                    'save ""\nappendonly no\ndir %s\n' % (busPort, folder))
 
@@ -49,15 +56,20 @@ class RedisClusterGroup(RedisGroup):
 
     prefix = 'zorg-cluster-'
 
-    def __init__(self, masters=MASTERS):
+    def __init__(self, masters=MASTERS, replicas=0, nodeTimeout=None):
         super().__init__()
+        self.replicas = replicas
+        self.nodeTimeout = nodeTimeout
         self.cli = findRedisCli(self.executable)
         if self.cli is None:
             pytest.fail('redis-cli is not installed (Debian package '
                         'redis-tools, which redis-server depends on)',
                         pytrace=False)
-        self.ports = [freePort() for _ in range(masters)]
-        self.busPorts = [freePort() for _ in range(masters)]
+        # The masters first, then their replicas (redis-cli --cluster
+        # create takes the first ones given as masters).
+        nodes = masters * (1 + replicas)
+        self.ports = [freePort() for _ in range(nodes)]
+        self.busPorts = [freePort() for _ in range(nodes)]
 
     def readmeSettings(self):
         """README's <zorg-live> example for these masters, as
@@ -75,7 +87,7 @@ class RedisClusterGroup(RedisGroup):
         conf = os.path.join(self.folder('node%d' % i), 'redis.conf')
         with open(conf, 'w') as f:
             f.write(nodeConf(self.ports[i], self.busPorts[i],
-                             os.path.dirname(conf)))
+                             os.path.dirname(conf), self.nodeTimeout))
         self._run('node%d' % i, [conf])
 
     def start(self, timeout=60):
@@ -86,14 +98,77 @@ class RedisClusterGroup(RedisGroup):
         done = subprocess.run(
             [self.cli, '--cluster', 'create']
             + ['127.0.0.1:%d' % port for port in self.ports]
-            + ['--cluster-replicas', '0', '--cluster-yes'],
+            + ['--cluster-replicas', str(self.replicas), '--cluster-yes'],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             timeout=timeout)
         if done.returncode:
             raise RuntimeError('redis-cli --cluster create failed:\n%s'
                                % done.stdout.decode(errors='replace'))
         self.waitForOk(timeout)
+        self.keys = {}
+        for n in range(1000):
+            self.keys.setdefault(self.shardOf('k%d' % n), 'k%d' % n)
+        if self.replicas:
+            for i in range(len(self.ports) // (1 + self.replicas)):
+                self.waitForReplica(i, timeout)
         return self
+
+    def info(self, port):
+        import redis
+        try:
+            return redis.Redis(port=port, decode_responses=True,
+                               socket_timeout=1).info('replication')
+        except redis.RedisError:
+            return {}
+
+    def replicaOf(self, i):
+        """The port of the node that replicates node i (None: none)."""
+        for port in self.ports:
+            info = self.info(port)
+            if (info.get('role') == 'slave'
+                    and info.get('master_port') == self.ports[i]
+                    and info.get('master_link_status') == 'up'):
+                return port
+        return None
+
+    def waitForReplica(self, i, timeout=60):
+        """Until node i is a master with a replica in sync, or the replica
+        of one, in sync."""
+        def ready():
+            info = self.info(self.ports[i])
+            if info.get('role') == 'slave':
+                return info.get('master_link_status') == 'up'
+            return self.replicaOf(i) is not None
+        self.waitFor(ready, 'node %d has no replica in sync' % i, timeout)
+
+    def waitForFailover(self, i, timeout=60):
+        """After kill(i): until another node serves master i's slots and
+        every node alive says cluster_state:ok; returns its index."""
+        key = self.keyOn(i)
+        found = []
+
+        def done():
+            alive = [n for n, port in enumerate(self.ports)
+                     if n != i and ping(port)]
+            if not all(self.state(self.ports[n]) == 'ok' for n in alive):
+                return False
+            found[:] = [n for n in alive if self.serves(n, key)]
+            return bool(found)
+        self.waitFor(done, 'no failover of node %d' % i, timeout)
+        return found[0]
+
+    def keyOn(self, i):
+        """A key that master i served when the cluster was made."""
+        return self.keys[i]
+
+    def serves(self, n, key):
+        """Whether node n answers for `key` (not MOVED, not down)."""
+        import redis
+        try:
+            redis.Redis(port=self.ports[n], socket_timeout=1).exists(key)
+        except redis.RedisError:
+            return False
+        return True
 
     def state(self, port):
         import redis
@@ -118,13 +193,9 @@ class RedisClusterGroup(RedisGroup):
     def shardOf(self, key):
         """The index of the master that serves `key` (the others answer
         MOVED)."""
-        import redis
-        for i, port in enumerate(self.ports):
-            try:
-                redis.Redis(port=port, socket_timeout=1).exists(key)
-            except redis.ResponseError:
-                continue
-            return i
+        for i in range(len(self.ports)):
+            if self.serves(i, key):
+                return i
         raise LookupError(key)
 
     def hang(self, i):
@@ -149,6 +220,17 @@ class RedisClusterGroup(RedisGroup):
 def redisCluster():
     """A started 3-master Redis Cluster of its own for one test."""
     group = RedisClusterGroup()
+    try:
+        yield group.start()
+    finally:
+        group.stop()
+
+
+@pytest.fixture
+def replicatedCluster():
+    """A started Redis Cluster of 3 masters and a replica of each, whose
+    nodes fail a master over after 3 s (README's: 15 s)."""
+    group = RedisClusterGroup(replicas=1, nodeTimeout=3000)
     try:
         yield group.start()
     finally:

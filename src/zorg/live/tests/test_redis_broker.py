@@ -251,3 +251,35 @@ def test_close_stops_the_reader(redisServer):
     broker.close()
     assert time.monotonic() - start < 2
     assert not broker._thread.is_alive()
+
+
+def test_a_reader_that_falls_behind_keeps_what_it_holds(brokers):
+    """The reader thread reads at most `readCount` entries a round; a full
+    answer means it fell behind, and its cache starts again just before
+    that answer. A transaction's pending event held from before (its
+    marker not yet read) stays held across that restart: when the marker
+    comes the pages are woken and shown it, in its place, without waiting
+    for another event."""
+    a, b = brokers(), brokers()
+    a.readCount = 3
+    woken = []
+    a.addListener(woken.append)
+    base = a.latest('g')
+    b.latest('g')
+    pending, = b.publishMany([('g', ev('pending'), None)], inFlight='t1')
+    # A's reader takes the pending entry and holds it.
+    waitUntil(lambda: a._caches['g'].holder.holding)
+    # It falls behind: while it cannot take what it reads, more than a
+    # whole answer of entries arrive.
+    with a._cond:
+        later = [b.publish('g', ev('later%d' % n), None) for n in range(5)]
+    # It reads them (held behind the pending one) and nothing is shown.
+    waitUntil(lambda: a._caches['g'].cursor >= later[-1])
+    assert a.read('g', base, 10)[0] == []
+    assert not a.waitFor('g', base, 0.1)
+    del woken[:]
+    assert b.finished('t1') is True
+    waitUntil(lambda: ('g',) in woken)
+    assert a.waitFor('g', base, 5)
+    assert html(a.read('g', base, 10)[0]) == (
+        ['pending'] + ['later%d' % n for n in range(5)])

@@ -188,7 +188,21 @@ def test_cluster_urls_are_checked(redisCluster):
     with pytest.raises(ValueError):
         ClusterBroker(redisCluster.url, prefix='a{b}:')
     with pytest.raises(ValueError):
-        ClusterBroker(redisCluster.url, replicas=1)
+        ClusterBroker(redisCluster.url, replicas=-1)
+
+
+def test_broker_replicas_on_a_cluster_without_replicas(redisCluster):
+    """broker-replicas 1 on masters that have no replica: a transaction's
+    publish is refused (nothing written), an immediate one is not."""
+    broker = ClusterBroker(redisCluster.url, replicas=1, timeout=1)
+    try:
+        with pytest.raises(BrokerUnavailable, match='replicas'):
+            broker.publishMany([('g', text('x'), None)], inFlight='t')
+        start = broker.latest('g')
+        broker.publish('g', text('y'))
+        until(lambda: shown(broker, 'g', start) == ['y'])
+    finally:
+        broker.close()
 
 
 def test_a_reader_behind_its_wake_stream_reads_every_log(redisCluster):

@@ -99,6 +99,7 @@ def test_the_master_killed_mid_chat_fails_over_and_loses_nothing(
             server.kill()
             server.output.close()
     counts, writers, failover = result
+    print('failover took %.1f s' % failover)
     assert counts == dict.fromkeys(counts, 0), counts
     # The gap was seen: commits in it were refused (and sent again).
     assert sum(w.refusals for w in writers) > 0

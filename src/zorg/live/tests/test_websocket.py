@@ -674,3 +674,34 @@ def test_bad_input_is_answered_once_at_its_edge_over_socket_and_post(
 
     with liveServer(tmp_path, max_input_size=limit) as server:
         asyncio.run(run(server))
+
+
+def test_a_page_limit_of_nesting_holds_over_the_socket_too(tmp_path):
+    """A page class's own maxArgumentsDepth, below the setting: a shared
+    connection checks a message with the setting before it knows the
+    page, and the page measures the decoded arguments; the same input over
+    POST is refused at its edge. Nothing runs; the page goes on."""
+    deep = ['t', [['x']]]       # nests 3 deep; the page allows 2
+
+    async def run(server):
+        async with session() as s, Socket(server) as ws:
+            page = await Page(server, s, 'shallow.html').open()
+            await ws.attach(1, page)
+            await ws.send(type='input', page=1, id='deep', handler='append',
+                          arguments=deep)
+            ack = await ws.until(lambda m: m.get('id') == 'deep')
+            assert (ack['type'], ack['status'],
+                    ack['reply']['error']) == ('ack', 400, 'bad-request'), ack
+            assert 'maxArgumentsDepth' in ack['reply']['message'], ack
+            async with s.post(page.client('input'), headers=page.auth,
+                              json={'handler': 'append',
+                                    'arguments': deep}) as r:
+                assert r.status == 400
+                assert 'nest deeper than 2' in (await r.json())['message']
+            await ws.send(type='input', page=1, id='ok', handler='append',
+                          arguments=['t', 'fine'])
+            await ws.until(lambda m: 'fine' in appendsOf(ws, 1))
+            assert appendsOf(ws, 1) == ['fine']
+
+    with liveServer(tmp_path) as server:
+        asyncio.run(run(server))
