@@ -2,11 +2,11 @@
 """Give a zorg.live server a fifth of a core, as a machine at load ~10
 does: SIGSTOP 0.4 s, SIGCONT 0.1 s, again and again, for SECONDS.
 
-    python benchmarks/starve.py PID SECONDS
+    python benchmarks/starve.py PID SECONDS [PROCESSES]
 
 PID is the process of run.py (or simulate.py): the `zorg.live serve`
-process it starts (its child) is found when it appears, and only that
-one is stopped and continued. For reproducing what a loaded machine does
+processes it starts (its children; PROCESSES of them, default 1) are
+found when they appear, and only they are stopped and continued. For reproducing what a loaded machine does
 to the open phase (results/s7-wsattach.md) without loading the machine.
 """
 import os
@@ -15,8 +15,9 @@ import sys
 import time
 
 
-def serverOf(parent):
-    """The pid of `parent`'s child running ``zorg.live serve``, or None."""
+def serversOf(parent):
+    """The pids of `parent`'s children running ``zorg.live serve``."""
+    found = []
     for pid in os.listdir('/proc'):
         if not pid.isdigit():
             continue
@@ -28,25 +29,29 @@ def serverOf(parent):
         except (OSError, IndexError, ValueError):
             continue
         if ppid == parent and b'zorg.live' in argv and b'serve' in argv:
-            return int(pid)
-    return None
+            found.append(int(pid))
+    return found
 
 
 def main():
     parent, seconds = int(sys.argv[1]), float(sys.argv[2])
+    count = int(sys.argv[3]) if len(sys.argv) > 3 else 1
     deadline = time.time() + 120
-    while (pid := serverOf(parent)) is None:
+    while len(pids := serversOf(parent)) < count:
         if time.time() > deadline:
-            raise SystemExit('no zorg.live server under pid %d' % parent)
+            raise SystemExit('not %d zorg.live servers under pid %d'
+                             % (count, parent))
         time.sleep(0.2)
-    print('starving', pid, flush=True)
+    print('starving', pids, flush=True)
     end = time.time() + seconds
     while time.time() < end:
-        os.kill(pid, signal.SIGSTOP)
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
         try:
             time.sleep(0.4)
         finally:
-            os.kill(pid, signal.SIGCONT)
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT)
         time.sleep(0.1)
     print('done', flush=True)
 
