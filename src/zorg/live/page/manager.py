@@ -34,6 +34,7 @@ runs the same step in its broker executor (server/asgi.py).
 """
 
 import logging
+import re
 import threading
 import time
 
@@ -124,21 +125,34 @@ class NoMark:
         self.error = error
 
 
+# Static files (Zope's resources, Plone's and its themes'): they never
+# register a page, so they are not marked (a round trip to the broker, to
+# every shard of a Redis Cluster).
+STATIC = re.compile(r'/(\+\+(resource|plone|theme)\+\+|@@/)')
+
+
 def markRequests(app, manager, transports=('sse', 'longpoll')):
     """WSGI middleware: record the broker's position in each request's
     environ before the application (and its database connection) sees it,
     and which output transports the server offers. `manager` is the
     ILivePageManager or a callable returning it."""
     offered = ' '.join(transports)
+    unmarked = NoMark(LiveError('a static resource (a ++resource++ or '
+                                '@@/ path) is not marked, so it cannot '
+                                'register a live page'))
 
     def marked(environ, start_response):
-        m = manager() if callable(manager) else manager
-        try:
-            environ[MARK] = m.broker.mark()
-        except BrokerUnavailable as e:
-            # A request that registers no page does not need it; one that
-            # does answers 503 (register), as it would without a broker.
-            environ[MARK] = NoMark(e)
+        if STATIC.search(environ.get('PATH_INFO', '')):
+            environ[MARK] = unmarked
+        else:
+            m = manager() if callable(manager) else manager
+            try:
+                environ[MARK] = m.broker.mark()
+            except BrokerUnavailable as e:
+                # A request that registers no page does not need it; one
+                # that does answers 503 (register), as it would without a
+                # broker.
+                environ[MARK] = NoMark(e)
         environ[TRANSPORTS] = offered
         return app(environ, start_response)
     return marked

@@ -182,3 +182,51 @@ def test_the_server_says_which_redis_it_cannot_reach(tmp_path):
         server.start()
     assert 'cannot reach the Redis broker at %s' % url in str(info.value)
     server.output.close()
+
+
+def test_static_resources_are_not_marked(servers, redisServer):
+    """Every request the site serves is marked (MARK: a round trip to
+    Redis, to every shard of a cluster) before the database opens, but a
+    static resource never registers a page: it is served without one. A
+    page's render is marked still."""
+    import threading
+
+    import redis
+
+    server = servers('a')
+    seen, ready = [], threading.Event()
+    client = redis.Redis(port=redisServer.port)
+
+    def watch():
+        with client.monitor() as m:
+            ready.set()
+            for command in m.listen():
+                seen.append(command['command'])
+                if 'the end' in command['command']:
+                    return
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    assert ready.wait(10)
+
+    def isMark(command):
+        # MARK: two keys (the in-flight set and logs), no arguments.
+        c = command.split()
+        return (c[0] == 'EVALSHA' and c[2] == '2' and len(c) == 5
+                and c[3].endswith('inflight'))
+
+    async def get(path):
+        async with session() as s:
+            async with s.get(server.url(path)) as r:
+                assert r.status == 200, path
+                await r.read()
+
+    for path in ('++resource++zorgajax/livepage.js',
+                 '@@/zorgajax/livepage-common.js'):
+        asyncio.run(get(path))
+    client.echo('get page')   # MONITOR shows it as 'ECHO get page'
+    asyncio.run(get('livepage.html'))
+    client.echo('the end')   # every command before it was seen
+    watcher.join(10)
+    page = seen.index('ECHO get page')
+    assert not any(map(isMark, seen[:page]))
+    assert any(map(isMark, seen[page:]))
