@@ -313,11 +313,13 @@ async def serverSteps(ctx, server):
 def describeServer(steps):
     """'handshakes 10000 / 10000, attaches 9990 / 9990 (2 refused)'."""
     g = steps.get
-    return ('handshakes %d / %d (%d refused), attaches %d / %d (%d '
-            'refused, %d gone)' % (
+    return ('handshakes %d / %d (%d refused, %d gone), attaches %d / %d '
+            '(%d refused, %d gone)' % (
                 g('handshakes', 0), g('opened', 0) + g('handshakes-refused',
-                                                       0),
-                g('handshakes-refused', 0), g('attaches', 0),
+                                                       0)
+                + g('handshakes-gone', 0),
+                g('handshakes-refused', 0), g('handshakes-gone', 0),
+                g('attaches', 0),
                 g('attached', 0) + g('attaches-refused', 0)
                 + g('attaches-gone', 0), g('attaches-refused', 0),
                 g('attaches-gone', 0)))

@@ -25,8 +25,9 @@ Heartbeats are pings from LiveApp's beat task; a peer that leaves a ping
 unanswered for an interval (and a second) is dropped. Silence is counted
 from the ping, not from what the server last heard: a server that did not
 run for a while (a machine at full load, a pause) sent no pings meanwhile,
-so its peers had no reason to speak, and they are not to blame for it. Writes above the transport's high-water mark
-wait (`send`), at most send-timeout, then the connection is aborted.
+so its peers had no reason to speak, and they are not to blame for it.
+Writes above the transport's high-water mark wait (`send`), at most
+send-timeout, then the connection is aborted.
 
 Fair shares of the loop: what arrives is parsed `SLICE` bytes and handled
 `ROUND` messages at a time, the socket unread meanwhile, and the rest in a
@@ -310,6 +311,7 @@ class LiveSocketProtocol(asyncio.Protocol):
         except InvalidHandshake as e:
             return self._refuse(400, BadRequest(str(e)))
         if self.transport.is_closing():
+            app.socketSteps['handshakes-gone'] += 1
             return
         response = self.ws.accept(request)
         self.ws.send_response(response)
