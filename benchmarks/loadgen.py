@@ -360,9 +360,21 @@ class Worker:
              'dead': sum(p.dead for p in self.pages),
              'errors': dict(self.errors), 'dups': self.dups,
              'reconnects': self.reconnects, 'cpu': time.process_time(),
-             'registrations': sum(p.registrations for p in self.pages)}
+             'registrations': sum(p.registrations for p in self.pages),
+             'not_live': self.not_live()}
         d.update(extra)
         return d
+
+    def not_live(self):
+        """{step: pages} of the WebSocket pages not attached, by where
+        they wait (wsclient.WsConn.waiting; 'dead:' gave up)."""
+        steps = collections.Counter()
+        for p in self.pages:
+            waiting = getattr(p, 'waiting', None)
+            if waiting is not None and not p.live:
+                for step, count in waiting().items():
+                    steps[('dead:' if p.dead else '') + step] += count
+        return dict(steps)
 
     async def cmd_status(self):
         return self.status_dict()

@@ -9,6 +9,7 @@ import random
 import statistics
 import sys
 import time
+import urllib.request
 
 import loadgen
 import systems
@@ -168,9 +169,12 @@ class Session:
         self.open_time = last_live - t0 if last_live else None
         self.live = sum(a['live'] for a in self.opened)
         self.errors = {}
+        self.not_live = {}
         for a in self.opened:
             for k, v in a['errors'].items():
                 self.errors[k] = self.errors.get(k, 0) + v
+            for k, v in a.get('not_live', {}).items():
+                self.not_live[k] = self.not_live.get(k, 0) + v
         per = ''
         if len(self.server.endpoints) > 1:
             per = ' (%s per process)' % '/'.join(
@@ -180,14 +184,159 @@ class Session:
             self.live, self.n, per,
             '%.2fs' % self.open_time if self.open_time is not None else '–',
             ' errors %s' % self.errors if self.errors else ''))
+        self.server_steps = None
+        if self.live < self.n:
+            ctx.log('  NOT LIVE at the open timeout: %d pages%s'
+                    % (self.n - self.live, ', by the step they stopped at '
+                       '(WebSocket pages): %s' % describe(self.not_live)
+                       if self.not_live else ''))
+            self.server_steps = await serverSteps(ctx, self.server)
+            if self.server_steps:
+                ctx.log('  the server(s) received / answered: %s'
+                        % describeServer(self.server_steps))
+        self.timeout_live = self.live
+        self.late = None
+        patience = ctx.s.get('open_patience', 0)
+        if self.live < self.n and patience:
+            await self.wait_on(t0, patience)
+        self.end_live = self.end_not_live = None
         return self
+
+    async def wait_on(self, t0, patience, quiet=10.0):
+        """Slow or lost? After the open timeout, wait on while pages
+        still come live (at most `patience` seconds, and `quiet` seconds
+        without one), so that a loaded machine's run is measured with all
+        its pages; the time to open them is then the time it took."""
+        ctx = self.ctx
+        t1 = quiet_since = time.time()
+        live = self.live
+        while time.time() - t1 < patience:
+            statuses = await ctx.pool.all('wait_live', 2.0, t0)
+            now = sum(a['live'] for a in statuses)
+            if now > live:
+                live, quiet_since = now, time.time()
+            if live >= self.n or time.time() - quiet_since > quiet:
+                break
+        self.late = live - self.live
+        last_live = max((a['last_live'] for a in statuses), default=0.0)
+        if live > self.live and last_live:
+            self.open_time = last_live - t0
+        self.live = live
+        ctx.log('  %d more pages live in %.0f s more (open_patience): '
+                '%d/%d live, in %.2fs' % (
+                    self.late, time.time() - t1, live, self.n,
+                    self.open_time or 0))
 
     async def __aexit__(self, *exc):
         try:
+            if self.timeout_live < self.n:
+                # Were they slow (answered after the open timeout) or
+                # lost (no answer by the end of the scenario)?
+                statuses = await self.ctx.pool.all('status')
+                self.end_live = sum(a['live'] for a in statuses)
+                self.end_not_live = {}
+                for a in statuses:
+                    for k, v in a.get('not_live', {}).items():
+                        self.end_not_live[k] = \
+                            self.end_not_live.get(k, 0) + v
+                self.ctx.log('  at the end of the scenario: %d/%d pages '
+                             'live%s' % (self.end_live, self.n, (
+                                 '; still not live: %s'
+                                 % describe(self.end_not_live))
+                                 if self.end_not_live else ''))
             await self.ctx.pool.close_pages()
         finally:
             self.server.stop()
         await asyncio.sleep(0.2)
+
+    def rows(self):
+        """The pages that were not live when the open timeout ended, by
+        the step they waited at (WebSocket pages: an attach or a handshake
+        without an answer), and how many of them came live later: a
+        benchmark whose pages never attached says so in its table."""
+        n = self.n
+        out = {'pages not live at the open timeout @%d' % n:
+               n - self.timeout_live}
+        if self.not_live:
+            out['... by the step they waited at @%d' % n] = describe(
+                self.not_live)
+        if self.server_steps:
+            out['... the server then: received / answered @%d' % n] = \
+                describeServer(self.server_steps)
+        if self.late is not None:
+            out['... live after waiting on (open_patience) @%d' % n] = \
+                self.late
+        if self.end_live is not None:
+            out['... live by the end of the scenario @%d' % n] = \
+                self.end_live - self.timeout_live
+            if self.end_not_live:
+                out['... never live (step at the end) @%d' % n] = \
+                    describe(self.end_not_live)
+        return out
+
+
+# What wsclient.WsConn.step names (the step a connection waits at).
+STEP_NAMES = {'attach-sent': 'attach unanswered',
+              'handshake-sent': 'handshake unanswered',
+              'open': 'open, attach not sent',
+              'render-sent': 'render unanswered',
+              'render-connecting': 'render connecting',
+              'ws-connecting': 'WebSocket connecting',
+              'new': 'not started'}
+
+
+async def serverSteps(ctx, server):
+    """zorg.live: the WebSocket handshakes and attaches its processes
+    received and answered (@@live-health's "websocket"), summed; None
+    for a peer or when a process does not answer."""
+    if ctx.system.kind != 'zorg':
+        return None
+
+    def fetch(host, port):
+        with urllib.request.urlopen('http://%s:%d/@@live-health'
+                                    % (host, port), timeout=10) as r:
+            return json.loads(r.read()).get('websocket', {})
+    total = {}
+    loop = asyncio.get_running_loop()
+    for host, port in server.endpoints:
+        try:
+            steps = await loop.run_in_executor(None, fetch, host, port)
+        except (OSError, ValueError) as e:
+            if getattr(e, 'code', None) != 503:   # (503: still a body)
+                return None
+            steps = json.loads(e.read()).get('websocket', {})
+        for k, v in steps.items():
+            total[k] = total.get(k, 0) + v
+    return total
+
+
+def describeServer(steps):
+    """'handshakes 10000 / 10000, attaches 9990 / 9990 (2 refused)'."""
+    g = steps.get
+    return ('handshakes %d / %d (%d refused, %d gone), attaches %d / %d '
+            '(%d refused, %d gone)' % (
+                g('handshakes', 0), g('opened', 0) + g('handshakes-refused',
+                                                       0)
+                + g('handshakes-gone', 0),
+                g('handshakes-refused', 0), g('handshakes-gone', 0),
+                g('attaches', 0),
+                g('attached', 0) + g('attaches-refused', 0)
+                + g('attaches-gone', 0), g('attaches-refused', 0),
+                g('attaches-gone', 0)))
+
+
+def describe(steps):
+    """'12 attach unanswered, 3 dead: handshake unanswered' from
+    {step: count} (a 'dead:' step gave up: its connection was lost or
+    refused, see the errors)."""
+    def name(step):
+        if step.startswith('attach-refused-'):
+            return 'attach refused (%s)' % step[len('attach-refused-'):]
+        return STEP_NAMES.get(step, step)
+    return ', '.join('%d %s%s' % (v, 'dead: ' if k.startswith('dead:')
+                                  else '', name(k.split(':')[-1]))
+                     for k, v in sorted(steps.items(), key=lambda kv:
+                                        -kv[1]))
 
 
 async def settled_rss(server, least=1.0, most=5.0):
@@ -424,6 +573,7 @@ async def fanout(ctx):
             lasts, p50s, missing, window, cpu, scpu = await fanout_rounds(
                 ctx, sess.server, sess.live, ctx.s['fanout_repeats'])
         delivered = ctx.s['fanout_repeats'] * sess.live - missing
+        out.update(sess.rows())
         out['last page ms p50 @%d' % n] = ms(pct(lasts, 50))
         out['last page ms p99 @%d' % n] = ms(pct(lasts, 99))
         out['median delivery ms @%d' % n] = ms(pct(p50s, 50))
@@ -556,6 +706,7 @@ async def sustained(ctx):
            best['rate'] == ctx.s['sustained_rates'][-1] else 'no',
            'server CPU us/delivery there': round(best['server_us'], 1)}
     out.update(best['fig'])
+    out.update(sess.rows())
     mark(out, 'max deliveries/s', best['limit'])
     return out
 
@@ -612,6 +763,7 @@ async def chat(ctx):
            'missed deliveries': expected - len(lat),
            'bound by': limit.split(' (')[0] if limit else '–'}
     out.update(window.figures())
+    out.update(sess.rows())
     for row in ('latency ms p50', 'latency ms p99'):
         mark(out, row, limit)
     return out
@@ -1369,7 +1521,7 @@ QUICK = dict(capacity_sizes=[1000, 5000], fanout_sizes=[1000, 5000],
              sustained_rates=[5, 10, 20, 40, 80], sustained_seconds=1.5,
              chat_receivers=1000, chat_senders=5, chat_rate=2.0,
              chat_seconds=3.0, reconnect_sizes=[2000], reconnect_timeout=20,
-             drain_timeout=8.0, open_timeout=30.0,
+             drain_timeout=8.0, open_timeout=30.0, open_patience=30.0,
              publish_count=2000, publish_rounds=300, publish_runs=3,
              slow_pages=500, slow_phase_seconds=5.0, slow_hung_seconds=5.0,
              slow_delay=0.05, slow_rate=5.0, slow_probes=10,
@@ -1384,6 +1536,7 @@ FULL = dict(capacity_sizes=[1000, 5000, 10000, 15000],
             sustained_seconds=4.0, chat_receivers=1000, chat_senders=10,
             chat_rate=2.0, chat_seconds=10.0, reconnect_sizes=[5000, 10000],
             reconnect_timeout=40, drain_timeout=15.0, open_timeout=90.0,
+            open_patience=90.0,
             publish_count=10000, publish_rounds=2000, publish_runs=3,
             slow_pages=1000, slow_phase_seconds=10.0,
             slow_hung_seconds=10.0, slow_delay=0.05, slow_rate=5.0,

@@ -131,6 +131,14 @@ async def run(args):
         log('%d pages live after %.0f s%s' % (
             live, time.time() - t0, '; errors: %s' % errors if errors
             else ''))
+        waiting = {}
+        for status in statuses:
+            for step, count in status['not_live'].items():
+                waiting[step] = waiting.get(step, 0) + count
+        if waiting:
+            # (scenarios.describe's words: attach unanswered, ...)
+            log('NOT LIVE: %s' % waiting)
+            out['pages not live, by the step they waited at'] = str(waiting)
         if not live:
             raise SystemExit('no page came live: %s' % errors)
         await asyncio.sleep(3)

@@ -32,7 +32,9 @@ loadgen imports this module when a worker is configured with one of these
 adapters. Worker.nlive counts live *pages*; a WsConn is `live` when all the
 pages it was asked to attach are attached.
 """
+import collections
 import json
+import random
 import re
 import time
 
@@ -58,7 +60,8 @@ class WsPage:
     """One page carried by a connection (its number on it: 1, 2, ...)."""
 
     __slots__ = ('number', 'uuid', 'client_url', '_last_id', 'last_frame',
-                 'live_path', 'ticket', 'seen', 'nrecv', 'attached')
+                 'live_path', 'ticket', 'seen', 'nrecv', 'attached',
+                 'refused', 'retries')
 
     def __init__(self, number):
         self.number = number
@@ -67,6 +70,8 @@ class WsPage:
         self.seen = bytearray()
         self.nrecv = 0
         self.attached = False
+        self.refused = None     # the error code of its attach's refusal
+        self.retries = 0        # attaches sent again after busy
 
     @property
     def last_id(self):
@@ -111,6 +116,10 @@ class WsConn(loadgen.Page):
         self.registered = False
         self.registered_at = 0.0
         self.registrations = 0
+        # Where the connection is on its way to live (STEPS): a page that
+        # never got there is counted by the step it stopped at, so that
+        # an attach (or a handshake) that got no answer shows.
+        self.step = 'new'
 
     # --- loadgen's page interface ------------------------------------------
     @property
@@ -126,11 +135,22 @@ class WsConn(loadgen.Page):
             p.nrecv = 0
             p.seen = bytearray()
 
+    def waiting(self):
+        """{step: pages} of the pages it was asked to attach that are not
+        attached: where each waits (loadgen's status 'not_live')."""
+        steps = collections.Counter()
+        for page in self.pages[:self.want]:
+            if not page.attached:
+                steps['attach-refused-%s' % page.refused if page.refused
+                      and self.step == 'attach-sent' else self.step] += 1
+        return steps
+
     def prepare(self):
         """Before connecting (loadgen.Page.connect): render the pages
         first (zorg-ws), else open the WebSocket."""
         self.phase = 'render' if (self.a.render and
                                   self.rendered < self.npages) else 'ws'
+        self.step = self.phase + '-connecting'
 
     def connection_made(self, transport):
         if self.dead:
@@ -138,8 +158,10 @@ class WsConn(loadgen.Page):
             return
         self.transport = transport
         if self.phase == 'render':
+            self.step = 'render-sent'
             self.send_render()
         else:
+            self.step = 'handshake-sent'
             page = self.pages[0]
             path = page.live_path or self.a.path
             if page.ticket and self.a.ticket:
@@ -168,6 +190,7 @@ class WsConn(loadgen.Page):
                 if proto.handshake_exc is not None:
                     self.fail('ws-handshake-%d' % ev.status_code)
                     return
+                self.step = 'open'
                 self.a.opened(self)
             elif ev.opcode is Opcode.TEXT:
                 self.a.on_text(self, ev.data)
@@ -197,8 +220,10 @@ class WsConn(loadgen.Page):
         if self.transport is None:
             return
         self.transport = None
-        if self.phase == 'render':
-            self.error('render-connection-lost')
+        # Closed by the server or the kernel while we waited for it (a
+        # close frame of the server was counted in flush already).
+        self.error('lost-%s%s' % (self.step, ' (%s)' % type(exc).__name__
+                                  if exc is not None else ''))
         self.drop(self.w.reconnect)
 
     # --- pages -----------------------------------------------------------------
@@ -216,6 +241,7 @@ class WsConn(loadgen.Page):
             page.attached = True
             self.w.nlive += 1
         if not self.live and all(p.attached for p in self.pages[:self.want]):
+            self.step = 'live'
             self.live = True
             self.live_at = time.time()
             self.backoff = 0.0
@@ -343,9 +369,17 @@ class ZorgWS(WsAdapter):
             conn.page_live()
 
     def attach(self, conn, page):
+        conn.step = 'attach-sent'
+        page.refused = None
         conn.send_text({'type': 'attach', 'page': page.number,
                         'uuid': page.uuid, 'lastEventId': page.last_id,
                         'url': page.client_url})
+
+    def attach_again(self, conn, page):
+        if (conn.transport is not None and conn.phase == 'ws'
+                and not page.attached and page.refused):
+            self.attach(conn, page)
+            conn.flush()
 
     def on_text(self, conn, data):
         if b'"zb"' in data:         # an events frame of the benchmark
@@ -372,7 +406,18 @@ class ZorgWS(WsAdapter):
                 if event.get('event') == 'reload':
                     conn.error('reload')
         elif kind == 'error':
-            conn.error('ws-error-%s' % msg.get('error'))
+            error = msg.get('error')
+            conn.error('ws-error-%s' % error)
+            if page is not None and not page.attached:
+                page.refused = error
+                if error in ('busy', 'broker-unavailable'):
+                    # As livepage-worker.js (attachLater): attached again
+                    # after a backoff, on the same connection.
+                    page.retries += 1
+                    conn.w.loop.call_later(
+                        random.uniform(0, min(4.0, 0.5 * 2 ** min(
+                            page.retries, 3))), self.attach_again, conn,
+                        page)
         elif kind == 'reconnect':
             conn.error('ws-reconnect')
         elif kind not in ('pong', 'detached', 'ack'):

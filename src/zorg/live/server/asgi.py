@@ -112,6 +112,10 @@ class LiveApp:
         self.clients = Clients.fromSettings(settings, self.proxies)
         # Connections slowed, closed or refused, by reason (@@live-health).
         self.counted = collections.Counter()
+        # WebSocket handshakes and attaches received and how each was
+        # answered (@@live-health's "websocket"): received minus answered
+        # is what waits for an answer now.
+        self.socketSteps = collections.Counter()
         self.loop = None
         self.waiters = {}     # group id -> set of futures
         self.parked = {}      # page id -> Parked
@@ -350,7 +354,7 @@ class LiveApp:
                     return health.respond(
                         self.manager, scope, send, self.probe,
                         (len(self.sockets), len(self.streams)),
-                        self.counts())
+                        self.counts(), dict(self.socketSteps))
                 if scope['path'].endswith(SHARED_EVENTS):
                     return sharedStream(self, scope, receive, send)
                 return self.passOn(scope, receive, send)

@@ -98,10 +98,12 @@ def report(manager, delivering=True):
 
 
 async def respond(manager, scope, send, probe=None, shared=None,
-                  counted=None):
+                  counted=None, socketSteps=None):
     """Answer an ASGI request for @@live-health from `probe`'s state;
     `shared`: the numbers of open WebSockets and shared SSE streams;
-    `counted`: connections slowed, closed or refused, by reason."""
+    `counted`: connections slowed, closed or refused, by reason;
+    `socketSteps`: WebSocket handshakes and attaches received, and how
+    they were answered."""
     if scope['method'] not in ('GET', 'HEAD'):
         status, body = 405, {'error': 'bad-request',
                              'message': 'use GET for @@live-health'}
@@ -114,6 +116,8 @@ async def respond(manager, scope, send, probe=None, shared=None,
             body['websockets'], body['sharedStreams'] = shared
         if counted is not None:
             body['refused'] = counted
+        if socketSteps is not None:
+            body['websocket'] = socketSteps
     data = json.dumps(body).encode()
     headers = wire.jsonHeaders(len(data), extra)
     await send({'type': 'http.response.start', 'status': status,

@@ -21,9 +21,13 @@ thread, page/views.py) and the connection belongs to that principal --
 unless the URL carries a valid connection ticket (``?ticket=``, which the
 page's render handed out: server/tickets.py), checked in the loop.
 
-Heartbeats are pings from LiveApp's beat task; a peer that answers nothing
-for two intervals is dropped. Writes above the transport's high-water mark
-wait (`send`), at most send-timeout, then the connection is aborted.
+Heartbeats are pings from LiveApp's beat task; a peer that leaves a ping
+unanswered for an interval (and a second) is dropped. Silence is counted
+from the ping, not from what the server last heard: a server that did not
+run for a while (a machine at full load, a pause) sent no pings meanwhile,
+so its peers had no reason to speak, and they are not to blame for it.
+Writes above the transport's high-water mark wait (`send`), at most
+send-timeout, then the connection is aborted.
 
 Fair shares of the loop: what arrives is parsed `SLICE` bytes and handled
 `ROUND` messages at a time, the socket unread meanwhile, and the rest in a
@@ -121,7 +125,7 @@ class LiveSocketProtocol(asyncio.Protocol):
 
     # Slots: thousands of these wait at once.
     __slots__ = ('app', 'settings', 'connections', 'transport',
-                 'ws', 'connection', 'paused', 'lastHeard', 'lastSent',
+                 'ws', 'connection', 'paused', 'pinged', 'lastSent',
                  'message', 'shaking', 'client', 'server', 'scheme',
                  'inbox', 'frames', 'budget', 'later', 'reading')
 
@@ -133,7 +137,7 @@ class LiveSocketProtocol(asyncio.Protocol):
         self.ws = None
         self.connection = None     # SocketConnection once accepted
         self.paused = None         # a future while the transport is full
-        self.lastHeard = 0.0
+        self.pinged = None         # when the first unanswered ping went
         self.lastSent = 0.0
         self.message = None        # fragments of a message arriving
         self.shaking = False       # the handshake is being answered
@@ -157,12 +161,13 @@ class LiveSocketProtocol(asyncio.Protocol):
                 server_no_context_takeover=True)]
                         if settings.websocket_deflate else None),
             max_size=settings.max_message_size, logger=framing)
-        self.lastHeard = self.lastSent = self.app.loop.time()
+        self.lastSent = self.app.loop.time()
 
     def begin(self, path, query, headers):
         """The handshake request, parsed by LiveProtocol: `path`, its
         `query` string (bytes) and its `headers` ((lowercase name, value)
         bytes)."""
+        self.app.socketSteps['handshakes'] += 1
         ws = self.ws
         ws.receive_data(wire.handshakeHead(headers))
         requests = ws.events_received()
@@ -175,7 +180,7 @@ class LiveSocketProtocol(asyncio.Protocol):
             self.handshake(path, query, headers, requests[0]))
 
     def data_received(self, data):
-        self.lastHeard = self.app.loop.time()
+        self.pinged = None        # anything it sends answers our pings
         if self.connection is not None:
             self.inbox += data
             if self.later is None:
@@ -306,6 +311,7 @@ class LiveSocketProtocol(asyncio.Protocol):
         except InvalidHandshake as e:
             return self._refuse(400, BadRequest(str(e)))
         if self.transport.is_closing():
+            app.socketSteps['handshakes-gone'] += 1
             return
         response = self.ws.accept(request)
         self.ws.send_response(response)
@@ -314,6 +320,7 @@ class LiveSocketProtocol(asyncio.Protocol):
             self.transport.close()
             return
         self.flush()
+        app.socketSteps['opened'] += 1
         if not self.settings.websocket_deflate:
             # The frames of an open connection need nothing of the
             # handshake: a ServerProtocol made open (its documented
@@ -336,6 +343,7 @@ class LiveSocketProtocol(asyncio.Protocol):
         self.round()
 
     def _refuse(self, status, error):
+        self.app.socketSteps['handshakes-refused'] += 1
         response = self.ws.reject(status, wire.errorBody(error))
         del response.headers['Content-Type']
         response.headers['Content-Type'] = wire.JSON_TYPE
@@ -399,14 +407,20 @@ class LiveSocketProtocol(asyncio.Protocol):
 
     async def _control(self, kind, number, message):
         connection = self.connection
+        steps = self.app.socketSteps
         try:
             if kind == 'attach':
-                await connection.attach(number, message['uuid'],
-                                        message.get('lastEventId'),
-                                        message.get('url'))
+                steps['attaches'] += 1
+                attached = await connection.attach(
+                    number, message['uuid'], message.get('lastEventId'),
+                    message.get('url'))
+                # (Not attached: the connection went away meanwhile.)
+                steps['attached' if attached else 'attaches-gone'] += 1
             else:
                 await connection.detach(number)
         except LiveError as e:
+            if kind == 'attach':
+                steps['attaches-refused'] += 1
             await connection.refuse(e, number)
 
     # -- writing ---------------------------------------------------------
@@ -425,6 +439,7 @@ class LiveSocketProtocol(asyncio.Protocol):
             return
         if transport.get_write_buffer_size() > MAX_UNREAD:
             log.info('dropping a WebSocket that sends but does not read')
+            self.app.count('socket-unread')
             transport.abort()
             return
         transport.write(self.connection.wrap(text))
@@ -442,6 +457,7 @@ class LiveSocketProtocol(asyncio.Protocol):
             except asyncio.TimeoutError:
                 log.info('dropping a WebSocket that read nothing for %gs',
                          self.settings.send_timeout)
+                self.app.count('socket-unread')
                 self.transport.abort()
                 return
         if not self.transport.is_closing():
@@ -487,17 +503,25 @@ class LiveSocketProtocol(asyncio.Protocol):
         return False       # the transport closes itself
 
     def ping(self, now, interval):
-        """The beat: a ping after `interval` of silence; a peer silent for
-        two intervals is gone."""
-        if now - self.lastHeard > 2 * interval + 1:
-            log.info('dropping a WebSocket silent for %ds', now -
-                     self.lastHeard)
+        """The beat: a ping after `interval` of silence on our side; a
+        peer that left a ping unanswered for `interval` + 1 seconds is
+        gone. (Not: a peer we heard nothing from for two intervals. After
+        a pause of this server longer than that, every healthy peer would
+        be dropped at the first beat: no pings went out meanwhile, so no
+        pongs came back.)"""
+        pinged = self.pinged
+        if pinged is not None and now - pinged > interval + 1:
+            log.info('dropping a WebSocket that left a ping unanswered for '
+                     '%ds', now - pinged)
+            self.app.count('socket-silent')
             self.transport.abort()
             return
         if (heartbeatDue(self.lastSent, now, interval)
                 and not self.transport.is_closing()):
             self.transport.write(PING)
             self.lastSent = now
+            if pinged is None:
+                self.pinged = now
 
     def goAway(self, message, code, reason):
         """Tell the owner `message`, close with `code`."""

@@ -57,6 +57,8 @@ class SharedConnection:
     # -- messages from the owner ---------------------------------------
 
     async def attach(self, number, uuid, lastEventId, url):
+        """Attach page `number`: True once answered ``attached``, False
+        when the connection went away meanwhile; LiveError to refuse."""
         if number in self.pages:
             raise BadRequest('page %d is attached already; detach it first '
                              'or use another number' % number)
@@ -77,7 +79,7 @@ class SharedConnection:
             raise
         if self.closed or self.pages.get(number) is not page:
             page.ready.set_result(False)
-            return
+            return False
         page.client = client
         page.cursor = cursor
         app.parkPage(uuid, page)
@@ -86,6 +88,7 @@ class SharedConnection:
         page.ready.set_result(True)
         await self.send(self.wrap(wire.attachedMessage(number)))
         self.catchUp(page)
+        return True
 
     async def detach(self, number):
         """The page closed: it leaves the connection and is unregistered."""

@@ -71,7 +71,7 @@ def test_memory_broker_through_both_server_types(tmp_path):
                     ' "delivering": true, "pages": 1, "waiting": 0')
                 if kind == 'LiveServerHTTP':     # its shared connections
                     expected += (', "websockets": 0, "sharedStreams": 0, '
-                                 '"refused": {}')
+                                 '"refused": {}, "websocket": {}')
                 assert body.decode() == expected + '}'
                 # Any object's @@live-health, like any view.
                 status, _body = await get(s, 'livepage.html/@@live-health',
