@@ -29,24 +29,24 @@ task reads in the broker executor, never here in the loop).
 from zorg.live.core.delivery import TIMEOUT, heartbeatDue, pushable
 from zorg.live.core.wire import SSE_HEARTBEAT, chunk
 from zorg.live.page.manager import READ_LIMIT
+from zorg.live.server.rounds import Rounds
 
 # Unread bytes above which a reader counts as slow; the protocol pauses its
 # own writes at the transport's high-water mark, which is 64 KiB.
 BACKLOG = 64 * 1024
-SLICE = 1000        # streams written per callback (~10 ms of writes)
 HEARTBEAT = chunk(SSE_HEARTBEAT)
 
 
-class Fanout:
-    """The idle SSE streams of one event loop, by group."""
+class Fanout(Rounds):
+    """The idle SSE streams of one event loop, by group; `push` (rounds.py)
+    writes a publish to them."""
 
     def __init__(self, manager, frames, clock, later=None):
+        super().__init__(later)
         self.manager = manager
         self.frames = frames        # (group id, entries) -> SSE frames
         self.clock = clock          # the loop's time()
-        self.later = later          # the loop's call_soon (None: no slices)
         self.idle = {}              # group id -> set of Parked
-        self.pushing = {}           # group id -> news came during the round
         self.written = 0            # chunks written by push (statistics)
 
     def park(self, parked, cursor):
@@ -64,32 +64,17 @@ class Fanout:
                 del self.idle[parked.client.group_id]
         return parked.cursor
 
-    def push(self, group_id):
-        """Write the group's news to its idle streams. A large group is
-        served in slices of SLICE streams, each a callback of its own, so
-        that the loop answers other requests in between (the publisher's
-        among them); news arriving meanwhile is read by the later slices
-        and by one more round, so a busy group gets fewer, larger writes."""
-        if group_id in self.pushing:
-            self.pushing[group_id] = True      # another round afterwards
-            return
-        streams = self.idle.get(group_id)
-        if not streams:
-            return
-        self.pushing[group_id] = False
-        self._slice(group_id, list(streams), 0)
+    def waitingIn(self, group_id):
+        return self.idle.get(group_id)
 
-    def _slice(self, group_id, streams, start):
+    def serve(self, group_id, streams):
         idle = self.idle.get(group_id, ())
-        stop = len(streams)
-        if self.later is not None:
-            stop = min(stop, start + SLICE)
         broker = self.manager.broker
         select = self.manager.select
         sse = self._chunk      # one bound method for the round, not one a page
         batches = {}
         now = self.clock()
-        for parked in streams[start:stop]:
+        for parked in streams:
             if parked not in idle:
                 continue       # its task took over since the round began
             cursor = parked.cursor
@@ -123,13 +108,10 @@ class Fanout:
                 parked.since = now
                 self.written += 1
             parked.cursor = end
-        if stop < len(streams):
-            self.later(self._slice, group_id, streams, stop)
-            return
-        if not idle:
+
+    def roundDone(self, group_id):
+        if not self.idle.get(group_id, True):
             self.idle.pop(group_id, None)
-        if self.pushing.pop(group_id, False):
-            self.push(group_id)
 
     def _batch(self, broker, group_id, cursor, encode):
         """``(entries, end, shared chunk)`` after `cursor`; entries None

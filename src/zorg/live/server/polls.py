@@ -34,8 +34,8 @@ from zorg.live.interfaces import LiveError
 from zorg.live.page.manager import READ_LIMIT, WouldBlock
 from zorg.live.server.liveproto import httpDate
 from zorg.live.server.longpoll import outputQuery
+from zorg.live.server.rounds import Rounds
 
-SLICE = 1000        # polls answered per callback (some ms of writes)
 
 log = logging.getLogger('zorg.live.server')
 
@@ -66,18 +66,18 @@ class HeldPoll:
         self.polls.woken(self, reason)
 
 
-class Polls:
+class Polls(Rounds):
     """The long-polls of one event loop waiting on the fast path, by
-    group (see the module's docstring)."""
+    group (see the module's docstring); `push` (rounds.py) answers them
+    with a publish."""
 
     def __init__(self, app, paths):
+        super().__init__(app.loop.call_soon)
         self.app = app
         self.paths = paths      # LiveApp's routes of the live paths
         self.manager = app.manager
         self.clock = app.loop.time
-        self.later = app.loop.call_soon
         self.waiting = {}       # group id -> set of HeldPoll
-        self.pushing = {}       # group id -> news came during the round
 
     def route(self, path):
         """The page id of an output request's `path`, else None."""
@@ -199,37 +199,20 @@ class Polls:
 
     # -- the group's log grew ----------------------------------------------
 
-    def push(self, group_id):
-        """Answer the group's waiting polls with its news. A large group
-        is served in slices of SLICE polls, each a callback of its own, so
-        that the loop serves other requests in between; news arriving
-        meanwhile is read by the later slices and one more round."""
-        if group_id in self.pushing:
-            self.pushing[group_id] = True      # another round afterwards
-            return
-        polls = self.waiting.get(group_id)
-        if not polls:
-            return
-        self.pushing[group_id] = False
-        self._slice(group_id, list(polls), 0)
+    def waitingIn(self, group_id):
+        return self.waiting.get(group_id)
 
-    def _slice(self, group_id, polls, start):
-        until = min(len(polls), start + SLICE)
+    def serve(self, group_id, polls):
         reads = {}      # cursor -> (entries, end, shared texts) or None
         answers = {}    # (cursor, outputNum) -> (body, response)
         broker = self.manager.broker
-        for poll in polls[start:until]:
+        for poll in polls:
             if poll.done:
                 continue
             try:
                 self._answer(poll, group_id, broker, reads, answers)
             except Exception:
                 self.fail(poll)
-        if until < len(polls):
-            self.later(self._slice, group_id, polls, until)
-            return
-        if self.pushing.pop(group_id, False):
-            self.push(group_id)
 
     def _answer(self, poll, group_id, broker, reads, answers):
         """Send `poll`'s loop the publish, and the news read once for its

@@ -14,7 +14,7 @@ from zorg.live.broker.memory import MemoryBroker
 from zorg.live.page.client import LivePageClient
 from zorg.live.core.events import Append
 from zorg.live.page.manager import LivePageManager
-from zorg.live.server import fanout
+from zorg.live.server import rounds
 from zorg.live.server.fanout import BACKLOG, HEARTBEAT, Fanout
 from zorg.live.server.streams import Parked
 from zorg.live.tests.serverfixture import RunningServer
@@ -232,7 +232,7 @@ def test_heartbeats_go_to_streams_silent_for_their_interval():
 
 def test_a_large_group_is_written_in_slices_and_news_meanwhile_joins_in(
         monkeypatch):
-    monkeypatch.setattr(fanout, 'SLICE', 2)
+    monkeypatch.setattr(rounds, 'SLICE', 2)
     queued = []
     setup = Setup(later=lambda *call: queued.append(call))
     try:

@@ -24,7 +24,7 @@ from zorg.live.core.events import Append
 from zorg.live.interfaces import ILivePageManager
 from zorg.live.page.client import LivePageClient
 from zorg.live.page.manager import LivePageManager
-from zorg.live.server import polls
+from zorg.live.server import rounds
 from zorg.live.server.livehttp import LiveServer
 from zorg.live.server.settings import Settings
 from zorg.live.tests.test_server_faults import Raw, request, run
@@ -241,7 +241,7 @@ def test_a_poll_from_another_connection_supersedes_the_held_one(served):
 
 def test_a_group_larger_than_a_slice_is_answered_whole_and_once(
         served, monkeypatch):
-    monkeypatch.setattr(polls, 'SLICE', 4)
+    monkeypatch.setattr(rounds, 'SLICE', 4)
     manager = served.manager
     ids = pages(manager, 11)
 

@@ -22,7 +22,7 @@ import websockets
 
 from zorg.live.tests.test_demo import Page, session
 from zorg.live.tests.test_websocket import (
-    LIMIT, Socket, appendsOf, liveServer, rawSocket)
+    Socket, appendsOf, liveServer, rawSocket, untilDropped)
 
 
 def paused(server, seconds):
@@ -62,17 +62,7 @@ def test_a_peer_silent_after_a_pause_is_still_dropped(tmp_path):
         sock = rawSocket(server)
         await asyncio.get_running_loop().run_in_executor(
             None, paused, server, 4.0)
-        sock.settimeout(LIMIT)
-        deadline = time.monotonic() + LIMIT
-        while time.monotonic() < deadline:
-            try:
-                if not sock.recv(4096):
-                    break
-            except ConnectionResetError:
-                break
-        else:
-            raise AssertionError('the silent peer was not dropped')
-        sock.close()
+        untilDropped(sock)
 
     with liveServer(tmp_path, heartbeat_interval=1) as server:
         asyncio.run(run(server))

@@ -359,21 +359,26 @@ def rawSocket(server, path='@@live'):
     return sock
 
 
+def untilDropped(sock):
+    """Read (and ignore) what the server sends `sock`, a peer that answers
+    no ping, until the server closes the connection (within LIMIT)."""
+    sock.settimeout(LIMIT)
+    deadline = time.monotonic() + LIMIT
+    while time.monotonic() < deadline:
+        try:
+            if not sock.recv(4096):
+                break
+        except ConnectionResetError:
+            break
+    else:
+        raise AssertionError('the silent peer was not dropped')
+    sock.close()
+
+
 def test_a_peer_that_answers_no_pings_is_dropped(tmp_path):
     async def run(server):
-        sock = rawSocket(server)
-        sock.settimeout(LIMIT)
         # Pings come and get no pong: the server closes the connection.
-        deadline = time.monotonic() + LIMIT
-        while time.monotonic() < deadline:
-            try:
-                if not sock.recv(4096):
-                    break
-            except ConnectionResetError:
-                break
-        else:
-            raise AssertionError('the silent peer was not dropped')
-        sock.close()
+        untilDropped(rawSocket(server))
         # The server goes on.
         async with Socket(server) as ws:
             await ws.send(type='ping')
