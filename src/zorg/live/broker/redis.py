@@ -760,7 +760,12 @@ class RedisBroker:
     def read(self, group_id, after, limit=1000):
         cache = self._watch(group_id)
         with self._lock:
-            if self._caches.get(group_id) is cache and after >= cache.start:
+            # A cache is the log only while its reader is connected: with
+            # the reader away, Redis may be back empty (a restart) before
+            # the reader resets the cache, so the cache cannot say that
+            # history still covers `after`. Redis is asked instead.
+            if (self.available and self._caches.get(group_id) is cache
+                    and after >= cache.start):
                 start = bisect.bisect_right(cache.positions, after)
                 return cache.entries[start:start + limit], True
         return self.readStored(group_id, after, limit)
@@ -790,8 +795,8 @@ class RedisBroker:
     def readLocal(self, group_id, after, limit=1000):
         with self._lock:
             cache = self._caches.get(group_id)
-            if cache is None or after < cache.start:
-                return None
+            if cache is None or after < cache.start or not self.available:
+                return None     # see read()
             start = bisect.bisect_right(cache.positions, after)
             return cache.entries[start:start + limit], True
 

@@ -228,8 +228,11 @@ def test_redis_lost_and_back(redisServer):
         with pytest.raises(BrokerUnavailable):
             a.latest('g')
         waitUntil(lambda: not a.available and not b.available)
-        # The local cache still answers what it has.
-        assert html(a.read('g', base, 10)[0]) == ['before']
+        # The local cache is no proof of what Redis will have when it is
+        # back (test below): reads ask Redis, and fail visibly meanwhile.
+        with pytest.raises(BrokerUnavailable):
+            a.read('g', base, 10)
+        assert a.readLocal('g', base, 10) is None
         redisServer.start()   # empty: the log is gone
         waitUntil(lambda: a.available and b.available, 10)
         del woken[:]
@@ -242,6 +245,39 @@ def test_redis_lost_and_back(redisServer):
         assert html(a.read('g', a.base('g'), 10)[0]) == ['after']
         assert after > before
     finally:
+        a.close()
+        b.close()
+
+
+def test_a_reader_away_does_not_vouch_for_history(redisServer):
+    """Redis restarted empty while A's reader is away (reconnecting, held
+    here before it does): A's cache still holds what the old log had, but
+    is no proof that Redis still has that history. A page that registers
+    again after `before` (manager.rewind) must be told it was not
+    recovered, not be served from the cache."""
+    a = RedisBroker(redisServer.url, timeout=1)
+    b = RedisBroker(redisServer.url, timeout=1)
+    gate = threading.Event()
+    restart = a._restart
+
+    def held():
+        gate.wait(30)
+        restart()
+    try:
+        base = a.latest('g')
+        before = b.publish('g', ev('before'), None)
+        waitUntil(lambda: a.read('g', base, 10)[0])
+        a._restart = held
+        redisServer.stop()
+        waitUntil(lambda: not a.available)
+        redisServer.start()   # empty
+        entries, recovered = a.read('g', before, 10)
+        assert (entries, recovered) == ([], False)
+        gate.set()
+        waitUntil(lambda: a.available)
+        assert not a.read('g', before, 10)[1]
+    finally:
+        gate.set()
         a.close()
         b.close()
 
