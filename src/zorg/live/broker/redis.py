@@ -1059,20 +1059,27 @@ class RedisBroker:
                 backoff = min(backoff * 2, self.maxBackoff)
 
     def _restart(self):
-        """(Re)connected: every watched cache starts again at its log's
-        end, and everybody re-reads (from Redis where the cache does not
-        reach back)."""
+        """(Re)connected: a watched cache whose log still covers where it
+        read to goes on from there; any other (the log was lost, trimmed
+        past it, or is a promoted replica's that ends before it) starts
+        again at its log's end, and its readers re-read from Redis, which
+        tells them whether history still covers them. Everybody is woken.
+
+        Going on matters at the first connection too: a cache made just
+        before it, and a publish in between, would otherwise be skipped by
+        a cache moved to the end (a waiter on it would wait for the next
+        event)."""
         self._reader.ping()
         with self._lock:
             groups = list(self._caches)
-        latest = {}
+        stored = {}
         for group_id in groups:
-            latest[group_id] = self._stored(group_id, self._reader)[3]
+            stored[group_id] = self._stored(group_id, self._reader)
         with self._cond:
-            for group_id, last in latest.items():
+            for group_id, (last, base, _fresh, start) in stored.items():
                 cache = self._caches.get(group_id)
-                if cache is not None:
-                    cache.reset(last)
+                if cache is not None and not base <= cache.cursor <= last:
+                    cache.reset(start)
             self._cond.notify_all()
         self._notify(tuple(groups))
 

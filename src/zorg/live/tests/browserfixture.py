@@ -7,6 +7,7 @@ into <repo>/test-artifacts/ (and of every page still open when it failed).
 
 import os
 import re
+import warnings
 
 import pytest
 
@@ -94,9 +95,17 @@ def screenshotTaken(request):
 def screenshot(request, artifacts):
     """screenshot(page, label=''): the page as <test name>[-label].png."""
     def take(page, label=''):
+        from playwright.sync_api import Error
         name = fileName(request) + ('-' + label if label else '') + '.png'
         path = artifacts / name
-        page.screenshot(path=str(path), full_page=True)
+        try:
+            page.screenshot(path=str(path), full_page=True)
+        except Error as e:
+            # A picture for people, not a check: Chromium under load may
+            # fail to capture one ("Unable to capture screenshot"), which
+            # says nothing about the page. Said, not failed.
+            warnings.warn('no screenshot %s: %s' % (name, e))
+            return None
         request.node.zorg_screenshot_taken = True
         return path
     return take

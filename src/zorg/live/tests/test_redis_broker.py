@@ -282,6 +282,37 @@ def test_a_reader_away_does_not_vouch_for_history(redisServer):
         b.close()
 
 
+class FirstConnectionHeld(RedisBroker):
+    """A broker whose reader waits for `gate` before it first connects."""
+
+    gate = None
+
+    def _restart(self):
+        self.gate.wait(30)
+        super()._restart()
+
+
+def test_a_publish_before_the_reader_first_connects_is_not_skipped(
+        redisServer):
+    """A group watched, and published to, before the reader thread's
+    first connection (a busy machine starts threads late): the reader
+    goes on from where the cache was made, so waiters are woken by that
+    publish, not by the next one."""
+    FirstConnectionHeld.gate = gate = threading.Event()
+    a = FirstConnectionHeld(redisServer.url)
+    b = RedisBroker(redisServer.url)
+    try:
+        base = a.latest('g')
+        pos = b.publish('g', ev('early'), None)
+        gate.set()
+        assert a.waitFor('g', base, 5)
+        assert [p for p, _t, _a in a.read('g', base, 10)[0]] == [pos]
+    finally:
+        gate.set()
+        a.close()
+        b.close()
+
+
 def test_close_stops_the_reader(redisServer):
     broker = RedisBroker(redisServer.url)
     broker.latest('g')
