@@ -86,7 +86,13 @@ def test_a_page_moves_to_another_process_without_losing_events(managers):
     # A dies; meanwhile B publishes.
     a.broker.close()
     for n in range(2, 6):
-        b.publish(Append('t', str(n)), '/room')
+        newest = b.publish(Append('t', str(n)), '/room')
+    # B's reader learns of its own publishes a moment later; an answer
+    # before that would hold only some of them (the rest in the next).
+    deadline = time.monotonic() + 15
+    while (b.broker.latestLocal('/room') or (0, 0)) < newest:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
     # The page's next request lands on B: unknown there, it registers
     # again with the last id it applied (views.do_register does this).
     moved = page(b, 'pa2')
