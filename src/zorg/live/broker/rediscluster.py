@@ -410,17 +410,21 @@ class ClusterBroker:
         a replica promoted by a failover. Slots that moved between masters
         (a resharding) are not followed: see _shardOf."""
         with self._mapLock:
-            if time.monotonic() - self._mapRead >= self.mapEvery:
+            due = time.monotonic() - self._mapRead >= self.mapEvery
+            if due:
                 self._mapRead = time.monotonic()
-                try:
-                    self.cluster.nodes_manager.initialize()
-                except (redis.exceptions.RedisClusterException,
-                        redis.RedisError) as e:
-                    # The cluster is failing over: the reader backs off
-                    # and asks again.
-                    raise redis.ConnectionError(
-                        'cannot read the Redis Cluster\'s slot map (%s)'
-                        % e)
+        if due:
+            # Network I/O, so outside the lock (other readers and
+            # _shardOf take it); redis-py serializes its own refreshes.
+            try:
+                self.cluster.nodes_manager.initialize()
+            except (redis.exceptions.RedisClusterException,
+                    redis.RedisError) as e:
+                # The cluster is failing over: the reader backs off and
+                # asks again.
+                raise redis.ConnectionError(
+                    'cannot read the Redis Cluster\'s slot map (%s)' % e)
+        with self._mapLock:
             moved = {}
             for other in self._order:
                 try:
